@@ -1,0 +1,103 @@
+//! Argument parsing and the commands.
+
+mod decode;
+mod gen_cmd;
+
+use std::net::Ipv4Addr;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// ticklane: a kernel-bypass NASDAQ TotalView-ITCH 5.0 market-data appliance.
+///
+/// Today's commands work on captures: generate a synthetic feed, decode a
+/// capture to the canonical JSON Lines.
+#[derive(Debug, Parser)]
+#[command(name = "ticklane", version, propagate_version = true, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Gen(gen_cmd::GenArgs),
+    Decode(decode::DecodeArgs),
+}
+
+/// Runs the command line; errors are printed with their causes.
+pub(crate) fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Gen(args) => gen_cmd::run(&args),
+        Command::Decode(args) => decode::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ticklane: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A `GROUP:PORT` pair, e.g. `239.1.1.1:26477`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct GroupPort {
+    pub(crate) group: Ipv4Addr,
+    pub(crate) port: u16,
+}
+
+impl std::str::FromStr for GroupPort {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (g, p) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("'{s}' is not GROUP:PORT (for example 239.1.1.1:26477)"))?;
+        let group: Ipv4Addr = g.parse().map_err(|_| format!("'{g}' is not an IPv4 address"))?;
+        if !group.is_multicast() {
+            return Err(format!("{group} is not a multicast group (224.0.0.0/4)"));
+        }
+        let port: u16 = p.parse().map_err(|_| format!("'{p}' is not a port number"))?;
+        if port == 0 {
+            return Err("port 0 is not a feed port".into());
+        }
+        Ok(Self { group, port })
+    }
+}
+
+/// A progress bar on stderr, drawn only when stderr is a terminal.
+pub(crate) fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(len),
+        indicatif::ProgressDrawTarget::stderr_with_hz(4),
+    );
+    let style = indicatif::ProgressStyle::with_template(&format!(
+        "{{spinner}} {what} [{{elapsed_precise}}] [{{wide_bar}}] {{percent}}% ({{per_sec}}, eta {{eta}})"
+    ))
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_port_parsing() {
+        let gp: GroupPort = "239.1.2.3:26477".parse().unwrap();
+        assert_eq!(gp, GroupPort { group: Ipv4Addr::new(239, 1, 2, 3), port: 26477 });
+        assert!("239.1.2.3".parse::<GroupPort>().unwrap_err().contains("GROUP:PORT"));
+        assert!("10.0.0.1:1".parse::<GroupPort>().unwrap_err().contains("not a multicast"));
+        assert!("239.1.1.1:0".parse::<GroupPort>().is_err());
+        assert!("239.1.1.1:99999".parse::<GroupPort>().is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,330 @@
+//! From capture records to sequenced ITCH messages: frames are walked through
+//! Ethernet/IPv4/UDP and MoldUDP64, BinaryFILE messages are numbered from 1.
+//! Malformed input is reported to the sink with its location and skipped;
+//! nothing here panics or stops on a bad packet.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use ticklane_protocols::itch::{self, ItchError, MESSAGE_TYPES, MessageRef};
+use ticklane_protocols::moldudp64::{MoldError, Packet, PacketKind, Session};
+use ticklane_protocols::wire::{self, FrameError};
+
+use crate::capture::{Link, Record};
+
+/// Where in the input a problem was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    /// What `number` counts.
+    pub unit: Unit,
+    /// 1-based packet number (pcap) or message number (BinaryFILE).
+    pub number: u64,
+    /// Byte offset of the record in the file.
+    pub offset: u64,
+}
+
+/// What a [`Location`] counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// Captured packets.
+    Packet,
+    /// BinaryFILE messages.
+    Message,
+}
+
+impl fmt::Display for Unit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Packet => "packet",
+            Self::Message => "message",
+        })
+    }
+}
+
+/// What was wrong with a packet or message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Problem {
+    /// The frame is not a well-formed UDP datagram.
+    Frame(FrameError),
+    /// The UDP payload is not a well-formed MoldUDP64 packet.
+    Mold(MoldError),
+    /// One message is not a valid ITCH 5.0 message.
+    Itch {
+        /// Its sequence number.
+        seq: u64,
+        /// Why.
+        error: ItchError,
+    },
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Frame(e) => e.fmt(f),
+            Self::Mold(e) => e.fmt(f),
+            Self::Itch { seq, error } => write!(f, "message seq {seq}: {error}"),
+        }
+    }
+}
+
+/// Receives what [`FeedDecoder`] finds.
+pub trait FeedSink {
+    /// A valid message with its session and sequence number.
+    fn message(&mut self, session: &Session, seq: u64, message: MessageRef<'_>);
+    /// A valid MoldUDP64 packet, before its messages are delivered.
+    fn packet(&mut self, packet: &Packet<&[u8]>) {
+        let _ = packet;
+    }
+    /// Something malformed that was skipped.
+    fn problem(&mut self, at: Location, problem: Problem);
+}
+
+/// Optional filter on the frames that count as the feed.
+#[derive(Debug, Clone, Default)]
+pub struct FeedFilter {
+    /// Destination (group, port) pairs to keep; empty keeps every UDP frame.
+    pub feeds: Vec<([u8; 4], u16)>,
+}
+
+/// Counts of what was decoded and skipped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DecodeCounts {
+    /// Records read (frames or BinaryFILE messages).
+    pub records: u64,
+    /// Valid MoldUDP64 packets.
+    pub packets: u64,
+    /// Valid messages delivered.
+    pub messages: u64,
+    /// Frames that were valid but not UDP over IPv4, or not a filtered feed.
+    pub foreign: u64,
+    /// Packets skipped as malformed.
+    pub bad_packets: u64,
+    /// Messages skipped as malformed inside valid packets.
+    pub bad_messages: u64,
+}
+
+/// Walks records into messages.
+#[derive(Debug, Default)]
+pub struct FeedDecoder {
+    filter: FeedFilter,
+    counts: DecodeCounts,
+}
+
+const BINARYFILE_SESSION: Session = Session([b' '; 10]);
+
+impl FeedDecoder {
+    /// A decoder keeping only the frames `filter` selects.
+    pub fn new(filter: FeedFilter) -> Self {
+        Self { filter, counts: DecodeCounts::default() }
+    }
+
+    /// What was seen so far.
+    pub fn counts(&self) -> DecodeCounts {
+        self.counts
+    }
+
+    /// Decodes one record into `sink`.
+    pub fn record(&mut self, record: Record<'_>, sink: &mut impl FeedSink) {
+        self.counts.records += 1;
+        match record {
+            Record::Message { number, offset, data } => match itch::parse(data) {
+                Ok(m) => {
+                    self.counts.messages += 1;
+                    sink.message(&BINARYFILE_SESSION, number, m);
+                }
+                Err(error) => {
+                    self.counts.bad_messages += 1;
+                    sink.problem(Location { unit: Unit::Message, number, offset }, Problem::Itch { seq: number, error });
+                }
+            },
+            Record::Frame(frame) => {
+                let at = Location { unit: Unit::Packet, number: frame.number, offset: frame.offset };
+                let parsed = match frame.link {
+                    Link::Ethernet => wire::parse_ethernet_udp(frame.data),
+                    Link::RawIpv4 => wire::parse_ipv4_udp(frame.data),
+                };
+                let udp = match parsed {
+                    Ok(udp) => udp,
+                    Err(e) if e.is_foreign() => {
+                        self.counts.foreign += 1;
+                        return;
+                    }
+                    Err(e) => {
+                        self.counts.bad_packets += 1;
+                        return sink.problem(at, Problem::Frame(e));
+                    }
+                };
+                let wanted = self.filter.feeds.is_empty()
+                    || self.filter.feeds.contains(&(udp.destination, udp.destination_port));
+                if !wanted {
+                    self.counts.foreign += 1;
+                    return;
+                }
+                self.payload(at, udp.payload, sink);
+            }
+        }
+    }
+
+    /// Decodes one MoldUDP64 packet (a UDP payload) into `sink`.
+    pub fn payload(&mut self, at: Location, payload: &[u8], sink: &mut impl FeedSink) {
+        let packet = match Packet::new_checked(payload) {
+            Ok(p) => p,
+            Err(e) => {
+                self.counts.bad_packets += 1;
+                return sink.problem(at, Problem::Mold(e));
+            }
+        };
+        self.counts.packets += 1;
+        sink.packet(&packet);
+        let session = packet.session();
+        for (seq, bytes) in packet.messages() {
+            match itch::parse(bytes) {
+                Ok(m) => {
+                    self.counts.messages += 1;
+                    sink.message(&session, seq, m);
+                }
+                Err(error) => {
+                    self.counts.bad_messages += 1;
+                    sink.problem(at, Problem::Itch { seq, error });
+                }
+            }
+        }
+    }
+}
+
+/// Most gaps a session summary lists one by one; later ones are only counted.
+pub const MAX_LISTED_GAPS: usize = 64;
+
+/// What a summary knows of one session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionSummary {
+    /// Packets with messages.
+    pub packets: u64,
+    /// Heartbeats.
+    pub heartbeats: u64,
+    /// End-of-session packets.
+    pub end_of_session: u64,
+    /// Messages.
+    pub messages: u64,
+    /// Lowest sequence number seen.
+    pub first_seq: Option<u64>,
+    /// Highest sequence number seen plus one.
+    pub next_seq: u64,
+    /// Gaps `[from, to]` (inclusive) in arrival order, the first
+    /// [`MAX_LISTED_GAPS`] of them.
+    pub gaps: Vec<(u64, u64)>,
+    /// All gaps, listed or not.
+    pub gap_count: u64,
+    /// Messages missing in all gaps.
+    pub missing: u64,
+    /// Packets that arrived with an already-seen sequence number (duplicates
+    /// or late arrivals).
+    pub late_packets: u64,
+}
+
+/// Per-type counts and per-session sequence accounting of a feed.
+#[derive(Debug, Clone, Default)]
+pub struct FeedSummary {
+    /// Messages by type, indexed like [`MESSAGE_TYPES`].
+    pub by_type: [u64; MESSAGE_TYPES.len()],
+    /// Per session, by name.
+    pub sessions: BTreeMap<Session, SessionSummary>,
+}
+
+impl FeedSummary {
+    /// Accounts one packet.
+    pub fn packet(&mut self, packet: &Packet<&[u8]>) {
+        let s = self.sessions.entry(packet.session()).or_default();
+        let seq = packet.sequence_number();
+        match packet.kind() {
+            PacketKind::Heartbeat => s.heartbeats += 1,
+            PacketKind::EndOfSession => s.end_of_session += 1,
+            PacketKind::Messages => s.packets += 1,
+        }
+        if s.first_seq.is_none() {
+            s.first_seq = Some(seq);
+            s.next_seq = seq;
+        }
+        if seq > s.next_seq {
+            if s.gaps.len() < MAX_LISTED_GAPS {
+                s.gaps.push((s.next_seq, seq - 1));
+            }
+            s.gap_count += 1;
+            s.missing += seq - s.next_seq;
+        } else if seq < s.next_seq && packet.kind() == PacketKind::Messages {
+            s.late_packets += 1;
+        }
+        s.next_seq = s.next_seq.max(packet.next_sequence_number());
+        s.messages += u64::from(packet.messages_len());
+    }
+
+    /// Accounts one message's type.
+    pub fn message(&mut self, message: &MessageRef<'_>) {
+        if let Some(i) = itch::type_index(message.header().message_type) {
+            self.by_type[i] += 1;
+        }
+    }
+
+    /// Accounts a BinaryFILE message (no packets): numbered from 1, no gaps.
+    pub fn unsequenced(&mut self, seq: u64) {
+        let s = self.sessions.entry(BINARYFILE_SESSION).or_default();
+        s.first_seq.get_or_insert(seq);
+        s.next_seq = s.next_seq.max(seq + 1);
+        s.messages += 1;
+    }
+
+    /// The human-readable report `ticklane decode --summary` prints.
+    pub fn render(&self, counts: &DecodeCounts) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let total: u64 = self.by_type.iter().sum();
+        let _ = writeln!(out, "messages: {total}");
+        let _ = writeln!(out, "packets: {}", counts.packets);
+        if counts.foreign > 0 {
+            let _ = writeln!(out, "other frames skipped: {}", counts.foreign);
+        }
+        if counts.bad_packets + counts.bad_messages > 0 {
+            let _ = writeln!(
+                out,
+                "malformed: {} packets, {} messages (skipped)",
+                counts.bad_packets, counts.bad_messages
+            );
+        }
+        let _ = writeln!(out, "by type:");
+        for (t, n) in MESSAGE_TYPES.iter().zip(self.by_type) {
+            if n > 0 {
+                let share = 100.0 * n as f64 / total.max(1) as f64;
+                let _ = writeln!(out, "  {} {:<26} {n:>12} {share:6.2}%", char::from(t.tag), t.name);
+            }
+        }
+        for (session, s) in &self.sessions {
+            let name = String::from_utf8_lossy(session.trimmed());
+            let first = s.first_seq.unwrap_or(0);
+            let _ = writeln!(out, "session \"{name}\":");
+            let _ = writeln!(
+                out,
+                "  seq {first}..{} ({} messages in {} packets, {} heartbeats{})",
+                s.next_seq.saturating_sub(1),
+                s.messages,
+                s.packets,
+                s.heartbeats,
+                if s.end_of_session > 0 { ", ended" } else { "" }
+            );
+            if s.gap_count == 0 {
+                let _ = writeln!(out, "  gaps: none");
+            } else {
+                let _ = writeln!(out, "  gaps: {} ({} messages missing)", s.gap_count, s.missing);
+                for (from, to) in &s.gaps {
+                    let _ = writeln!(out, "    {from}..{to} ({} messages)", to - from + 1);
+                }
+                if s.gap_count > s.gaps.len() as u64 {
+                    let _ = writeln!(out, "    … {} more", s.gap_count - s.gaps.len() as u64);
+                }
+            }
+            if s.late_packets > 0 {
+                let _ = writeln!(out, "  duplicate or late packets: {}", s.late_packets);
+            }
+        }
+        out
+    }
+}

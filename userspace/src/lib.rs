@@ -1,0 +1,18 @@
+//! # ticklane: the appliance
+//!
+//! Everything that owns threads, files, sockets and time sits here, above the
+//! byte-level [`ticklane_protocols`] crate:
+//!
+//! - [`capture`]: pcap / pcapng / BinaryFILE readers (streaming, bounded
+//!   memory) and writers;
+//! - [`feed`]: capture records → sequenced ITCH messages, with every malformed
+//!   packet located, reported and skipped; per-session sequence accounting;
+//! - [`json`]: the canonical decode format of `shared/ITCH50.md`;
+//! - [`market`] and [`generate`]: the deterministic synthetic market behind
+//!   `ticklane gen`, packed into MoldUDP64 multicast frames.
+
+pub mod capture;
+pub mod feed;
+pub mod generate;
+pub mod json;
+pub mod market;
