@@ -9,7 +9,9 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use pcap_parser::pcapng::{Block, EnhancedPacketBlock, InterfaceDescriptionBlock, SectionHeaderBlock};
+use pcap_parser::pcapng::{
+    Block, EnhancedPacketBlock, InterfaceDescriptionBlock, SectionHeaderBlock,
+};
 use pcap_parser::{
     LegacyPcapBlock, Linktype, PcapBlockOwned, PcapError, PcapHeader, ToVec, create_reader,
 };
@@ -132,7 +134,10 @@ pub enum CaptureError {
 const READ_BUFFER: usize = 1 << 20;
 
 fn open(path: &Path) -> Result<(File, Format), CaptureError> {
-    let io_err = |source| CaptureError::Io { path: path.to_owned(), source };
+    let io_err = |source| CaptureError::Io {
+        path: path.to_owned(),
+        source,
+    };
     let mut file = File::open(path).map_err(io_err)?;
     let mut head = [0u8; 64];
     let mut n = 0;
@@ -143,11 +148,17 @@ fn open(path: &Path) -> Result<(File, Format), CaptureError> {
         }
     }
     if n == 0 {
-        return Err(CaptureError::Empty { path: path.to_owned() });
+        return Err(CaptureError::Empty {
+            path: path.to_owned(),
+        });
     }
     let format = Format::detect(&head[..n]).ok_or_else(|| CaptureError::UnknownFormat {
         path: path.to_owned(),
-        head: head[..n.min(8)].iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" "),
+        head: head[..n.min(8)]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" "),
     })?;
     let file = File::open(path).map_err(io_err)?;
     Ok((file, format))
@@ -180,7 +191,11 @@ pub fn read(path: &Path, f: impl FnMut(Record<'_>)) -> Result<Format, CaptureErr
     Ok(format)
 }
 
-fn read_binaryfile(path: &Path, file: File, mut f: impl FnMut(Record<'_>)) -> Result<(), CaptureError> {
+fn read_binaryfile(
+    path: &Path,
+    file: File,
+    mut f: impl FnMut(Record<'_>),
+) -> Result<(), CaptureError> {
     let mut reader = BufReader::with_capacity(READ_BUFFER, file);
     let mut buf = vec![0u8; READ_BUFFER];
     let (mut start, mut end) = (0usize, 0usize);
@@ -189,7 +204,11 @@ fn read_binaryfile(path: &Path, file: File, mut f: impl FnMut(Record<'_>)) -> Re
         match binaryfile::next_block(&buf[start..end]) {
             BinBlock::Message { message, consumed } => {
                 number += 1;
-                f(Record::Message { number, offset, data: message });
+                f(Record::Message {
+                    number,
+                    offset,
+                    data: message,
+                });
                 offset += consumed as u64;
                 start += consumed;
             }
@@ -207,7 +226,10 @@ fn read_binaryfile(path: &Path, file: File, mut f: impl FnMut(Record<'_>)) -> Re
                 debug_assert!(needed <= buf.len());
                 let n = reader
                     .read(&mut buf[end..])
-                    .map_err(|source| CaptureError::Io { path: path.to_owned(), source })?;
+                    .map_err(|source| CaptureError::Io {
+                        path: path.to_owned(),
+                        source,
+                    })?;
                 if n == 0 {
                     if end == 0 {
                         return Ok(());
@@ -244,7 +266,11 @@ fn link_of(linktype: Linktype) -> Option<Link> {
 }
 
 fn read_pcap(path: &Path, file: File, mut f: impl FnMut(Record<'_>)) -> Result<(), CaptureError> {
-    let corrupt = |offset: u64, what: String| CaptureError::Corrupt { path: path.to_owned(), offset, what };
+    let corrupt = |offset: u64, what: String| CaptureError::Corrupt {
+        path: path.to_owned(),
+        offset,
+        what,
+    };
     let mut reader = create_reader(READ_BUFFER, file)
         .map_err(|e| corrupt(0, format!("unreadable capture header: {e:?}")))?;
     let mut offset = 0u64;
@@ -257,7 +283,8 @@ fn read_pcap(path: &Path, file: File, mut f: impl FnMut(Record<'_>)) -> Result<(
             Ok((consumed, block)) => {
                 match block {
                     PcapBlockOwned::LegacyHeader(h) => {
-                        legacy = Some((link_of(h.network), h.network.0, h.is_nanosecond_precision()));
+                        legacy =
+                            Some((link_of(h.network), h.network.0, h.is_nanosecond_precision()));
                     }
                     PcapBlockOwned::Legacy(b) => {
                         number += 1;
@@ -268,7 +295,13 @@ fn read_pcap(path: &Path, file: File, mut f: impl FnMut(Record<'_>)) -> Result<(
                         })?;
                         let frac = u64::from(b.ts_usec) * if nanos { 1 } else { 1000 };
                         let ts_nanos = u64::from(b.ts_sec) * 1_000_000_000 + frac;
-                        f(Record::Frame(Frame { number, offset, ts_nanos, link, data: b.data }));
+                        f(Record::Frame(Frame {
+                            number,
+                            offset,
+                            ts_nanos,
+                            link,
+                            data: b.data,
+                        }));
                     }
                     PcapBlockOwned::NG(Block::SectionHeader(_)) => interfaces.clear(),
                     PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
@@ -282,7 +315,10 @@ fn read_pcap(path: &Path, file: File, mut f: impl FnMut(Record<'_>)) -> Result<(
                     PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
                         number += 1;
                         let iface = interfaces.get(epb.if_id as usize).ok_or_else(|| {
-                            corrupt(offset, format!("packet {number} names undeclared interface {}", epb.if_id))
+                            corrupt(
+                                offset,
+                                format!("packet {number} names undeclared interface {}", epb.if_id),
+                            )
                         })?;
                         let link = iface.link.ok_or_else(|| CaptureError::Linktype {
                             path: path.to_owned(),
@@ -292,20 +328,37 @@ fn read_pcap(path: &Path, file: File, mut f: impl FnMut(Record<'_>)) -> Result<(
                         let res = iface.resolution.max(1);
                         let secs = (ticks / res).saturating_add_signed(iface.offset_secs);
                         let frac = u128::from(ticks % res) * 1_000_000_000 / u128::from(res);
-                        let ts_nanos = secs.saturating_mul(1_000_000_000).saturating_add(frac as u64);
+                        let ts_nanos = secs
+                            .saturating_mul(1_000_000_000)
+                            .saturating_add(frac as u64);
                         let data = epb.data.get(..epb.caplen as usize).unwrap_or(epb.data);
-                        f(Record::Frame(Frame { number, offset, ts_nanos, link, data }));
+                        f(Record::Frame(Frame {
+                            number,
+                            offset,
+                            ts_nanos,
+                            link,
+                            data,
+                        }));
                     }
                     PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
                         number += 1;
                         let iface = interfaces.first().ok_or_else(|| {
-                            corrupt(offset, format!("packet {number} before any interface description"))
+                            corrupt(
+                                offset,
+                                format!("packet {number} before any interface description"),
+                            )
                         })?;
                         let link = iface.link.ok_or_else(|| CaptureError::Linktype {
                             path: path.to_owned(),
                             linktype: iface.linktype,
                         })?;
-                        f(Record::Frame(Frame { number, offset, ts_nanos: 0, link, data: spb.data }));
+                        f(Record::Frame(Frame {
+                            number,
+                            offset,
+                            ts_nanos: 0,
+                            link,
+                            data: spb.data,
+                        }));
                     }
                     PcapBlockOwned::NG(_) => {}
                 }
@@ -315,21 +368,32 @@ fn read_pcap(path: &Path, file: File, mut f: impl FnMut(Record<'_>)) -> Result<(
             Err(PcapError::Eof) => return Ok(()),
             Err(PcapError::Incomplete(_)) => {
                 reader.refill().map_err(|e| match e {
-                    PcapError::Eof | PcapError::UnexpectedEof | PcapError::Incomplete(_) => corrupt(
-                        offset,
-                        format!("the file ends inside the record of packet {}: truncated?", number + 1),
-                    ),
+                    PcapError::Eof | PcapError::UnexpectedEof | PcapError::Incomplete(_) => {
+                        corrupt(
+                            offset,
+                            format!(
+                                "the file ends inside the record of packet {}: truncated?",
+                                number + 1
+                            ),
+                        )
+                    }
                     other => corrupt(offset, format!("{other:?}")),
                 })?;
             }
             Err(PcapError::UnexpectedEof) => {
                 return Err(corrupt(
                     offset,
-                    format!("the file ends inside the record of packet {}: truncated?", number + 1),
+                    format!(
+                        "the file ends inside the record of packet {}: truncated?",
+                        number + 1
+                    ),
                 ));
             }
             Err(e) => {
-                return Err(corrupt(offset, format!("malformed capture record after packet {number}: {e:?}")));
+                return Err(corrupt(
+                    offset,
+                    format!("malformed capture record after packet {number}: {e:?}"),
+                ));
             }
         }
     }
@@ -347,12 +411,23 @@ const SNAPLEN: u32 = 65535;
 impl CaptureWriter {
     /// Creates (truncates) `path` and writes the file header.
     pub fn create(path: &Path, format: Format) -> Result<Self, CaptureError> {
-        let io_err = |source| CaptureError::Io { path: path.to_owned(), source };
+        let io_err = |source| CaptureError::Io {
+            path: path.to_owned(),
+            source,
+        };
         let file = File::create(path).map_err(io_err)?;
-        let mut w = Self { out: BufWriter::with_capacity(1 << 20, file), format, path: path.to_owned() };
+        let mut w = Self {
+            out: BufWriter::with_capacity(1 << 20, file),
+            format,
+            path: path.to_owned(),
+        };
         match format {
             Format::Pcap => {
-                let mut h = PcapHeader { snaplen: SNAPLEN, network: Linktype::ETHERNET, ..PcapHeader::new() };
+                let mut h = PcapHeader {
+                    snaplen: SNAPLEN,
+                    network: Linktype::ETHERNET,
+                    ..PcapHeader::new()
+                };
                 h.magic_number = 0xa1b2_3c4d; // nanosecond resolution
                 w.put_vec(h.to_vec_raw())?;
             }
@@ -401,7 +476,12 @@ impl CaptureWriter {
     }
 
     fn put(&mut self, bytes: &[u8]) -> Result<(), CaptureError> {
-        self.out.write_all(bytes).map_err(|source| CaptureError::Io { path: self.path.clone(), source })
+        self.out
+            .write_all(bytes)
+            .map_err(|source| CaptureError::Io {
+                path: self.path.clone(),
+                source,
+            })
     }
 
     /// The format being written.
@@ -448,19 +528,23 @@ impl CaptureWriter {
 
     /// Appends one message (BinaryFILE).
     pub fn write_message(&mut self, message: &[u8]) -> Result<(), CaptureError> {
-        let len = u16::try_from(message.len()).ok().filter(|&l| l > 0).ok_or_else(|| {
-            CaptureError::Corrupt {
+        let len = u16::try_from(message.len())
+            .ok()
+            .filter(|&l| l > 0)
+            .ok_or_else(|| CaptureError::Corrupt {
                 path: self.path.clone(),
                 offset: 0,
                 what: format!("a message of {} bytes cannot be framed", message.len()),
-            }
-        })?;
+            })?;
         self.put(&len.to_be_bytes())?;
         self.put(message)
     }
 
     /// Flushes everything to the file.
     pub fn finish(mut self) -> Result<(), CaptureError> {
-        self.out.flush().map_err(|source| CaptureError::Io { path: self.path.clone(), source })
+        self.out.flush().map_err(|source| CaptureError::Io {
+            path: self.path.clone(),
+            source,
+        })
     }
 }

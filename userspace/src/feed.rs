@@ -115,7 +115,10 @@ const BINARYFILE_SESSION: Session = Session([b' '; 10]);
 impl FeedDecoder {
     /// A decoder keeping only the frames `filter` selects.
     pub fn new(filter: FeedFilter) -> Self {
-        Self { filter, counts: DecodeCounts::default() }
+        Self {
+            filter,
+            counts: DecodeCounts::default(),
+        }
     }
 
     /// What was seen so far.
@@ -127,18 +130,33 @@ impl FeedDecoder {
     pub fn record(&mut self, record: Record<'_>, sink: &mut impl FeedSink) {
         self.counts.records += 1;
         match record {
-            Record::Message { number, offset, data } => match itch::parse(data) {
+            Record::Message {
+                number,
+                offset,
+                data,
+            } => match itch::parse(data) {
                 Ok(m) => {
                     self.counts.messages += 1;
                     sink.message(&BINARYFILE_SESSION, number, m);
                 }
                 Err(error) => {
                     self.counts.bad_messages += 1;
-                    sink.problem(Location { unit: Unit::Message, number, offset }, Problem::Itch { seq: number, error });
+                    sink.problem(
+                        Location {
+                            unit: Unit::Message,
+                            number,
+                            offset,
+                        },
+                        Problem::Itch { seq: number, error },
+                    );
                 }
             },
             Record::Frame(frame) => {
-                let at = Location { unit: Unit::Packet, number: frame.number, offset: frame.offset };
+                let at = Location {
+                    unit: Unit::Packet,
+                    number: frame.number,
+                    offset: frame.offset,
+                };
                 let parsed = match frame.link {
                     Link::Ethernet => wire::parse_ethernet_udp(frame.data),
                     Link::RawIpv4 => wire::parse_ipv4_udp(frame.data),
@@ -155,7 +173,10 @@ impl FeedDecoder {
                     }
                 };
                 let wanted = self.filter.feeds.is_empty()
-                    || self.filter.feeds.contains(&(udp.destination, udp.destination_port));
+                    || self
+                        .filter
+                        .feeds
+                        .contains(&(udp.destination, udp.destination_port));
                 if !wanted {
                     self.counts.foreign += 1;
                     return;
@@ -192,8 +213,12 @@ impl FeedDecoder {
     }
 }
 
-/// Most gaps a session summary lists one by one; later ones are only counted.
-pub const MAX_LISTED_GAPS: usize = 64;
+/// Most gaps the report lists one by one.
+pub const MAX_LISTED_GAPS: usize = 32;
+
+/// Most open gaps a session summary tracks; past that, new gaps are only
+/// counted (memory stays bounded on a hopeless feed).
+pub const MAX_TRACKED_GAPS: usize = 65_536;
 
 /// What a summary knows of one session.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -204,22 +229,52 @@ pub struct SessionSummary {
     pub heartbeats: u64,
     /// End-of-session packets.
     pub end_of_session: u64,
-    /// Messages.
-    pub messages: u64,
+    /// Messages received, duplicates included.
+    pub received: u64,
+    /// Messages received more than once.
+    pub duplicates: u64,
+    /// Packets that arrived after a later one and filled (part of) a hole.
+    pub late_packets: u64,
     /// Lowest sequence number seen.
     pub first_seq: Option<u64>,
     /// Highest sequence number seen plus one.
     pub next_seq: u64,
-    /// Gaps `[from, to]` (inclusive) in arrival order, the first
-    /// [`MAX_LISTED_GAPS`] of them.
-    pub gaps: Vec<(u64, u64)>,
-    /// All gaps, listed or not.
-    pub gap_count: u64,
-    /// Messages missing in all gaps.
-    pub missing: u64,
-    /// Packets that arrived with an already-seen sequence number (duplicates
-    /// or late arrivals).
-    pub late_packets: u64,
+    /// Holes still open: first missing sequence number → last missing.
+    pub gaps: BTreeMap<u64, u64>,
+    /// Gaps that could not be tracked (past [`MAX_TRACKED_GAPS`]).
+    pub untracked_gaps: u64,
+}
+
+impl SessionSummary {
+    /// Messages still missing in the open gaps.
+    pub fn missing(&self) -> u64 {
+        self.gaps.iter().map(|(from, to)| to - from + 1).sum()
+    }
+
+    /// Takes `[from, to)` out of the open gaps; returns how many of those
+    /// sequence numbers were in a gap (the rest were duplicates).
+    fn fill(&mut self, from: u64, to: u64) -> u64 {
+        let mut filled = 0;
+        let overlapping: Vec<(u64, u64)> = self
+            .gaps
+            .range(..to)
+            .rev()
+            .take_while(|(_, last)| **last >= from)
+            .map(|(a, b)| (*a, *b))
+            .collect();
+        for (a, b) in overlapping {
+            self.gaps.remove(&a);
+            let (lo, hi) = (a.max(from), b.min(to - 1));
+            filled += hi - lo + 1;
+            if a < lo {
+                self.gaps.insert(a, lo - 1);
+            }
+            if hi < b {
+                self.gaps.insert(hi + 1, b);
+            }
+        }
+        filled
+    }
 }
 
 /// Per-type counts and per-session sequence accounting of a feed.
@@ -232,30 +287,37 @@ pub struct FeedSummary {
 }
 
 impl FeedSummary {
-    /// Accounts one packet.
+    /// Accounts one packet: opens a gap when it skips ahead, fills gaps (or
+    /// counts duplicates) when it comes late.
     pub fn packet(&mut self, packet: &Packet<&[u8]>) {
         let s = self.sessions.entry(packet.session()).or_default();
         let seq = packet.sequence_number();
+        let end = packet.next_sequence_number();
         match packet.kind() {
             PacketKind::Heartbeat => s.heartbeats += 1,
             PacketKind::EndOfSession => s.end_of_session += 1,
             PacketKind::Messages => s.packets += 1,
         }
-        if s.first_seq.is_none() {
-            s.first_seq = Some(seq);
-            s.next_seq = seq;
+        let first = *s.first_seq.get_or_insert(seq);
+        if s.next_seq < first {
+            s.next_seq = first;
         }
+        s.received += end - seq;
         if seq > s.next_seq {
-            if s.gaps.len() < MAX_LISTED_GAPS {
-                s.gaps.push((s.next_seq, seq - 1));
+            if s.gaps.len() < MAX_TRACKED_GAPS {
+                s.gaps.insert(s.next_seq, seq - 1);
+            } else {
+                s.untracked_gaps += 1;
             }
-            s.gap_count += 1;
-            s.missing += seq - s.next_seq;
-        } else if seq < s.next_seq && packet.kind() == PacketKind::Messages {
-            s.late_packets += 1;
+        } else if seq < s.next_seq && end > seq {
+            let overlap_end = end.min(s.next_seq);
+            let filled = s.fill(seq, overlap_end);
+            s.duplicates += (overlap_end - seq) - filled;
+            if filled > 0 {
+                s.late_packets += 1;
+            }
         }
-        s.next_seq = s.next_seq.max(packet.next_sequence_number());
-        s.messages += u64::from(packet.messages_len());
+        s.next_seq = s.next_seq.max(end);
     }
 
     /// Accounts one message's type.
@@ -263,14 +325,6 @@ impl FeedSummary {
         if let Some(i) = itch::type_index(message.header().message_type) {
             self.by_type[i] += 1;
         }
-    }
-
-    /// Accounts a BinaryFILE message (no packets): numbered from 1, no gaps.
-    pub fn unsequenced(&mut self, seq: u64) {
-        let s = self.sessions.entry(BINARYFILE_SESSION).or_default();
-        s.first_seq.get_or_insert(seq);
-        s.next_seq = s.next_seq.max(seq + 1);
-        s.messages += 1;
     }
 
     /// The human-readable report `ticklane decode --summary` prints.
@@ -294,35 +348,48 @@ impl FeedSummary {
         for (t, n) in MESSAGE_TYPES.iter().zip(self.by_type) {
             if n > 0 {
                 let share = 100.0 * n as f64 / total.max(1) as f64;
-                let _ = writeln!(out, "  {} {:<26} {n:>12} {share:6.2}%", char::from(t.tag), t.name);
+                let _ = writeln!(
+                    out,
+                    "  {} {:<26} {n:>12} {share:6.2}%",
+                    char::from(t.tag),
+                    t.name
+                );
             }
         }
         for (session, s) in &self.sessions {
             let name = String::from_utf8_lossy(session.trimmed());
             let first = s.first_seq.unwrap_or(0);
+            let missing = s.missing();
             let _ = writeln!(out, "session \"{name}\":");
             let _ = writeln!(
                 out,
-                "  seq {first}..{} ({} messages in {} packets, {} heartbeats{})",
+                "  seq {first}..{}: {} messages received in {} packets, {} heartbeats{}",
                 s.next_seq.saturating_sub(1),
-                s.messages,
+                s.received,
                 s.packets,
                 s.heartbeats,
                 if s.end_of_session > 0 { ", ended" } else { "" }
             );
-            if s.gap_count == 0 {
-                let _ = writeln!(out, "  gaps: none");
-            } else {
-                let _ = writeln!(out, "  gaps: {} ({} messages missing)", s.gap_count, s.missing);
-                for (from, to) in &s.gaps {
-                    let _ = writeln!(out, "    {from}..{to} ({} messages)", to - from + 1);
-                }
-                if s.gap_count > s.gaps.len() as u64 {
-                    let _ = writeln!(out, "    … {} more", s.gap_count - s.gaps.len() as u64);
-                }
+            if s.duplicates + s.late_packets > 0 {
+                let _ = writeln!(
+                    out,
+                    "  duplicates: {} messages; late packets that filled a hole: {}",
+                    s.duplicates, s.late_packets
+                );
             }
-            if s.late_packets > 0 {
-                let _ = writeln!(out, "  duplicate or late packets: {}", s.late_packets);
+            if s.gaps.is_empty() && s.untracked_gaps == 0 {
+                let _ = writeln!(out, "  gaps: none");
+                continue;
+            }
+            let _ = writeln!(out, "  gaps: {} ({missing} messages missing)", s.gaps.len());
+            for (from, to) in s.gaps.iter().take(MAX_LISTED_GAPS) {
+                let _ = writeln!(out, "    {from}..{to} ({} messages)", to - from + 1);
+            }
+            if s.gaps.len() > MAX_LISTED_GAPS {
+                let _ = writeln!(out, "    … {} more", s.gaps.len() - MAX_LISTED_GAPS);
+            }
+            if s.untracked_gaps > 0 {
+                let _ = writeln!(out, "  and {} more gaps not tracked", s.untracked_gaps);
             }
         }
         out

@@ -150,7 +150,12 @@ struct Framer {
 }
 
 impl Framer {
-    fn send(&mut self, ts: u64, payload: &[u8], report: &mut GenReport) -> Result<(), CaptureError> {
+    fn send(
+        &mut self,
+        ts: u64,
+        payload: &[u8],
+        report: &mut GenReport,
+    ) -> Result<(), CaptureError> {
         let n = wire::write_udp_frame(&mut self.frame, &self.spec, payload)
             .expect("the frame buffer holds the largest payload"); // sized in `generate`
         self.clean.write_frame(ts, &self.frame[..n])?;
@@ -208,14 +213,19 @@ pub fn generate(
     let damaged = match &feed.damage {
         Some(d) => Some(Damager {
             writer: CaptureWriter::create(&d.output, feed.format)?,
-            rng: Pcg64Mcg::seed_from_u64(0x5eed_da3a_9e ^ feed.first_seq),
+            rng: Pcg64Mcg::seed_from_u64(0x005e_edda_3a9e ^ feed.first_seq),
             held: None,
             cfg: d.clone(),
         }),
         None => None,
     };
     let mut framer = Framer {
-        spec: UdpFrameSpec::multicast([0x02, 0x00, 0xc6, 0x12, 0x00, 0x01], feed.source, feed.group, feed.port),
+        spec: UdpFrameSpec::multicast(
+            [0x02, 0x00, 0xc6, 0x12, 0x00, 0x01],
+            feed.source,
+            feed.group,
+            feed.port,
+        ),
         frame: vec![0u8; feed.max_payload + wire::frame::FRAME_OVERHEAD],
         clean,
         damaged,
@@ -231,19 +241,28 @@ pub fn generate(
             if builder.count() >= feed.max_messages || builder.push(&message[..n]).is_err() {
                 break;
             }
-            last_ts = TRADING_DAY_EPOCH_NS + itch::parse(&message[..n]).map_or(0, |m| m.header().timestamp());
+            last_ts = TRADING_DAY_EPOCH_NS
+                + itch::parse(&message[..n]).map_or(0, |m| m.header().timestamp());
             count(&mut report, &message[..n], &mut progress);
             pending = market.next_message(&mut message);
         }
         seq += u64::from(builder.count());
         framer.send(last_ts, builder.finish(), &mut report)?;
         report.packets += 1;
-        if feed.heartbeat_every > 0 && report.packets % feed.heartbeat_every == 0 {
-            framer.send(last_ts, &moldudp64::header(feed.session, seq, 0), &mut report)?;
+        if feed.heartbeat_every > 0 && report.packets.is_multiple_of(feed.heartbeat_every) {
+            framer.send(
+                last_ts,
+                &moldudp64::header(feed.session, seq, 0),
+                &mut report,
+            )?;
             report.heartbeats += 1;
         }
     }
-    framer.send(last_ts, &moldudp64::header(feed.session, seq, END_OF_SESSION), &mut report)?;
+    framer.send(
+        last_ts,
+        &moldudp64::header(feed.session, seq, END_OF_SESSION),
+        &mut report,
+    )?;
     report.next_seq = seq;
     framer.clean.finish()?;
     if let Some(d) = framer.damaged {
@@ -257,7 +276,7 @@ fn count(report: &mut GenReport, message: &[u8], progress: &mut impl FnMut(u64))
         report.by_type[i] += 1;
     }
     report.messages += 1;
-    if report.messages % 65_536 == 0 {
+    if report.messages.is_multiple_of(65_536) {
         progress(report.messages);
     }
 }

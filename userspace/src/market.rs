@@ -11,9 +11,7 @@
 
 use rand::{RngExt, SeedableRng};
 use rand_pcg::Pcg64Mcg;
-use ticklane_protocols::itch::{
-    self, Alpha, Char, Header, Message, U32, U64,
-};
+use ticklane_protocols::itch::{self, Alpha, Char, Header, Message, U32, U64};
 
 /// Largest ITCH message (NOII, 50 bytes).
 pub const MAX_MESSAGE_LEN: usize = 50;
@@ -63,8 +61,9 @@ pub struct LiveOrder {
 
 /// Body message kinds other than the order flow, emitted once each at the
 /// start of the body so that every type is present, then at random.
-const RARE: [u8; 14] =
-    [b'X', b'P', b'Q', b'B', b'I', b'N', b'L', b'Y', b'K', b'J', b'h', b'O', b'W', b'C'];
+const RARE: [u8; 14] = [
+    b'X', b'P', b'Q', b'B', b'I', b'N', b'L', b'Y', b'K', b'J', b'h', b'O', b'W', b'C',
+];
 
 /// Weights (per 10 000) of the body's message kinds.
 const MIX: [(u8, u32); 19] = [
@@ -137,9 +136,15 @@ impl Market {
     pub fn new(cfg: MarketConfig) -> Self {
         let mut rng = Pcg64Mcg::seed_from_u64(cfg.seed);
         let stocks = (1..=cfg.stocks)
-            .map(|locate| Stock { symbol: symbol(locate), mid: rng.random_range(10..5_000) * TICK })
+            .map(|locate| Stock {
+                symbol: symbol(locate),
+                mid: rng.random_range(10..5_000) * TICK,
+            })
             .collect();
-        let body = cfg.messages.saturating_sub(Self::preamble_len(cfg.stocks) + 3).max(1);
+        let body = cfg
+            .messages
+            .saturating_sub(Self::preamble_len(cfg.stocks) + 3)
+            .max(1);
         Self {
             rng,
             stocks,
@@ -198,7 +203,11 @@ impl Market {
     }
 
     fn header(&mut self, tag: u8, locate: u16) -> Header {
-        let tracking = if self.rng.random_ratio(1, 8) { self.rng.random_range(1..16) } else { 0 };
+        let tracking = if self.rng.random_ratio(1, 8) {
+            self.rng.random_range(1..16)
+        } else {
+            0
+        };
         Header::new(tag, locate, tracking, self.clock)
     }
 
@@ -216,7 +225,14 @@ impl Market {
             k
         } else {
             let mut roll = self.rng.random_range(0..MIX_TOTAL);
-            MIX.iter().find(|(_, w)| roll < *w || { roll -= w; false }).map_or(b'A', |(k, _)| *k)
+            MIX.iter()
+                .find(|(_, w)| {
+                    roll < *w || {
+                        roll -= w;
+                        false
+                    }
+                })
+                .map_or(b'A', |(k, _)| *k)
         };
         let needs_order = matches!(kind, b'D' | b'U' | b'E' | b'C' | b'X');
         let kind = if needs_order && self.live.is_empty() {
@@ -259,14 +275,26 @@ impl Market {
     fn quote_price(&mut self, locate: u16, side: u8) -> u32 {
         let stock = &mut self.stocks[usize::from(locate) - 1];
         if self.rng.random_ratio(1, 20) {
-            stock.mid = if self.rng.random_bool(0.5) { stock.mid + TICK } else { (stock.mid - TICK).max(10 * TICK) };
+            stock.mid = if self.rng.random_bool(0.5) {
+                stock.mid + TICK
+            } else {
+                (stock.mid - TICK).max(10 * TICK)
+            };
         }
         let offset = self.rng.random_range(1..=10) * TICK;
-        if side == b'B' { stock.mid - offset.min(stock.mid - TICK) } else { stock.mid + offset }
+        if side == b'B' {
+            stock.mid - offset.min(stock.mid - TICK)
+        } else {
+            stock.mid + offset
+        }
     }
 
     fn random_shares(&mut self) -> u32 {
-        if self.rng.random_ratio(1, 10) { self.rng.random_range(1..100) } else { 100 * self.rng.random_range(1..=20) }
+        if self.rng.random_ratio(1, 10) {
+            self.rng.random_range(1..100)
+        } else {
+            100 * self.rng.random_range(1..=20)
+        }
     }
 
     fn pick_live(&mut self) -> usize {
@@ -275,12 +303,22 @@ impl Market {
 
     fn add(&mut self, out: &mut [u8; MAX_MESSAGE_LEN], with_mpid: bool) -> usize {
         let locate = self.random_locate();
-        let side = if self.rng.random_bool(0.5) { b'B' } else { b'S' };
+        let side = if self.rng.random_bool(0.5) {
+            b'B'
+        } else {
+            b'S'
+        };
         let price = self.quote_price(locate, side);
         let shares = self.random_shares();
         let reference = self.next_reference;
         self.next_reference += 1;
-        self.live.push(LiveOrder { reference, locate, side, shares, price });
+        self.live.push(LiveOrder {
+            reference,
+            locate,
+            side,
+            shares,
+            price,
+        });
         let add = itch::AddOrder {
             header: self.header(itch::AddOrder::TYPE, locate),
             order_reference_number: U64::new(reference),
@@ -297,7 +335,9 @@ impl Market {
                 shares: add.shares,
                 stock: add.stock,
                 price: add.price,
-                attribution: Alpha(*[b"GSCO", b"MSCO", b"NITE", b"VIRT"][self.rng.random_range(0..4)]),
+                attribution: Alpha(
+                    *[b"GSCO", b"MSCO", b"NITE", b"VIRT"][self.rng.random_range(0..4)],
+                ),
             };
             m.header.message_type = itch::AddOrderMpid::TYPE;
             put(out, &m)
@@ -323,7 +363,12 @@ impl Market {
         let shares = self.random_shares();
         let reference = self.next_reference;
         self.next_reference += 1;
-        self.live[i] = LiveOrder { reference, shares, price, ..old };
+        self.live[i] = LiveOrder {
+            reference,
+            shares,
+            price,
+            ..old
+        };
         let m = itch::OrderReplace {
             header: self.header(itch::OrderReplace::TYPE, old.locate),
             original_order_reference_number: U64::new(old.reference),
@@ -353,11 +398,18 @@ impl Market {
         let match_number = U64::new(self.next_match());
         if with_price {
             let m = itch::OrderExecutedWithPrice {
-                header: Header { message_type: itch::OrderExecutedWithPrice::TYPE, ..header },
+                header: Header {
+                    message_type: itch::OrderExecutedWithPrice::TYPE,
+                    ..header
+                },
                 order_reference_number: U64::new(o.reference),
                 executed_shares: U32::new(executed),
                 match_number,
-                printable: Char(if self.rng.random_ratio(1, 4) { b'N' } else { b'Y' }),
+                printable: Char(if self.rng.random_ratio(1, 4) {
+                    b'N'
+                } else {
+                    b'Y'
+                }),
                 execution_price: U32::new(o.price + self.rng.random_range(0..3) * TICK),
             };
             put(out, &m)
@@ -390,7 +442,11 @@ impl Market {
 
     fn hidden_trade(&mut self, out: &mut [u8; MAX_MESSAGE_LEN]) -> usize {
         let locate = self.random_locate();
-        let side = if self.rng.random_bool(0.5) { b'B' } else { b'S' };
+        let side = if self.rng.random_bool(0.5) {
+            b'B'
+        } else {
+            b'S'
+        };
         let price = self.stock(locate).mid;
         let m = itch::Trade {
             header: self.header(itch::Trade::TYPE, locate),
@@ -460,7 +516,11 @@ impl Market {
             header: self.header(itch::MarketParticipantPosition::TYPE, locate),
             mpid: Alpha(*[b"GSCO", b"MSCO", b"NITE", b"VIRT"][self.rng.random_range(0..4)]),
             stock: self.stock(locate).symbol,
-            primary_market_maker: Char(if self.rng.random_bool(0.2) { b'Y' } else { b'N' }),
+            primary_market_maker: Char(if self.rng.random_bool(0.2) {
+                b'Y'
+            } else {
+                b'N'
+            }),
             market_maker_mode: Char(b'N'),
             market_participant_state: Char(b'A'),
         };
@@ -509,7 +569,11 @@ impl Market {
             header: self.header(itch::OperationalHalt::TYPE, locate),
             stock: self.stock(locate).symbol,
             market_code: Char([b'Q', b'B', b'X'][self.rng.random_range(0..3)]),
-            operational_halt_action: Char(if self.rng.random_bool(0.5) { b'H' } else { b'T' }),
+            operational_halt_action: Char(if self.rng.random_bool(0.5) {
+                b'H'
+            } else {
+                b'T'
+            }),
         };
         put(out, &m)
     }
@@ -520,7 +584,11 @@ impl Market {
         let m = itch::DlcrPriceDiscovery {
             header: self.header(itch::DlcrPriceDiscovery::TYPE, locate),
             stock: self.stock(locate).symbol,
-            open_eligibility_status: Char(if self.rng.random_bool(0.5) { b'Y' } else { b'N' }),
+            open_eligibility_status: Char(if self.rng.random_bool(0.5) {
+                b'Y'
+            } else {
+                b'N'
+            }),
             minimum_allowable_price: U32::new(mid - mid / 5),
             maximum_allowable_price: U32::new(mid + mid / 5),
             near_execution_price: U32::new(mid),
@@ -550,7 +618,10 @@ impl Market {
     }
 
     fn system_event(&mut self, out: &mut [u8; MAX_MESSAGE_LEN], code: u8) -> usize {
-        let m = itch::SystemEvent { header: self.header(itch::SystemEvent::TYPE, 0), event_code: Char(code) };
+        let m = itch::SystemEvent {
+            header: self.header(itch::SystemEvent::TYPE, 0),
+            event_code: Char(code),
+        };
         put(out, &m)
     }
 
@@ -599,7 +670,12 @@ mod tests {
         std::iter::from_fn(|| m.next_message(&mut buf).map(|n| buf[..n].to_vec())).collect()
     }
 
-    const CFG: MarketConfig = MarketConfig { seed: 7, stocks: 20, messages: 20_000, max_live_orders: 2_000 };
+    const CFG: MarketConfig = MarketConfig {
+        seed: 7,
+        stocks: 20,
+        messages: 20_000,
+        max_live_orders: 2_000,
+    };
 
     #[test]
     fn same_seed_same_feed_other_seed_other_feed() {
@@ -617,15 +693,49 @@ mod tests {
             *by_type.entry(m[0]).or_default() += 1;
         }
         for t in itch::MESSAGE_TYPES {
-            assert!(by_type.contains_key(&t.tag), "type {} missing", char::from(t.tag));
+            assert!(
+                by_type.contains_key(&t.tag),
+                "type {} missing",
+                char::from(t.tag)
+            );
         }
         let share = |tags: &[u8]| {
-            tags.iter().map(|t| by_type.get(t).copied().unwrap_or(0)).sum::<usize>() as f64 / 20_000.0
+            tags.iter()
+                .map(|t| by_type.get(t).copied().unwrap_or(0))
+                .sum::<usize>() as f64
+                / 20_000.0
         };
-        assert!((0.40..0.48).contains(&share(b"AF")), "adds {}", share(b"AF"));
-        assert!((0.39..0.47).contains(&share(b"D")), "deletes {}", share(b"D"));
-        assert!((0.07..0.11).contains(&share(b"U")), "replaces {}", share(b"U"));
-        assert!((0.01..0.03).contains(&share(b"EC")), "executions {}", share(b"EC"));
+        assert!(
+            (0.40..0.48).contains(&share(b"AF")),
+            "adds {}",
+            share(b"AF")
+        );
+        assert!(
+            (0.39..0.47).contains(&share(b"D")),
+            "deletes {}",
+            share(b"D")
+        );
+        assert!(
+            (0.07..0.11).contains(&share(b"U")),
+            "replaces {}",
+            share(b"U")
+        );
+        assert!(
+            (0.01..0.03).contains(&share(b"EC")),
+            "executions {}",
+            share(b"EC")
+        );
+    }
+
+    type Book = HashMap<u64, (u16, u32, u32)>;
+
+    fn take(book: &mut Book, reference: u64, shares: u32) {
+        let o = book.get_mut(&reference).expect("names a live order");
+        assert!(o.1 >= shares, "never takes more than rests");
+        o.1 -= shares;
+        if o.1 == 0 {
+            book.remove(&reference);
+        }
     }
 
     /// Replaying the order flow against a plain map proves consistency: every
@@ -635,45 +745,65 @@ mod tests {
     fn order_flow_is_consistent() {
         let mut m = Market::new(CFG);
         let mut buf = [0u8; MAX_MESSAGE_LEN];
-        let mut book: HashMap<u64, (u16, u32, u32)> = HashMap::new();
+        let mut book = Book::new();
         let mut last_ts = 0;
         while let Some(n) = m.next_message(&mut buf) {
             let msg = itch::parse(&buf[..n]).unwrap();
             assert!(msg.header().timestamp() >= last_ts, "time never goes back");
             last_ts = msg.header().timestamp();
-            let mut take = |r: u64, shares: u32| {
-                let o = book.get_mut(&r).expect("names a live order");
-                assert!(o.1 >= shares, "never takes more than rests");
-                o.1 -= shares;
-                if o.1 == 0 {
-                    book.remove(&r);
-                }
-            };
             match msg {
                 itch::MessageRef::AddOrder(a) => {
-                    assert!(book.insert(a.order_reference_number(), (a.header.stock_locate(), a.shares(), a.price())).is_none());
+                    assert!(
+                        book.insert(
+                            a.order_reference_number(),
+                            (a.header.stock_locate(), a.shares(), a.price())
+                        )
+                        .is_none()
+                    );
                 }
                 itch::MessageRef::AddOrderMpid(a) => {
-                    assert!(book.insert(a.order_reference_number(), (a.header.stock_locate(), a.shares(), a.price())).is_none());
+                    assert!(
+                        book.insert(
+                            a.order_reference_number(),
+                            (a.header.stock_locate(), a.shares(), a.price())
+                        )
+                        .is_none()
+                    );
                 }
-                itch::MessageRef::OrderExecuted(e) => take(e.order_reference_number(), e.executed_shares()),
-                itch::MessageRef::OrderExecutedWithPrice(e) => take(e.order_reference_number(), e.executed_shares()),
+                itch::MessageRef::OrderExecuted(e) => {
+                    take(&mut book, e.order_reference_number(), e.executed_shares())
+                }
+                itch::MessageRef::OrderExecutedWithPrice(e) => {
+                    take(&mut book, e.order_reference_number(), e.executed_shares())
+                }
                 itch::MessageRef::OrderCancel(x) => {
                     let o = book[&x.order_reference_number()];
                     assert!(x.cancelled_shares() < o.1, "a cancel leaves shares");
-                    take(x.order_reference_number(), x.cancelled_shares());
+                    take(&mut book, x.order_reference_number(), x.cancelled_shares());
                 }
                 itch::MessageRef::OrderDelete(d) => {
                     assert!(book.remove(&d.order_reference_number()).is_some());
                 }
                 itch::MessageRef::OrderReplace(u) => {
-                    let (locate, _, _) = book.remove(&u.original_order_reference_number()).expect("live");
-                    assert!(book.insert(u.new_order_reference_number(), (locate, u.shares(), u.price())).is_none());
+                    let (locate, _, _) = book
+                        .remove(&u.original_order_reference_number())
+                        .expect("live");
+                    assert!(
+                        book.insert(
+                            u.new_order_reference_number(),
+                            (locate, u.shares(), u.price())
+                        )
+                        .is_none()
+                    );
                 }
                 _ => {}
             }
         }
-        let mut expected: Vec<_> = m.live_orders().iter().map(|o| (o.reference, (o.locate, o.shares, o.price))).collect();
+        let mut expected: Vec<_> = m
+            .live_orders()
+            .iter()
+            .map(|o| (o.reference, (o.locate, o.shares, o.price)))
+            .collect();
         let mut got: Vec<_> = book.into_iter().collect();
         expected.sort_unstable();
         got.sort_unstable();

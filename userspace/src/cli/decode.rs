@@ -7,7 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use ticklane::capture::{self, Format};
-use ticklane::feed::{DecodeCounts, FeedDecoder, FeedFilter, FeedSink, FeedSummary, Location, Problem};
+use ticklane::feed::{
+    DecodeCounts, FeedDecoder, FeedFilter, FeedSink, FeedSummary, Location, Problem,
+};
 use ticklane::json;
 use ticklane_protocols::itch::MessageRef;
 use ticklane_protocols::moldudp64::{Packet, Session};
@@ -83,7 +85,10 @@ impl FeedSink for Sink<'_> {
                 at.offset
             );
         } else if self.reported == MAX_REPORTED + 1 {
-            eprintln!("ticklane: {}: more malformed packets; only counting from now on", self.path.display());
+            eprintln!(
+                "ticklane: {}: more malformed packets; only counting from now on",
+                self.path.display()
+            );
         }
     }
 }
@@ -97,7 +102,13 @@ pub(crate) fn run(args: &DecodeArgs) -> anyhow::Result<ExitCode> {
         )),
         None => Box::new(BufWriter::with_capacity(1 << 20, stdout.lock())),
     };
-    let filter = FeedFilter { feeds: args.feeds.iter().map(|f| (f.group.octets(), f.port)).collect() };
+    let filter = FeedFilter {
+        feeds: args
+            .feeds
+            .iter()
+            .map(|f| (f.group.octets(), f.port))
+            .collect(),
+    };
     let mut summary = FeedSummary::default();
     let mut totals = DecodeCounts::default();
     let mut failure = None;
@@ -115,7 +126,7 @@ pub(crate) fn run(args: &DecodeArgs) -> anyhow::Result<ExitCode> {
         };
         let mut format = None;
         let result = capture::read(path, |record| {
-            if decoder.counts().records % 4096 == 0 {
+            if decoder.counts().records.is_multiple_of(4096) {
                 let offset = match record {
                     capture::Record::Frame(f) => f.offset,
                     capture::Record::Message { offset, .. } => offset,
@@ -139,7 +150,11 @@ pub(crate) fn run(args: &DecodeArgs) -> anyhow::Result<ExitCode> {
             break;
         }
         if let Some(problem) = diagnose(format, &counts, !filter.feeds.is_empty()) {
-            failure = Some(capture::CaptureError::Corrupt { path: path.clone(), offset: 0, what: problem });
+            failure = Some(capture::CaptureError::Corrupt {
+                path: path.clone(),
+                offset: 0,
+                what: problem,
+            });
             break;
         }
         if counts.bad_packets + counts.bad_messages > 0 {
@@ -182,7 +197,11 @@ fn diagnose(format: Option<Format>, c: &DecodeCounts, filtered: bool) -> Option<
         Some(_) if c.foreign > 0 => Some(format!(
             "none of its {} frames is a UDP datagram{}",
             c.foreign,
-            if filtered { " to the selected feeds (check --feed)" } else { " over IPv4" }
+            if filtered {
+                " to the selected feeds (check --feed)"
+            } else {
+                " over IPv4"
+            }
         )),
         _ => None,
     }

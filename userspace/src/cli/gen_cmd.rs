@@ -82,14 +82,26 @@ pub(crate) struct GenArgs {
 
 fn probability(s: &str) -> Result<f64, String> {
     let p: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
-    if (0.0..=1.0).contains(&p) { Ok(p) } else { Err(format!("{p} is not a probability in [0, 1]")) }
+    if (0.0..=1.0).contains(&p) {
+        Ok(p)
+    } else {
+        Err(format!("{p} is not a probability in [0, 1]"))
+    }
 }
 
 pub(crate) fn run(args: &GenArgs) -> anyhow::Result<ExitCode> {
     let session = Session::from_name(args.session.as_bytes())
         .filter(|_| args.session.is_ascii())
-        .with_context(|| format!("--session '{}' must be at most 10 ASCII characters", args.session))?;
-    let format = args.format.or_else(|| Format::from_extension(&args.output)).unwrap_or(Format::Pcap);
+        .with_context(|| {
+            format!(
+                "--session '{}' must be at most 10 ASCII characters",
+                args.session
+            )
+        })?;
+    let format = args
+        .format
+        .or_else(|| Format::from_extension(&args.output))
+        .unwrap_or(Format::Pcap);
     if args.max_live_orders == 0 {
         bail!("--max-live-orders must be at least 1");
     }

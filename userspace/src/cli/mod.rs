@@ -13,7 +13,12 @@ use clap::{Parser, Subcommand};
 /// Today's commands work on captures: generate a synthetic feed, decode a
 /// capture to the canonical JSON Lines.
 #[derive(Debug, Parser)]
-#[command(name = "ticklane", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "ticklane",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -55,11 +60,15 @@ impl std::str::FromStr for GroupPort {
         let (g, p) = s
             .rsplit_once(':')
             .ok_or_else(|| format!("'{s}' is not GROUP:PORT (for example 239.1.1.1:26477)"))?;
-        let group: Ipv4Addr = g.parse().map_err(|_| format!("'{g}' is not an IPv4 address"))?;
+        let group: Ipv4Addr = g
+            .parse()
+            .map_err(|_| format!("'{g}' is not an IPv4 address"))?;
         if !group.is_multicast() {
             return Err(format!("{group} is not a multicast group (224.0.0.0/4)"));
         }
-        let port: u16 = p.parse().map_err(|_| format!("'{p}' is not a port number"))?;
+        let port: u16 = p
+            .parse()
+            .map_err(|_| format!("'{p}' is not a port number"))?;
         if port == 0 {
             return Err("port 0 is not a feed port".into());
         }
@@ -88,9 +97,25 @@ mod tests {
     #[test]
     fn group_port_parsing() {
         let gp: GroupPort = "239.1.2.3:26477".parse().unwrap();
-        assert_eq!(gp, GroupPort { group: Ipv4Addr::new(239, 1, 2, 3), port: 26477 });
-        assert!("239.1.2.3".parse::<GroupPort>().unwrap_err().contains("GROUP:PORT"));
-        assert!("10.0.0.1:1".parse::<GroupPort>().unwrap_err().contains("not a multicast"));
+        assert_eq!(
+            gp,
+            GroupPort {
+                group: Ipv4Addr::new(239, 1, 2, 3),
+                port: 26477
+            }
+        );
+        assert!(
+            "239.1.2.3"
+                .parse::<GroupPort>()
+                .unwrap_err()
+                .contains("GROUP:PORT")
+        );
+        assert!(
+            "10.0.0.1:1"
+                .parse::<GroupPort>()
+                .unwrap_err()
+                .contains("not a multicast")
+        );
         assert!("239.1.1.1:0".parse::<GroupPort>().is_err());
         assert!("239.1.1.1:99999".parse::<GroupPort>().is_err());
     }
