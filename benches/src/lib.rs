@@ -1,0 +1,83 @@
+//! Shared pieces of the benchmarks: the in-memory feed they all parse, and a
+//! same-run ratio report.
+
+use std::time::{Duration, Instant};
+
+use ticklane::market::{MAX_MESSAGE_LEN, Market, MarketConfig};
+use ticklane_protocols::moldudp64::{PacketBuilder, Session};
+
+/// A generated MoldUDP64 stream held in memory.
+pub struct MoldStream {
+    /// All packets back to back.
+    pub bytes: Vec<u8>,
+    /// `(start, end)` of every packet in `bytes`.
+    pub packets: Vec<(usize, usize)>,
+    /// Messages in all packets.
+    pub messages: u64,
+}
+
+impl MoldStream {
+    /// Packs `messages` messages of a synthetic day into packets of at most
+    /// `max_payload` bytes.
+    pub fn generate(messages: u64, stocks: u16, max_payload: usize) -> Self {
+        let mut market = Market::new(MarketConfig {
+            seed: 42,
+            stocks,
+            messages,
+            max_live_orders: 100_000,
+        });
+        let session = Session::from_name(b"BENCH").expect("short name");
+        let mut msg = [0u8; MAX_MESSAGE_LEN];
+        let mut payload = vec![0u8; max_payload];
+        let mut bytes = Vec::new();
+        let mut packets = Vec::new();
+        let mut seq = 1;
+        let mut pending = market.next_message(&mut msg);
+        while pending.is_some() {
+            let mut b = PacketBuilder::new(&mut payload, session, seq).expect("room for a header");
+            while let Some(n) = pending {
+                if b.push(&msg[..n]).is_err() {
+                    break;
+                }
+                pending = market.next_message(&mut msg);
+            }
+            seq += u64::from(b.count());
+            let start = bytes.len();
+            bytes.extend_from_slice(b.finish());
+            packets.push((start, bytes.len()));
+        }
+        Self {
+            bytes,
+            packets,
+            messages: seq - 1,
+        }
+    }
+
+    /// The packets as slices.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        self.packets.iter().map(|&(s, e)| &self.bytes[s..e])
+    }
+}
+
+/// Best (shortest) time of `rounds` interleaved runs of each contender, so
+/// that all contenders see the same machine conditions.
+pub fn interleaved_best(
+    rounds: usize,
+    contenders: &mut [(&str, &mut dyn FnMut() -> u64)],
+) -> Vec<(String, Duration, u64)> {
+    let mut best = vec![Duration::MAX; contenders.len()];
+    let mut checks = vec![0u64; contenders.len()];
+    for _ in 0..rounds {
+        for (i, (_, run)) in contenders.iter_mut().enumerate() {
+            let t = Instant::now();
+            checks[i] = std::hint::black_box(run());
+            best[i] = best[i].min(t.elapsed());
+        }
+    }
+    contenders
+        .iter()
+        .zip(best)
+        .zip(checks)
+        .map(|(((name, _), d), c)| ((*name).to_owned(), d, c))
+        .collect()
+}
