@@ -117,30 +117,28 @@ impl<T: AsRef<[u8]>> Packet<T> {
             return Err(MoldError::Truncated);
         }
         let count = be_u16(b, field::COUNT.start);
-        let mut offset = HEADER_LEN;
+        let mut rest = &b[HEADER_LEN..];
         if count != END_OF_SESSION {
             let seq = u64::from_be_bytes(sequence_bytes(b));
             if seq.checked_add(u64::from(count)).is_none() {
                 return Err(MoldError::SequenceOverflow);
             }
             for index in 0..count {
-                if offset + 2 > b.len() {
+                let offset = b.len() - rest.len();
+                let Some((len, after)) = rest.split_first_chunk::<2>() else {
                     return Err(MoldError::BlockOverrun { index, offset });
-                }
-                let len = usize::from(be_u16(b, offset));
+                };
+                let len = usize::from(u16::from_be_bytes(*len));
                 if len == 0 {
                     return Err(MoldError::EmptyBlock { index });
                 }
-                if offset + 2 + len > b.len() {
-                    return Err(MoldError::BlockOverrun { index, offset });
-                }
-                offset += 2 + len;
+                rest = after
+                    .get(len..)
+                    .ok_or(MoldError::BlockOverrun { index, offset })?;
             }
         }
-        if offset != b.len() {
-            return Err(MoldError::TrailingBytes {
-                count: b.len() - offset,
-            });
+        if !rest.is_empty() {
+            return Err(MoldError::TrailingBytes { count: rest.len() });
         }
         Ok(Self { buffer })
     }
@@ -216,14 +214,11 @@ impl<'a> Iterator for Messages<'a> {
         if self.left == 0 {
             return None;
         }
-        // The packet was checked at construction, so these `get`s always
-        // succeed; using them keeps the iterator free of panics regardless.
-        let len = usize::from(u16::from_be_bytes([
-            *self.rest.first()?,
-            *self.rest.get(1)?,
-        ]));
-        let message = self.rest.get(2..2 + len)?;
-        self.rest = &self.rest[2 + len..];
+        // The packet was checked at construction, so both splits always
+        // succeed; written with `?` the iterator stays free of panics anyway.
+        let (len, rest) = self.rest.split_first_chunk::<2>()?;
+        let (message, rest) = rest.split_at_checked(usize::from(u16::from_be_bytes(*len)))?;
+        self.rest = rest;
         let seq = self.next_seq;
         self.next_seq += 1;
         self.left -= 1;
