@@ -548,3 +548,147 @@ impl CaptureWriter {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ticklane_protocols::moldudp64::{PacketBuilder, Session};
+    use ticklane_protocols::wire::{UdpFrameSpec, write_udp_frame};
+
+    /// A little-endian legacy pcap with the given magic and link type, holding
+    /// `frames` with timestamps (seconds, fraction).
+    fn legacy_pcap(magic: u32, linktype: u32, frames: &[(u32, u32, &[u8])]) -> Vec<u8> {
+        let mut f = Vec::new();
+        f.extend_from_slice(&magic.to_le_bytes());
+        f.extend_from_slice(&2u16.to_le_bytes());
+        f.extend_from_slice(&4u16.to_le_bytes());
+        f.extend_from_slice(&[0; 8]);
+        f.extend_from_slice(&65535u32.to_le_bytes());
+        f.extend_from_slice(&linktype.to_le_bytes());
+        for (sec, frac, data) in frames {
+            f.extend_from_slice(&sec.to_le_bytes());
+            f.extend_from_slice(&frac.to_le_bytes());
+            f.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            f.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            f.extend_from_slice(data);
+        }
+        f
+    }
+
+    fn mold_frame() -> Vec<u8> {
+        let mut payload = [0u8; 64];
+        let mut b = PacketBuilder::new(&mut payload, Session::from_name(b"T").unwrap(), 5).unwrap();
+        b.push(&[b'S', 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, b'O']).unwrap();
+        let spec = UdpFrameSpec::multicast([2; 6], [198, 18, 0, 1], [239, 1, 1, 1], 26477);
+        let mut frame = vec![0u8; 128];
+        let n = write_udp_frame(&mut frame, &spec, b.finish()).unwrap();
+        frame.truncate(n);
+        frame
+    }
+
+    fn frames_of(bytes: &[u8]) -> Vec<(u64, Link, Vec<u8>)> {
+        let dir = tempfile_dir();
+        let path = dir.join("t.pcap");
+        std::fs::write(&path, bytes).unwrap();
+        let mut got = Vec::new();
+        read(&path, |r| {
+            if let Record::Frame(f) = r {
+                got.push((f.ts_nanos, f.link, f.data.to_vec()));
+            }
+        })
+        .unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+        got
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "ticklane-capture-test-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn microsecond_and_nanosecond_pcaps_give_nanoseconds() {
+        let frame = mold_frame();
+        let micro = legacy_pcap(0xa1b2_c3d4, 1, &[(10, 250_000, &frame)]);
+        assert_eq!(
+            frames_of(&micro),
+            vec![(10_250_000_000, Link::Ethernet, frame.clone())]
+        );
+        let nano = legacy_pcap(0xa1b2_3c4d, 1, &[(10, 250_000, &frame)]);
+        assert_eq!(
+            frames_of(&nano),
+            vec![(10_000_250_000, Link::Ethernet, frame.clone())]
+        );
+    }
+
+    #[test]
+    fn raw_ip_captures_start_at_the_ip_header() {
+        let frame = mold_frame();
+        let raw = legacy_pcap(0xa1b2_c3d4, 101, &[(1, 0, &frame[14..])]);
+        assert_eq!(
+            frames_of(&raw),
+            vec![(1_000_000_000, Link::RawIpv4, frame[14..].to_vec())]
+        );
+    }
+
+    #[test]
+    fn unsupported_link_types_are_named() {
+        let frame = mold_frame();
+        let wifi = legacy_pcap(0xa1b2_c3d4, 105, &[(1, 0, &frame)]);
+        let dir = tempfile_dir();
+        let path = dir.join("wifi.pcap");
+        std::fs::write(&path, wifi).unwrap();
+        let err = read(&path, |_| {}).unwrap_err();
+        std::fs::remove_dir_all(dir).unwrap();
+        assert!(
+            err.to_string().contains("link type 105 is not supported"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn written_pcapng_reads_back_with_nanosecond_times() {
+        let dir = tempfile_dir();
+        let path = dir.join("w.pcapng");
+        let frame = mold_frame();
+        let mut w = CaptureWriter::create(&path, Format::Pcapng).unwrap();
+        w.write_frame(1_795_651_200_123_456_789, &frame).unwrap();
+        w.finish().unwrap();
+        let mut got = Vec::new();
+        let format = read(&path, |r| {
+            if let Record::Frame(f) = r {
+                got.push((f.number, f.ts_nanos, f.data.to_vec()));
+            }
+        })
+        .unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+        assert_eq!(format, Format::Pcapng);
+        assert_eq!(got, vec![(1, 1_795_651_200_123_456_789, frame)]);
+    }
+
+    #[test]
+    fn detection_by_content() {
+        assert_eq!(
+            Format::detect(&[0xd4, 0xc3, 0xb2, 0xa1]),
+            Some(Format::Pcap)
+        );
+        assert_eq!(
+            Format::detect(&[0x4d, 0x3c, 0xb2, 0xa1]),
+            Some(Format::Pcap)
+        );
+        assert_eq!(
+            Format::detect(&[0x0a, 0x0d, 0x0d, 0x0a]),
+            Some(Format::Pcapng)
+        );
+        let mut bin = vec![0, 12, b'S'];
+        bin.extend_from_slice(&[0; 10]);
+        bin.push(b'O');
+        assert_eq!(Format::detect(&bin), Some(Format::Binaryfile));
+        assert_eq!(Format::detect(b"GET / HTTP/1.1"), None);
+    }
+}
