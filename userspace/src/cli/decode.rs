@@ -47,16 +47,14 @@ struct Sink<'a> {
     path: &'a Path,
     out: Option<&'a mut dyn Write>,
     line: Vec<u8>,
-    summary: Option<&'a mut FeedSummary>,
+    summary: &'a mut FeedSummary,
     reported: u64,
     write_error: Option<io::Error>,
 }
 
 impl FeedSink for Sink<'_> {
     fn message(&mut self, session: &Session, seq: u64, message: MessageRef<'_>) {
-        if let Some(s) = &mut self.summary {
-            s.message(&message);
-        }
+        self.summary.message(&message);
         let Some(out) = &mut self.out else { return };
         if self.write_error.is_some() {
             return;
@@ -69,9 +67,7 @@ impl FeedSink for Sink<'_> {
     }
 
     fn packet(&mut self, packet: &Packet<&[u8]>) {
-        if let Some(s) = &mut self.summary {
-            s.packet(packet);
-        }
+        self.summary.packet(packet);
     }
 
     fn problem(&mut self, at: Location, problem: Problem) {
@@ -120,7 +116,7 @@ pub(crate) fn run(args: &DecodeArgs) -> anyhow::Result<ExitCode> {
             path,
             out: if args.summary { None } else { Some(&mut *out) },
             line: Vec::with_capacity(512),
-            summary: Some(&mut summary),
+            summary: &mut summary,
             reported: 0,
             write_error: None,
         };
