@@ -18,9 +18,11 @@ for target in $(cargo fuzz list); do
   work=$(mktemp -d)
   cp corpus/"$target"/seed-* "$work"/
   echo "fuzzing $target for ${seconds}s"
-  cargo fuzz run "$target" "$work" -- -max_total_time="$seconds" -print_final_stats=1 2>&1 \
-    | grep -E 'stat::number_of_executed_units|Done|ERROR|panicked|SUMMARY' || true
-  status=${PIPESTATUS[0]}
+  status=0
+  cargo fuzz run "$target" "$work" -- -max_total_time="$seconds" -print_final_stats=1 \
+    > "$work.log" 2>&1 || status=$?
+  grep -E 'stat::number_of_executed_units|Done|ERROR|panicked|SUMMARY' "$work.log" || tail -n 20 "$work.log"
+  rm -f "$work.log"
   rm -rf "$work"
   if [ "$status" -ne 0 ]; then
     echo "fuzz target $target found a failure (exit $status); see protocols/fuzz/artifacts/$target" >&2
