@@ -181,6 +181,13 @@ fn dispatch_calls_only_the_overridden_methods() {
     b[0] = b'B';
     assert_eq!(dispatch(&b, &mut h), Ok(b'B'));
     assert_eq!((h.adds, h.shares, h.deletes), (1, 300, 1));
+    let bytes = add_order_bytes();
+    parse(&bytes).unwrap().dispatch(&mut h);
+    assert_eq!(
+        (h.adds, h.shares),
+        (2, 600),
+        "a parsed message dispatches like raw bytes"
+    );
 }
 
 #[test]
