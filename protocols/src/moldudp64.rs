@@ -143,6 +143,11 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(Self { buffer })
     }
 
+    /// The whole packet's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.buffer.as_ref()
+    }
+
     /// The session name.
     pub fn session(&self) -> Session {
         let mut s = [0u8; 10];

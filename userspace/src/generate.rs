@@ -44,6 +44,8 @@ pub struct FeedConfig {
     pub format: Format,
     /// Optional damaged copy of the packet stream.
     pub damage: Option<Damage>,
+    /// Where to write the expected final books (canonical book JSON Lines).
+    pub expect_book: Option<PathBuf>,
 }
 
 /// Damage applied to a copy of the packet stream.
@@ -201,6 +203,7 @@ pub fn generate(
         }
         report.next_seq = feed.first_seq + report.messages;
         clean.finish()?;
+        write_expected_books(&market, feed)?;
         return Ok(report);
     }
     if feed.max_payload < moldudp64::HEADER_LEN + 2 + MAX_MESSAGE_LEN || feed.max_payload > 65_000 {
@@ -268,7 +271,18 @@ pub fn generate(
     if let Some(d) = framer.damaged {
         d.finish()?;
     }
+    write_expected_books(&market, feed)?;
     Ok(report)
+}
+
+fn write_expected_books(market: &Market, feed: &FeedConfig) -> Result<(), GenError> {
+    if let Some(path) = &feed.expect_book {
+        std::fs::write(path, market.expected_books()).map_err(|source| CaptureError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 fn count(report: &mut GenReport, message: &[u8], progress: &mut impl FnMut(u64)) {

@@ -31,6 +31,38 @@ pub fn write_message(out: &mut Vec<u8>, session: &[u8], seq: u64, message: &Mess
     out.extend_from_slice(b"}\n");
 }
 
+/// Appends the canonical book line (with its `\n`) of one stock:
+/// `{"stock":"AAPL","bids":[[price,shares],…],"asks":[…]}`, levels best first.
+pub fn write_book(
+    out: &mut Vec<u8>,
+    stock: &[u8],
+    bids: impl Iterator<Item = (u32, u64)>,
+    asks: impl Iterator<Item = (u32, u64)>,
+) {
+    out.extend_from_slice(b"{\"stock\":");
+    write_text(out, stock);
+    out.extend_from_slice(b",\"bids\":");
+    write_levels(out, bids);
+    out.extend_from_slice(b",\"asks\":");
+    write_levels(out, asks);
+    out.extend_from_slice(b"}\n");
+}
+
+fn write_levels(out: &mut Vec<u8>, levels: impl Iterator<Item = (u32, u64)>) {
+    out.push(b'[');
+    for (i, (price, shares)) in levels.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'[');
+        write_int(out, u64::from(price));
+        out.push(b',');
+        write_int(out, shares);
+        out.push(b']');
+    }
+    out.push(b']');
+}
+
 fn write_int(out: &mut Vec<u8>, v: u64) {
     out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
 }
@@ -83,6 +115,24 @@ mod tests {
              \"tracking_number\":0,\"timestamp\":34200000012345,\"order_reference_number\":1001,\
              \"buy_sell_indicator\":\"B\",\"shares\":300,\"stock\":\"AAPL\",\"price\":1923400}\n"
         );
+    }
+
+    #[test]
+    fn the_book_example_of_the_specification() {
+        let mut out = Vec::new();
+        write_book(
+            &mut out,
+            b"AAPL",
+            [(1_923_400, 500), (1_923_300, 1200)].into_iter(),
+            [(1_923_500, 300)].into_iter(),
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"stock\":\"AAPL\",\"bids\":[[1923400,500],[1923300,1200]],\"asks\":[[1923500,300]]}\n"
+        );
+        let mut out = Vec::new();
+        write_book(&mut out, b"X", std::iter::empty(), std::iter::empty());
+        assert_eq!(out, b"{\"stock\":\"X\",\"bids\":[],\"asks\":[]}\n");
     }
 
     #[test]

@@ -169,6 +169,39 @@ impl Market {
         &self.live
     }
 
+    /// The symbol of a locate code.
+    pub fn symbol(&self, locate: u16) -> Option<Alpha<8>> {
+        let i = usize::from(locate).checked_sub(1)?;
+        Some(self.stocks.get(i)?.symbol)
+    }
+
+    /// The canonical book lines (`shared/ITCH50.md`) of the orders resting
+    /// now, aggregated independently of [`crate::book`]: the generator's own
+    /// expectation of what `ticklane book` must print.
+    pub fn expected_books(&self) -> Vec<u8> {
+        use std::collections::BTreeMap;
+        /// Shares by price.
+        type Levels = BTreeMap<u32, u64>;
+        // locate → (bids, asks)
+        let mut books: BTreeMap<u16, (Levels, Levels)> = BTreeMap::new();
+        for o in &self.live {
+            let (bids, asks) = books.entry(o.locate).or_default();
+            let side = if o.side == b'B' { bids } else { asks };
+            *side.entry(o.price).or_default() += u64::from(o.shares);
+        }
+        let mut out = Vec::new();
+        for (locate, (bids, asks)) in books {
+            let symbol = self.symbol(locate).unwrap_or(Alpha([b'?'; 8]));
+            crate::json::write_book(
+                &mut out,
+                symbol.trimmed(),
+                bids.into_iter().rev(),
+                asks.into_iter(),
+            );
+        }
+        out
+    }
+
     /// Writes the next message into `out` and returns its length, or `None`
     /// once the configured number of messages was produced.
     pub fn next_message(&mut self, out: &mut [u8; MAX_MESSAGE_LEN]) -> Option<usize> {

@@ -75,6 +75,9 @@ pub(crate) struct GenArgs {
     /// Probability of swapping a packet with the next in the damaged copy.
     #[arg(long, default_value_t = 0.0, requires = "damaged", value_parser = probability)]
     reorder: f64,
+    /// Write the books the feed must leave (canonical `ticklane book` lines) here.
+    #[arg(long)]
+    expect_book: Option<PathBuf>,
     /// Write what was generated (per-type counts, packets, damage) as JSON here.
     #[arg(long)]
     summary_json: Option<PathBuf>,
@@ -128,6 +131,7 @@ pub(crate) fn run(args: &GenArgs) -> anyhow::Result<ExitCode> {
             dup: args.dup,
             reorder: args.reorder,
         }),
+        expect_book: args.expect_book.clone(),
     };
     let bar = super::progress_bar(args.messages, "generating");
     let started = std::time::Instant::now();

@@ -1,0 +1,136 @@
+//! A/B line arbitration: feeds that carry the same session are merged into
+//! one [`SessionTracker`], so the first copy of each sequence number wins and
+//! the other is dropped as a duplicate. A message is lost only if every line
+//! lost it and recovery failed. Per-line counters tell how each line fares.
+
+use ticklane_protocols::moldudp64::{Packet, PacketKind};
+
+use super::{Action, ActionSink, SessionConfig, SessionStats, SessionTracker};
+
+/// How one line fares.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LineStats {
+    /// Packets received on this line (heartbeats included).
+    pub packets: u64,
+    /// Message packets that brought nothing new (the other line was first).
+    pub duplicates: u64,
+    /// Holes in this line's own sequence.
+    pub gaps: u64,
+    /// Of those, holes the other line had already filled.
+    pub gaps_covered_by_other: u64,
+    /// How many messages this line trailed delivery by, at its last
+    /// duplicate packet (0 while it leads).
+    pub lag_messages: u64,
+    /// Times the line was declared down.
+    pub downs: u64,
+    /// True while down.
+    pub down: bool,
+    /// When the line last sent anything.
+    pub last_seen: u64,
+}
+
+/// Merges N lines of one session.
+#[derive(Debug)]
+pub struct Arbiter {
+    tracker: SessionTracker,
+    lines: Vec<LineStats>,
+    line_next: Vec<u64>,
+    dead_after_ns: u64,
+}
+
+impl Arbiter {
+    /// An arbiter of `lines` lines; a line silent for `dead_after_ns` while
+    /// another one sends is reported down.
+    pub fn new(cfg: SessionConfig, lines: usize, dead_after_ns: u64) -> Self {
+        let lines = lines.max(1);
+        Self {
+            tracker: SessionTracker::new(cfg),
+            lines: vec![LineStats::default(); lines],
+            line_next: vec![0; lines],
+            dead_after_ns,
+        }
+    }
+
+    /// The merged session.
+    pub fn tracker(&self) -> &SessionTracker {
+        &self.tracker
+    }
+
+    /// Session counters.
+    pub fn stats(&self) -> SessionStats {
+        self.tracker.stats()
+    }
+
+    /// Per-line counters.
+    pub fn lines(&self) -> &[LineStats] {
+        &self.lines
+    }
+
+    /// A packet from line `line` (out-of-range lines count as the last one).
+    pub fn on_packet(
+        &mut self,
+        line: usize,
+        now: u64,
+        packet: &Packet<&[u8]>,
+        sink: &mut impl ActionSink,
+    ) {
+        let line = line.min(self.lines.len() - 1);
+        let delivered = self.tracker.next_seq();
+        let st = &mut self.lines[line];
+        st.packets += 1;
+        st.last_seen = now;
+        if st.down {
+            st.down = false;
+            sink.action(Action::LineUp { line });
+        }
+        if packet.kind() == PacketKind::Messages {
+            let (seq, end) = (packet.sequence_number(), packet.next_sequence_number());
+            let same_session = self.tracker.session() == Some(packet.session());
+            if same_session && end <= delivered {
+                st.duplicates += 1;
+                st.lag_messages = delivered - seq;
+            } else {
+                st.lag_messages = 0;
+            }
+            let own_next = self.line_next[line];
+            if same_session && own_next != 0 && seq > own_next {
+                st.gaps += 1;
+                if seq <= delivered {
+                    st.gaps_covered_by_other += 1;
+                }
+            }
+            self.line_next[line] = if same_session { own_next.max(end) } else { end };
+        }
+        self.tracker.on_packet(now, packet, sink);
+    }
+
+    /// A packet from a re-request server (no line).
+    pub fn on_retransmission(
+        &mut self,
+        now: u64,
+        packet: &Packet<&[u8]>,
+        sink: &mut impl ActionSink,
+    ) {
+        self.tracker.on_packet(now, packet, sink);
+    }
+
+    /// Drives time: dead lines and the session's timers.
+    pub fn on_timer(&mut self, now: u64, sink: &mut impl ActionSink) {
+        let alive =
+            |l: &LineStats| l.last_seen > 0 && now.saturating_sub(l.last_seen) < self.dead_after_ns;
+        let any_alive = self.lines.iter().any(alive);
+        for (line, st) in self.lines.iter_mut().enumerate() {
+            if !st.down && st.last_seen > 0 && any_alive && !alive(st) {
+                st.down = true;
+                st.downs += 1;
+                sink.action(Action::LineDown { line });
+            }
+        }
+        self.tracker.on_timer(now, sink);
+    }
+
+    /// End of input.
+    pub fn finish(&mut self, now: u64, sink: &mut impl ActionSink) {
+        self.tracker.finish(now, sink);
+    }
+}
