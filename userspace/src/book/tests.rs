@@ -20,11 +20,13 @@ fn add(b: &mut Books, reference: u64, side: u8, shares: u32, price: u32) {
     b.on_add_order(&m);
 }
 
-fn levels(side: &Side) -> Vec<(u32, u64)> {
+type Levels = Vec<(u32, u64)>;
+
+fn levels(side: &Side) -> Levels {
     side.iter().map(|l| (l.price, l.shares)).collect()
 }
 
-fn book(b: &Books) -> (Vec<(u32, u64)>, Vec<(u32, u64)>) {
+fn book(b: &Books) -> (Levels, Levels) {
     let bk = b.book(7).unwrap();
     (levels(&bk.bids), levels(&bk.asks))
 }
