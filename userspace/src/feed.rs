@@ -8,9 +8,9 @@ use std::fmt;
 
 use ticklane_protocols::itch::{self, ItchError, MESSAGE_TYPES, MessageRef};
 use ticklane_protocols::moldudp64::{MoldError, Packet, PacketKind, Session};
-use ticklane_protocols::wire::{self, FrameError};
+use ticklane_protocols::wire::{self, FrameError, UdpFrame};
 
-use crate::capture::{Link, Record};
+use crate::capture::{Frame, Link, Record};
 
 /// Where in the input a problem was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +110,8 @@ pub struct FeedDecoder {
     counts: DecodeCounts,
 }
 
-const BINARYFILE_SESSION: Session = Session([b' '; 10]);
+/// The session BinaryFILE messages are reported under (no name).
+pub const BINARYFILE_SESSION: Session = Session([b' '; 10]);
 
 impl FeedDecoder {
     /// A decoder keeping only the frames `filter` selects.
@@ -134,80 +135,113 @@ impl FeedDecoder {
                 number,
                 offset,
                 data,
-            } => match itch::parse(data) {
-                Ok(m) => {
-                    self.counts.messages += 1;
-                    sink.message(&BINARYFILE_SESSION, number, m);
-                }
-                Err(error) => {
-                    self.counts.bad_messages += 1;
-                    sink.problem(
-                        Location {
-                            unit: Unit::Message,
-                            number,
-                            offset,
-                        },
-                        Problem::Itch { seq: number, error },
-                    );
-                }
-            },
+            } => {
+                let at = Location {
+                    unit: Unit::Message,
+                    number,
+                    offset,
+                };
+                self.message(at, &BINARYFILE_SESSION, number, data, sink);
+            }
             Record::Frame(frame) => {
                 let at = Location {
                     unit: Unit::Packet,
                     number: frame.number,
                     offset: frame.offset,
                 };
-                let parsed = match frame.link {
-                    Link::Ethernet => wire::parse_ethernet_udp(frame.data),
-                    Link::RawIpv4 => wire::parse_ipv4_udp(frame.data),
-                };
-                let udp = match parsed {
-                    Ok(udp) => udp,
-                    Err(e) if e.is_foreign() => {
-                        self.counts.foreign += 1;
-                        return;
-                    }
-                    Err(e) => {
-                        self.counts.bad_packets += 1;
-                        return sink.problem(at, Problem::Frame(e));
-                    }
-                };
-                let wanted = self.filter.feeds.is_empty()
-                    || self
-                        .filter
-                        .feeds
-                        .contains(&(udp.destination, udp.destination_port));
-                if !wanted {
-                    self.counts.foreign += 1;
-                    return;
+                if let Some(udp) = self.udp(&frame, sink) {
+                    self.payload(at, udp.payload, sink);
                 }
-                self.payload(at, udp.payload, sink);
+            }
+        }
+    }
+
+    /// Walks a frame down to its UDP datagram, if it is one of the feed's;
+    /// counts and reports what is not.
+    pub fn udp<'a>(&mut self, frame: &Frame<'a>, sink: &mut impl FeedSink) -> Option<UdpFrame<'a>> {
+        let parsed = match frame.link {
+            Link::Ethernet => wire::parse_ethernet_udp(frame.data),
+            Link::RawIpv4 => wire::parse_ipv4_udp(frame.data),
+        };
+        let udp = match parsed {
+            Ok(udp) => udp,
+            Err(e) if e.is_foreign() => {
+                self.counts.foreign += 1;
+                return None;
+            }
+            Err(e) => {
+                self.counts.bad_packets += 1;
+                let at = Location {
+                    unit: Unit::Packet,
+                    number: frame.number,
+                    offset: frame.offset,
+                };
+                sink.problem(at, Problem::Frame(e));
+                return None;
+            }
+        };
+        if !self.filter.feeds.is_empty()
+            && !self
+                .filter
+                .feeds
+                .contains(&(udp.destination, udp.destination_port))
+        {
+            self.counts.foreign += 1;
+            return None;
+        }
+        Some(udp)
+    }
+
+    /// Checks one MoldUDP64 packet; counts and reports it when malformed.
+    pub fn packet<'a>(
+        &mut self,
+        at: Location,
+        payload: &'a [u8],
+        sink: &mut impl FeedSink,
+    ) -> Option<Packet<&'a [u8]>> {
+        match Packet::new_checked(payload) {
+            Ok(p) => {
+                self.counts.packets += 1;
+                Some(p)
+            }
+            Err(e) => {
+                self.counts.bad_packets += 1;
+                sink.problem(at, Problem::Mold(e));
+                None
             }
         }
     }
 
     /// Decodes one MoldUDP64 packet (a UDP payload) into `sink`.
     pub fn payload(&mut self, at: Location, payload: &[u8], sink: &mut impl FeedSink) {
-        let packet = match Packet::new_checked(payload) {
-            Ok(p) => p,
-            Err(e) => {
-                self.counts.bad_packets += 1;
-                return sink.problem(at, Problem::Mold(e));
-            }
+        let Some(packet) = self.packet(at, payload, sink) else {
+            return;
         };
-        self.counts.packets += 1;
         sink.packet(&packet);
         let session = packet.session();
         for (seq, bytes) in packet.messages() {
-            match itch::parse(bytes) {
-                Ok(m) => {
-                    self.counts.messages += 1;
-                    sink.message(&session, seq, m);
-                }
-                Err(error) => {
-                    self.counts.bad_messages += 1;
-                    sink.problem(at, Problem::Itch { seq, error });
-                }
+            self.message(at, &session, seq, bytes, sink);
+        }
+    }
+
+    /// Parses one sequenced message into `sink`; counts and reports it when
+    /// malformed.
+    pub fn message(
+        &mut self,
+        at: Location,
+        session: &Session,
+        seq: u64,
+        bytes: &[u8],
+        sink: &mut impl FeedSink,
+    ) {
+        match itch::parse(bytes) {
+            Ok(m) => {
+                self.counts.messages += 1;
+                sink.message(session, seq, m);
+            }
+            Err(error) => {
+                self.counts.bad_messages += 1;
+                sink.problem(at, Problem::Itch { seq, error });
             }
         }
     }

@@ -386,7 +386,10 @@ impl SessionTracker {
             }
             let from = r.from.max(self.next_seq);
             let mut server = r.server;
-            if r.attempts.is_multiple_of(self.cfg.attempts_per_server.max(1)) && self.cfg.servers > 1 {
+            if r.attempts
+                .is_multiple_of(self.cfg.attempts_per_server.max(1))
+                && self.cfg.servers > 1
+            {
                 server = (server + 1) % self.cfg.servers;
                 self.primary = server;
                 self.stats.failovers += 1;
