@@ -4,6 +4,11 @@
 //! byte-level [`ticklane_protocols`] crate:
 //!
 //! - [`book`]: full-depth order books for every stock, exact ITCH semantics;
+//! - [`vwap`] and [`bus`]: sliding-window VWAP; lock-free SPSC rings that fan
+//!   events out, with a loss-free audit ring;
+//! - [`pipeline`]: books + VWAP + tape behind one static handler, and
+//!   `replay` of a capture through the session layer;
+//! - [`retrans`]: a MoldUDP64 re-request server answering from a capture;
 //! - [`capture`]: pcap / pcapng / BinaryFILE readers (streaming, bounded
 //!   memory) and writers;
 //! - [`feed`]: capture records → sequenced ITCH messages, with every malformed
@@ -15,9 +20,13 @@
 //!   `ticklane gen`, packed into MoldUDP64 multicast frames.
 
 pub mod book;
+pub mod bus;
 pub mod capture;
 pub mod feed;
 pub mod generate;
 pub mod json;
 pub mod market;
+pub mod pipeline;
+pub mod retrans;
 pub mod session;
+pub mod vwap;

@@ -121,6 +121,17 @@ impl Books {
         self.orders.bytes_per_order()
     }
 
+    /// The resting order with this reference.
+    pub fn order(&self, reference: u64) -> Option<&Order> {
+        self.orders.get(reference)
+    }
+
+    /// Counts a message that named an order that is not resting (for callers
+    /// that look the order up themselves).
+    pub fn count_unknown(&mut self) {
+        self.stats.unknown_reference += 1;
+    }
+
     /// The book of a locate code, if it was ever seen.
     pub fn book(&self, locate: u16) -> Option<&Book> {
         self.books.get(usize::from(locate))?.as_ref()

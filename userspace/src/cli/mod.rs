@@ -1,7 +1,10 @@
 //! Argument parsing and the commands.
 
+mod book_cmd;
 mod decode;
 mod gen_cmd;
+mod replay_cmd;
+mod retrans_cmd;
 
 use std::net::Ipv4Addr;
 use std::process::ExitCode;
@@ -10,8 +13,10 @@ use clap::{Parser, Subcommand};
 
 /// ticklane: a kernel-bypass NASDAQ TotalView-ITCH 5.0 market-data appliance.
 ///
-/// Today's commands work on captures: generate a synthetic feed, decode a
-/// capture to the canonical JSON Lines.
+/// Commands: generate a synthetic feed (gen), decode a capture to canonical
+/// JSON Lines (decode), build the order books of a capture (book), replay a
+/// capture through the whole pipeline (replay), serve MoldUDP64 re-requests
+/// from a capture (retrans-server).
 #[derive(Debug, Parser)]
 #[command(
     name = "ticklane",
@@ -28,6 +33,9 @@ struct Cli {
 enum Command {
     Gen(gen_cmd::GenArgs),
     Decode(decode::DecodeArgs),
+    Book(book_cmd::BookArgs),
+    Replay(replay_cmd::ReplayArgs),
+    RetransServer(retrans_cmd::RetransArgs),
 }
 
 /// Runs the command line; errors are printed with their causes.
@@ -36,6 +44,9 @@ pub(crate) fn main() -> ExitCode {
     let result = match cli.command {
         Command::Gen(args) => gen_cmd::run(&args),
         Command::Decode(args) => decode::run(&args),
+        Command::Book(args) => book_cmd::run(&args),
+        Command::Replay(args) => replay_cmd::run(&args),
+        Command::RetransServer(args) => retrans_cmd::run(&args),
     };
     match result {
         Ok(code) => code,

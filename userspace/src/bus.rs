@@ -1,0 +1,410 @@
+//! The event bus: lock-free single-producer single-consumer rings (`rtrb`)
+//! from a poller to its consumers, one ring per topic. Publishing never
+//! blocks the poller: a full best-effort ring drops the event and counts it;
+//! the audit ring, which must lose nothing, is sized for the worst burst and
+//! raises an alarm counter if it ever overflows.
+
+use rtrb::{Consumer, Producer, RingBuffer};
+use ticklane_protocols::moldudp64::Session;
+
+use crate::vwap::VwapEvent;
+
+/// Best bid and offer of a stock changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BboEvent {
+    /// The stock.
+    pub locate: u16,
+    /// Feed time.
+    pub timestamp: u64,
+    /// Best bid price and shares (0, 0 when the side is empty).
+    pub bid: (u32, u64),
+    /// Best ask price and shares (0, 0 when the side is empty).
+    pub ask: (u32, u64),
+}
+
+/// What kind of print a trade is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TradeKind {
+    /// E: a resting order executed at its price.
+    Executed,
+    /// C: executed at another price (printable only).
+    ExecutedWithPrice,
+    /// P: against a non-displayed order.
+    Hidden,
+    /// Q: a cross.
+    Cross,
+}
+
+/// A print for the tape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TradeEvent {
+    /// The stock.
+    pub locate: u16,
+    /// Feed time.
+    pub timestamp: u64,
+    /// Price, Price(4).
+    pub price: u32,
+    /// Shares.
+    pub shares: u64,
+    /// Match number.
+    pub match_number: u64,
+    /// Kind of print.
+    pub kind: TradeKind,
+}
+
+/// Sequencing news.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// Messages `from..end` are missing for now.
+    Gap {
+        /// First missing.
+        from: u64,
+        /// One past the last missing known.
+        end: u64,
+    },
+    /// Caught up again after a gap that began at `from`.
+    GapFilled {
+        /// Start of the gap episode.
+        from: u64,
+        /// Next sequence number.
+        end: u64,
+    },
+    /// Messages `from..end` were lost for good.
+    Unrecoverable {
+        /// First lost.
+        from: u64,
+        /// One past the last lost.
+        end: u64,
+    },
+    /// Books are stale.
+    Stale,
+    /// Books are fresh again.
+    Fresh,
+    /// A session began.
+    NewSession(Session),
+    /// The session ended.
+    EndOfSession,
+}
+
+/// One message as delivered, copied for the audit trail: the one deliberate
+/// copy of the data path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// Its session.
+    pub session: Session,
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its length.
+    pub len: u8,
+    /// Its bytes (ITCH messages are at most 50 bytes).
+    pub bytes: [u8; 64],
+}
+
+impl AuditRecord {
+    /// The message bytes.
+    pub fn message(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len).min(self.bytes.len())]
+    }
+}
+
+/// Ring sizes.
+#[derive(Debug, Clone, Copy)]
+pub struct BusConfig {
+    /// Slots of each best-effort ring.
+    pub events: usize,
+    /// Slots of the audit ring.
+    pub audit: usize,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        Self {
+            events: 1 << 16,
+            audit: 1 << 20,
+        }
+    }
+}
+
+/// What publishing dropped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BusStats {
+    /// Events published, all topics.
+    pub published: u64,
+    /// Best-effort events dropped on a full ring, per topic: BBO, trades, VWAP, session.
+    pub dropped: [u64; 4],
+    /// Audit records that found the audit ring full: must stay 0.
+    pub audit_overflow: u64,
+}
+
+/// The poller's side.
+#[derive(Debug)]
+pub struct Publisher {
+    bbo: Producer<BboEvent>,
+    trades: Producer<TradeEvent>,
+    vwap: Producer<VwapEvent>,
+    session: Producer<SessionEvent>,
+    audit: Producer<AuditRecord>,
+    stats: BusStats,
+}
+
+/// The consumers' side (each ring may go to its own thread).
+#[derive(Debug)]
+pub struct Subscribers {
+    /// BBO changes.
+    pub bbo: Consumer<BboEvent>,
+    /// The trade tape.
+    pub trades: Consumer<TradeEvent>,
+    /// VWAP emissions.
+    pub vwap: Consumer<VwapEvent>,
+    /// Session news.
+    pub session: Consumer<SessionEvent>,
+    /// The audit trail.
+    pub audit: Consumer<AuditRecord>,
+}
+
+/// Creates the rings.
+pub fn bus(cfg: BusConfig) -> (Publisher, Subscribers) {
+    let (bbo, bbo_rx) = RingBuffer::new(cfg.events);
+    let (trades, trades_rx) = RingBuffer::new(cfg.events);
+    let (vwap, vwap_rx) = RingBuffer::new(cfg.events);
+    let (session, session_rx) = RingBuffer::new(cfg.events);
+    let (audit, audit_rx) = RingBuffer::new(cfg.audit);
+    (
+        Publisher {
+            bbo,
+            trades,
+            vwap,
+            session,
+            audit,
+            stats: BusStats::default(),
+        },
+        Subscribers {
+            bbo: bbo_rx,
+            trades: trades_rx,
+            vwap: vwap_rx,
+            session: session_rx,
+            audit: audit_rx,
+        },
+    )
+}
+
+fn publish<T>(ring: &mut Producer<T>, event: T, published: &mut u64, dropped: &mut u64) {
+    match ring.push(event) {
+        Ok(()) => *published += 1,
+        Err(_) => *dropped += 1,
+    }
+}
+
+impl Publisher {
+    /// Counters.
+    pub fn stats(&self) -> BusStats {
+        self.stats
+    }
+
+    /// A BBO change.
+    pub fn bbo(&mut self, e: BboEvent) {
+        publish(
+            &mut self.bbo,
+            e,
+            &mut self.stats.published,
+            &mut self.stats.dropped[0],
+        );
+    }
+
+    /// A print.
+    pub fn trade(&mut self, e: TradeEvent) {
+        publish(
+            &mut self.trades,
+            e,
+            &mut self.stats.published,
+            &mut self.stats.dropped[1],
+        );
+    }
+
+    /// A VWAP emission.
+    pub fn vwap(&mut self, e: VwapEvent) {
+        publish(
+            &mut self.vwap,
+            e,
+            &mut self.stats.published,
+            &mut self.stats.dropped[2],
+        );
+    }
+
+    /// Session news.
+    pub fn session(&mut self, e: SessionEvent) {
+        publish(
+            &mut self.session,
+            e,
+            &mut self.stats.published,
+            &mut self.stats.dropped[3],
+        );
+    }
+
+    /// A delivered message for the audit trail.
+    pub fn audit(&mut self, session: Session, seq: u64, message: &[u8]) {
+        let mut record = AuditRecord {
+            session,
+            seq,
+            len: 0,
+            bytes: [0; 64],
+        };
+        let n = message.len().min(record.bytes.len());
+        record.bytes[..n].copy_from_slice(&message[..n]);
+        record.len = n as u8;
+        publish(
+            &mut self.audit,
+            record,
+            &mut self.stats.published,
+            &mut self.stats.audit_overflow,
+        );
+    }
+}
+
+/// What a [`Drain`] consumed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DrainStats {
+    /// BBO changes.
+    pub bbo: u64,
+    /// Prints.
+    pub trades: u64,
+    /// VWAP emissions.
+    pub vwap: u64,
+    /// Session events.
+    pub session: u64,
+    /// Audit records.
+    pub audit: u64,
+    /// Audit records whose sequence number did not follow the previous one
+    /// of the same session (lost or duplicated messages would show here;
+    /// gaps the session declared lost also do).
+    pub audit_out_of_order: u64,
+}
+
+/// A consumer thread that empties every ring until stopped (for replays and
+/// commands that need no real consumer; the audit writer replaces it).
+#[derive(Debug)]
+pub struct Drain {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<DrainStats>,
+}
+
+impl Drain {
+    /// Starts the thread.
+    pub fn spawn(mut subs: Subscribers) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut st = DrainStats::default();
+            let mut last: Option<(Session, u64)> = None;
+            loop {
+                let stopping = flag.load(Ordering::Acquire);
+                let mut got = 0;
+                while subs.bbo.pop().is_ok() {
+                    st.bbo += 1;
+                    got += 1;
+                }
+                while subs.trades.pop().is_ok() {
+                    st.trades += 1;
+                    got += 1;
+                }
+                while subs.vwap.pop().is_ok() {
+                    st.vwap += 1;
+                    got += 1;
+                }
+                while subs.session.pop().is_ok() {
+                    st.session += 1;
+                    got += 1;
+                }
+                while let Ok(r) = subs.audit.pop() {
+                    st.audit += 1;
+                    got += 1;
+                    if let Some((s, seq)) = last
+                        && s == r.session
+                        && r.seq != seq + 1
+                    {
+                        st.audit_out_of_order += 1;
+                    }
+                    last = Some((r.session, r.seq));
+                }
+                if stopping && got == 0 {
+                    return st;
+                }
+                if got == 0 {
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                }
+            }
+        });
+        Self { stop, handle }
+    }
+
+    /// Stops after emptying the rings; returns what was consumed.
+    pub fn finish(self) -> DrainStats {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        self.handle.join().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_ring_drops_and_counts_never_blocks() {
+        let (mut p, mut s) = bus(BusConfig {
+            events: 2,
+            audit: 2,
+        });
+        for i in 0..5 {
+            p.trade(TradeEvent {
+                locate: 1,
+                timestamp: i,
+                price: 1,
+                shares: 1,
+                match_number: i,
+                kind: TradeKind::Hidden,
+            });
+        }
+        assert_eq!(p.stats().dropped[1], 3);
+        assert_eq!(s.trades.pop().map(|t| t.match_number), Ok(0));
+        assert_eq!(s.trades.pop().map(|t| t.match_number), Ok(1));
+        assert!(s.trades.pop().is_err());
+        for seq in 0..3 {
+            p.audit(Session::default(), seq, b"D123");
+        }
+        assert_eq!(p.stats().audit_overflow, 1, "the alarm counter");
+        assert_eq!(s.audit.pop().unwrap().message(), b"D123");
+    }
+
+    #[test]
+    fn events_cross_threads_in_order() {
+        let (mut p, mut s) = bus(BusConfig {
+            events: 64,
+            audit: 64,
+        });
+        let consumer = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            while got.len() < 10_000 {
+                if let Ok(e) = s.bbo.pop() {
+                    got.push(e.timestamp);
+                }
+            }
+            got
+        });
+        let mut sent = 0;
+        while sent < 10_000 {
+            if p.bbo
+                .push(BboEvent {
+                    locate: 1,
+                    timestamp: sent,
+                    bid: (0, 0),
+                    ask: (0, 0),
+                })
+                .is_ok()
+            {
+                sent += 1;
+            }
+        }
+        assert_eq!(consumer.join().unwrap(), (0..10_000).collect::<Vec<_>>());
+    }
+}
