@@ -36,6 +36,11 @@ pub(crate) struct PipelineArgs {
     /// Seconds to keep recovering gaps after the end of the capture.
     #[arg(long, default_value_t = 30)]
     recovery_secs: u64,
+    /// Start at the first packet seen instead of treating the messages before
+    /// it as a gap (a capture that begins mid-session has no earlier
+    /// messages to build books from; by default they count as lost).
+    #[arg(long)]
+    join_live: bool,
     /// Capacity of the order pool (resting orders) before it must grow.
     #[arg(long, default_value_t = 1 << 20)]
     max_orders: usize,
@@ -87,6 +92,7 @@ fn run_pipeline_at(
         session: SessionConfig {
             max_request: args.max_request.max(1),
             request_timeout_ns: args.request_timeout_ms.max(1) * 1_000_000,
+            backfill_from: if args.join_live { None } else { Some(1) },
             ..SessionConfig::default()
         },
         retrans: args.retrans.clone(),

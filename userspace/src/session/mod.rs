@@ -53,7 +53,9 @@ pub struct SessionConfig {
     pub max_packet: usize,
     /// Longest message accepted; a packet with a longer one is rejected.
     pub max_message_len: usize,
-    /// Join a session late and backfill from this sequence number.
+    /// Where a session's messages begin: messages before the first packet
+    /// seen are a gap to fill (or report) from here. `Some(1)` by default,
+    /// since books need the whole day; `None` joins at the first packet seen.
     pub backfill_from: Option<u64>,
 }
 
@@ -71,7 +73,7 @@ impl Default for SessionConfig {
             window_packets: 4096,
             max_packet: 2048,
             max_message_len: 1024,
-            backfill_from: None,
+            backfill_from: Some(1),
         }
     }
 }

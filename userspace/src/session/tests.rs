@@ -405,7 +405,10 @@ fn several_requests_for_one_large_gap_paced() {
 
 #[test]
 fn a_new_session_starts_clean() {
-    let mut r = Rig::new(SessionConfig::default());
+    let mut r = Rig::new(SessionConfig {
+        backfill_from: None,
+        ..SessionConfig::default()
+    });
     r.feed(0, &packet(b"DAY1", 500, 2));
     r.feed(MS, &packet(b"DAY2", 1, 2));
     assert_eq!(
