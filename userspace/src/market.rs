@@ -22,6 +22,8 @@ const OPEN_NS: u64 = 34_200 * 1_000_000_000;
 const SESSION_NS: u64 = 23_400 * 1_000_000_000;
 /// Preamble time (03:00).
 const PREAMBLE_NS: u64 = 10_800 * 1_000_000_000;
+/// How many of the newest orders count as "recent" for [`Market::pick_live`].
+const RECENT_ORDERS: usize = 1024;
 /// One cent in Price(4).
 const TICK: u32 = 100;
 
@@ -330,8 +332,17 @@ impl Market {
         }
     }
 
+    /// An order to execute, cancel, replace or delete. Most orders on a
+    /// real book are fleeting: cancelled or hit within moments of their
+    /// arrival. Four picks in five go to one of the most recent orders, the
+    /// rest to any live order, so that old orders also age out.
     fn pick_live(&mut self) -> usize {
-        self.rng.random_range(0..self.live.len())
+        let n = self.live.len();
+        if self.rng.random_ratio(4, 5) {
+            n - 1 - self.rng.random_range(0..n.min(RECENT_ORDERS))
+        } else {
+            self.rng.random_range(0..n)
+        }
     }
 
     fn add(&mut self, out: &mut [u8; MAX_MESSAGE_LEN], with_mpid: bool) -> usize {

@@ -6,8 +6,13 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
+use ticklane::book::Books;
+use ticklane::bus::{self, BusConfig};
 use ticklane::feed::{FeedDecoder, FeedFilter, FeedSink, Location, Problem, Unit};
 use ticklane::market::{MAX_MESSAGE_LEN, Market, MarketConfig};
+use ticklane::pipeline::Pipeline;
+use ticklane::session::{Action, ActionSink, SessionConfig, SessionTracker};
+use ticklane::vwap::Vwap;
 use ticklane_protocols::itch::{self, Handler, MessageRef};
 use ticklane_protocols::moldudp64::{Packet, PacketBuilder, Session};
 use ticklane_protocols::wire::{self, UdpFrameSpec};
@@ -146,5 +151,87 @@ fn parsing_and_dispatch_allocate_nothing_per_packet() {
         0,
         "{during} allocations while parsing {} packets",
         frames.len()
+    );
+}
+
+struct Deliver<'a> {
+    pipeline: &'a mut Pipeline,
+    session: Session,
+    delivered: u64,
+}
+
+impl ActionSink for Deliver<'_> {
+    fn action(&mut self, a: Action<'_>) {
+        match a {
+            Action::Deliver { seq, message } => {
+                if let Ok(m) = itch::parse(message) {
+                    self.delivered += 1;
+                    self.pipeline.deliver(self.session, seq, m);
+                }
+            }
+            Action::NewSession { session } => self.session = session,
+            _ => {}
+        }
+    }
+}
+
+/// Session layer (with reordering to undo), books, VWAP, tape and bus: once
+/// warm, not one allocation per packet.
+#[test]
+fn the_whole_pipeline_allocates_nothing_once_warm() {
+    let (frames, total) = frames();
+    let (publisher, _subscribers) = bus::bus(BusConfig {
+        events: 1 << 12,
+        audit: 1 << 12,
+    });
+    let mut pipeline = Pipeline::new(
+        Books::new(1 << 16),
+        Vwap::new(1_000_000_000, 100_000_000),
+        publisher,
+    );
+    let mut tracker = SessionTracker::new(SessionConfig::default());
+    let mut sink = Deliver {
+        pipeline: &mut pipeline,
+        session: Session::default(),
+        delivered: 0,
+    };
+    let payloads: Vec<&[u8]> = frames
+        .iter()
+        .map(|f| wire::parse_ethernet_udp(f).unwrap().payload)
+        .collect();
+    // Every tenth pair of packets arrives swapped.
+    let mut order: Vec<usize> = (0..payloads.len()).collect();
+    for i in (1..order.len()).step_by(10) {
+        order.swap(i - 1, i);
+    }
+    let (warm, measured) = order.split_at(order.len() / 2);
+    for (now, &i) in warm.iter().enumerate() {
+        tracker.on_packet(
+            now as u64,
+            &Packet::new_checked(payloads[i]).unwrap(),
+            &mut sink,
+        );
+    }
+    let before = allocations();
+    for (now, &i) in measured.iter().enumerate() {
+        tracker.on_packet(
+            (warm.len() + now) as u64,
+            &Packet::new_checked(payloads[i]).unwrap(),
+            &mut sink,
+        );
+    }
+    let during = allocations() - before;
+    assert_eq!(
+        sink.delivered, total,
+        "everything delivered, reordering undone"
+    );
+    assert!(tracker.stats().held_packets > 0, "the hold path ran");
+    let stats = pipeline.books.stats();
+    assert_eq!((stats.unknown_reference, stats.pool_growths), (0, 0));
+    assert_eq!(
+        during,
+        0,
+        "{during} allocations over {} packets",
+        measured.len()
     );
 }

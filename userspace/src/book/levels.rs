@@ -32,11 +32,28 @@ impl Side {
     }
 
     /// Position of `price` in `levels`, or where it would be inserted.
+    ///
+    /// A linear scan from the best end: almost every add, execution and
+    /// cancel lands within a few levels of the top, where a scan is a handful
+    /// of predictable compares and a binary search a chain of mispredicted
+    /// branches.
+    #[inline]
     fn search(&self, price: u32) -> Result<usize, usize> {
+        let mut i = self.levels.len();
         if self.bid {
-            self.levels.binary_search_by(|l| l.price.cmp(&price))
+            // Ascending: walk down while the level is above `price`.
+            while i > 0 && self.levels[i - 1].price > price {
+                i -= 1;
+            }
         } else {
-            self.levels.binary_search_by(|l| price.cmp(&l.price))
+            // Descending: walk down while the level is below `price`.
+            while i > 0 && self.levels[i - 1].price < price {
+                i -= 1;
+            }
+        }
+        match i.checked_sub(1) {
+            Some(j) if self.levels[j].price == price => Ok(j),
+            _ => Err(i),
         }
     }
 

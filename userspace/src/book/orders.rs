@@ -1,7 +1,10 @@
 //! Resting orders: a pre-sized pool and an open-addressing index from order
-//! reference to pool slot (linear probing, backward-shift deletion, so no
-//! tombstones ever slow lookups down). Nothing allocates while the pool and
-//! the index have room; growth past the configured capacity is counted.
+//! reference to pool slot. The index is Robin Hood hashed with backward-shift
+//! deletion: no tombstones, lookups stop early, and a removal shifts only the
+//! entries that sit away from their home slot. Each index entry carries the
+//! reference's hash, so probing reads the pool only on a real match. Nothing
+//! allocates while the pool and the index have room; growth past the
+//! configured capacity is counted.
 
 /// A resting order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,23 +21,38 @@ pub struct Order {
     pub side: u8,
 }
 
-const EMPTY: u32 = u32::MAX;
+/// One index entry: the reference's hash and the pool slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    hash: u32,
+    slot: u32,
+}
+
+const EMPTY: Entry = Entry {
+    hash: 0,
+    slot: u32::MAX,
+};
 
 /// Pool of orders with an index by reference.
 #[derive(Debug)]
 pub struct OrderPool {
     orders: Vec<Order>,
     free: Vec<u32>,
-    /// Slot numbers into `orders`, `EMPTY` where free.
-    index: Vec<u32>,
+    index: Vec<Entry>,
     mask: usize,
     live: usize,
     growths: u64,
 }
 
-fn home(reference: u64, mask: usize) -> usize {
-    // Fibonacci hashing: references are mostly consecutive integers.
-    (reference.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize & mask
+/// Hash of a reference. ITCH order references grow by one per new order
+/// through the day, and the orders resting at once mostly have recent,
+/// nearby references: keeping the low bits puts them in neighbouring slots,
+/// each at its home (no collisions among consecutive references), where a
+/// scrambling hash would scatter every lookup across the index. The high
+/// half is folded in so that references far apart still spread.
+#[inline]
+fn hash(reference: u64) -> u32 {
+    (reference ^ (reference >> 32)) as u32
 }
 
 impl OrderPool {
@@ -70,33 +88,44 @@ impl OrderPool {
 
     /// Bytes of memory per order slot (pool entry plus index share).
     pub fn bytes_per_order(&self) -> usize {
-        size_of::<Order>() + size_of::<u32>() * self.index.len() / self.orders.capacity().max(1)
+        size_of::<Order>() + size_of::<Entry>() * self.index.len() / self.orders.capacity().max(1)
     }
 
+    /// How far the entry at `pos` sits from its home slot.
+    #[inline]
+    fn distance(&self, pos: usize, e: Entry) -> usize {
+        pos.wrapping_sub(e.hash as usize) & self.mask
+    }
+
+    /// Index position of `reference`.
+    #[inline]
     fn find(&self, reference: u64) -> Option<usize> {
-        let mut i = home(reference, self.mask);
+        let h = hash(reference);
+        let mut pos = h as usize & self.mask;
+        let mut dist = 0;
         loop {
-            let slot = self.index[i];
-            if slot == EMPTY {
+            let e = self.index[pos];
+            if e.slot == u32::MAX || self.distance(pos, e) < dist {
                 return None;
             }
-            if self.orders[slot as usize].reference == reference {
-                return Some(i);
+            if e.hash == h && self.orders[e.slot as usize].reference == reference {
+                return Some(pos);
             }
-            i = (i + 1) & self.mask;
+            pos = (pos + 1) & self.mask;
+            dist += 1;
         }
     }
 
     /// The order with this reference.
     pub fn get(&self, reference: u64) -> Option<&Order> {
         self.find(reference)
-            .map(|i| &self.orders[self.index[i] as usize])
+            .map(|i| &self.orders[self.index[i].slot as usize])
     }
 
     /// The order with this reference, mutably.
     pub fn get_mut(&mut self, reference: u64) -> Option<&mut Order> {
         let i = self.find(reference)?;
-        Some(&mut self.orders[self.index[i] as usize])
+        Some(&mut self.orders[self.index[i].slot as usize])
     }
 
     /// Adds an order; false (and nothing changes) when its reference is
@@ -121,44 +150,54 @@ impl OrderPool {
                 (self.orders.len() - 1) as u32
             }
         };
-        let mut i = home(order.reference, self.mask);
-        while self.index[i] != EMPTY {
-            i = (i + 1) & self.mask;
-        }
-        self.index[i] = slot;
+        self.place(Entry {
+            hash: hash(order.reference),
+            slot,
+        });
         self.live += 1;
         true
     }
 
+    /// Robin Hood insertion: an entry closer to its home gives way.
+    fn place(&mut self, mut entry: Entry) {
+        let mut pos = entry.hash as usize & self.mask;
+        let mut dist = 0;
+        loop {
+            let e = self.index[pos];
+            if e.slot == u32::MAX {
+                self.index[pos] = entry;
+                return;
+            }
+            let d = self.distance(pos, e);
+            if d < dist {
+                self.index[pos] = entry;
+                entry = e;
+                dist = d;
+            }
+            pos = (pos + 1) & self.mask;
+            dist += 1;
+        }
+    }
+
     /// Removes and returns the order with this reference.
     pub fn remove(&mut self, reference: u64) -> Option<Order> {
-        let mut hole = self.find(reference)?;
-        let slot = self.index[hole];
-        let order = self.orders[slot as usize];
+        let mut pos = self.find(reference)?;
+        let slot = self.index[pos].slot;
         self.free.push(slot);
         self.live -= 1;
-        // Backward shift: pull later entries of the probe run into the hole
-        // when the hole lies between their home and their position.
-        let mut j = hole;
+        // Backward shift: pull the following entries one step home, up to an
+        // empty slot or an entry already at home.
         loop {
-            j = (j + 1) & self.mask;
-            let s = self.index[j];
-            if s == EMPTY {
+            let next = (pos + 1) & self.mask;
+            let e = self.index[next];
+            if e.slot == u32::MAX || self.distance(next, e) == 0 {
                 break;
             }
-            let k = home(self.orders[s as usize].reference, self.mask);
-            let movable = if hole <= j {
-                k <= hole || k > j
-            } else {
-                k <= hole && k > j
-            };
-            if movable {
-                self.index[hole] = s;
-                hole = j;
-            }
+            self.index[pos] = e;
+            pos = next;
         }
-        self.index[hole] = EMPTY;
-        Some(order)
+        self.index[pos] = EMPTY;
+        Some(self.orders[slot as usize])
     }
 
     fn grow_index(&mut self) {
@@ -166,12 +205,8 @@ impl OrderPool {
         let slots = self.index.len() * 2;
         let old = std::mem::replace(&mut self.index, vec![EMPTY; slots]);
         self.mask = slots - 1;
-        for slot in old.into_iter().filter(|&s| s != EMPTY) {
-            let mut i = home(self.orders[slot as usize].reference, self.mask);
-            while self.index[i] != EMPTY {
-                i = (i + 1) & self.mask;
-            }
-            self.index[i] = slot;
+        for e in old.into_iter().filter(|e| e.slot != u32::MAX) {
+            self.place(e);
         }
     }
 }

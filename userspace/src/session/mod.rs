@@ -52,6 +52,8 @@ pub struct SessionConfig {
     /// Largest packet the window can hold, in bytes.
     pub max_packet: usize,
     /// Longest message accepted; a packet with a longer one is rejected.
+    /// Off (`usize::MAX`) by default: ITCH parsing checks exact lengths anyway,
+    /// and the check costs a walk over every packet.
     pub max_message_len: usize,
     /// Where a session's messages begin: messages before the first packet
     /// seen are a gap to fill (or report) from here. `Some(1)` by default,
@@ -72,7 +74,7 @@ impl Default for SessionConfig {
             reorder_wait_ns: 10_000_000,
             window_packets: 4096,
             max_packet: 2048,
-            max_message_len: 1024,
+            max_message_len: usize::MAX,
             backfill_from: Some(1),
         }
     }
