@@ -26,6 +26,7 @@ pub mod feed;
 pub mod generate;
 pub mod json;
 pub mod market;
+pub mod net;
 pub mod pipeline;
 pub mod retrans;
 pub mod session;

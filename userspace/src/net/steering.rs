@@ -1,0 +1,251 @@
+//! Loading and attaching the XDP steering program (aya), and its maps:
+//! subscriptions, the XSKMAP, per-CPU counters.
+//!
+//! The program is attached through a bpf_link, so it detaches by itself when
+//! the process dies, however it dies.
+
+use aya::maps::{HashMap, MapData, PerCpuArray, XskMap};
+use aya::programs::{TestRun, TestRunOptions, Xdp, XdpMode};
+use aya::{Ebpf, EbpfLoader};
+use std::os::fd::AsRawFd;
+use ticklane_xdp::{
+    COUNTERS_MAP, Counter, PROGRAM, PROGRAM_NAME, SOCKETS_MAP, SUBSCRIPTIONS_MAP, SubKey,
+};
+
+/// Which XDP mode to attach in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum XdpModeRequest {
+    /// Native (driver) mode, falling back to generic with a warning.
+    Auto,
+    /// Native mode or fail.
+    Native,
+    /// Generic (skb) mode.
+    Generic,
+}
+
+/// The mode the program runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachedMode {
+    /// In the driver.
+    Native,
+    /// In the kernel's generic path.
+    Generic,
+}
+
+impl AttachedMode {
+    /// Its name in summaries.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Native => "native",
+            Self::Generic => "generic",
+        }
+    }
+}
+
+/// Why the steering program could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SteeringError {
+    /// Loading into the kernel failed.
+    #[error(
+        "loading the XDP program failed: {0} (ticklane needs root or CAP_BPF + CAP_NET_ADMIN, \
+         and a kernel with BPF and XDP)"
+    )]
+    Load(String),
+    /// Attaching failed.
+    #[error("attaching XDP to {iface} in {mode} mode failed: {reason}")]
+    Attach {
+        /// The interface.
+        iface: String,
+        /// The mode tried.
+        mode: &'static str,
+        /// What the kernel said.
+        reason: String,
+    },
+    /// BPF_PROG_TEST_RUN failed.
+    #[error("test run of the XDP program failed: {0}")]
+    TestRun(String),
+    /// A map operation failed.
+    #[error("XDP map {map}: {reason}")]
+    Map {
+        /// Which map.
+        map: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// The loaded program and its maps.
+#[derive(Debug)]
+pub struct Steering {
+    ebpf: Ebpf,
+    mode: Option<AttachedMode>,
+}
+
+fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> SteeringError {
+    move |e| SteeringError::Map {
+        map,
+        reason: e.to_string(),
+    }
+}
+
+fn key(sub: SubKey) -> [u8; 8] {
+    let mut k = [0u8; 8];
+    k[..4].copy_from_slice(&sub.group);
+    k[4..6].copy_from_slice(&sub.port);
+    k[6..].copy_from_slice(&sub.pad.to_ne_bytes());
+    k
+}
+
+impl Steering {
+    /// Loads the program into the kernel (not attached yet).
+    pub fn load() -> Result<Self, SteeringError> {
+        let mut ebpf = EbpfLoader::new()
+            .load(PROGRAM)
+            .map_err(|e| SteeringError::Load(e.to_string()))?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(PROGRAM_NAME)
+            .ok_or_else(|| SteeringError::Load(format!("no program {PROGRAM_NAME} in the object")))?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| SteeringError::Load(e.to_string()))?;
+        prog.load()
+            .map_err(|e| SteeringError::Load(format!("{e} ({:?})", e)))?;
+        Ok(Self { ebpf, mode: None })
+    }
+
+    fn program(&mut self) -> &mut Xdp {
+        self.ebpf
+            .program_mut(PROGRAM_NAME)
+            .and_then(|p| p.try_into().ok())
+            .expect("loaded in Steering::load")
+    }
+
+    /// Attaches to `iface`; `Auto` tries native then generic.
+    pub fn attach(
+        &mut self,
+        iface: &str,
+        request: XdpModeRequest,
+    ) -> Result<AttachedMode, SteeringError> {
+        let attempt = |s: &mut Self, mode: XdpMode, name: &'static str| {
+            s.program()
+                .attach(iface, mode)
+                .map(|_| ())
+                .map_err(|e| SteeringError::Attach {
+                    iface: iface.to_owned(),
+                    mode: name,
+                    reason: error_chain(&e),
+                })
+        };
+        let mode = match request {
+            XdpModeRequest::Native => {
+                attempt(self, XdpMode::Driver, "native")?;
+                AttachedMode::Native
+            }
+            XdpModeRequest::Generic => {
+                attempt(self, XdpMode::Skb, "generic")?;
+                AttachedMode::Generic
+            }
+            XdpModeRequest::Auto => match attempt(self, XdpMode::Driver, "native") {
+                Ok(()) => AttachedMode::Native,
+                Err(native) => {
+                    eprintln!("ticklane: warning: {native}; falling back to generic XDP (slower)");
+                    attempt(self, XdpMode::Skb, "generic")?;
+                    AttachedMode::Generic
+                }
+            },
+        };
+        self.mode = Some(mode);
+        Ok(mode)
+    }
+
+    /// The mode attached in, if attached.
+    pub fn mode(&self) -> Option<AttachedMode> {
+        self.mode
+    }
+
+    fn subs(&mut self) -> Result<HashMap<&mut MapData, [u8; 8], u8>, SteeringError> {
+        let map = self
+            .ebpf
+            .map_mut(SUBSCRIPTIONS_MAP)
+            .ok_or_else(|| SteeringError::Map {
+                map: SUBSCRIPTIONS_MAP,
+                reason: "missing from the object".into(),
+            })?;
+        HashMap::try_from(map).map_err(map_err(SUBSCRIPTIONS_MAP))
+    }
+
+    /// Steers `group:port` to the sockets from now on.
+    pub fn subscribe(&mut self, group: [u8; 4], port: u16) -> Result<(), SteeringError> {
+        self.subs()?
+            .insert(key(SubKey::new(group, port)), 1, 0)
+            .map_err(map_err(SUBSCRIPTIONS_MAP))
+    }
+
+    /// Stops steering `group:port`.
+    pub fn unsubscribe(&mut self, group: [u8; 4], port: u16) -> Result<(), SteeringError> {
+        self.subs()?
+            .remove(&key(SubKey::new(group, port)))
+            .map_err(map_err(SUBSCRIPTIONS_MAP))
+    }
+
+    /// Puts an AF_XDP socket in the XSKMAP for receive queue `queue`.
+    pub fn register_socket(
+        &mut self,
+        queue: u32,
+        socket: &impl AsRawFd,
+    ) -> Result<(), SteeringError> {
+        let map = self
+            .ebpf
+            .map_mut(SOCKETS_MAP)
+            .ok_or_else(|| SteeringError::Map {
+                map: SOCKETS_MAP,
+                reason: "missing from the object".into(),
+            })?;
+        let mut xsks = XskMap::try_from(map).map_err(map_err(SOCKETS_MAP))?;
+        xsks.set(queue, socket.as_raw_fd(), 0)
+            .map_err(map_err(SOCKETS_MAP))
+    }
+
+    /// The counters, summed over CPUs, indexed like [`Counter::ALL`].
+    pub fn counters(&self) -> Result<[u64; Counter::ALL.len()], SteeringError> {
+        let map = self
+            .ebpf
+            .map(COUNTERS_MAP)
+            .ok_or_else(|| SteeringError::Map {
+                map: COUNTERS_MAP,
+                reason: "missing from the object".into(),
+            })?;
+        let array: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(map).map_err(map_err(COUNTERS_MAP))?;
+        let mut out = [0u64; Counter::ALL.len()];
+        for (i, c) in out.iter_mut().enumerate() {
+            let values = array.get(&(i as u32), 0).map_err(map_err(COUNTERS_MAP))?;
+            *c = values.iter().sum();
+        }
+        Ok(out)
+    }
+
+    /// Runs the program once on `frame` with BPF_PROG_TEST_RUN and returns
+    /// its verdict (XDP_PASS = 2, XDP_REDIRECT = 4, …).
+    pub fn test_run(&mut self, frame: &[u8]) -> Result<u32, SteeringError> {
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            ..TestRunOptions::default()
+        };
+        self.program()
+            .test_run(opts)
+            .map(|r| r.return_value)
+            .map_err(|e| SteeringError::TestRun(error_chain(&e)))
+    }
+}
+
+/// An error with its causes, on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: Apache-2.0 OR MIT */
+/*
+ * The contract between ticklane's XDP program and userspace: map key and
+ * counter layout. Mirrored in Rust by xdp-ebpf/src/lib.rs, whose tests read
+ * this file to check that both sides agree.
+ */
+#ifndef TICKLANE_XDP_H
+#define TICKLANE_XDP_H
+
+#include <linux/types.h>
+
+/* A subscription: destination group and UDP port, both in network byte order. */
+struct tl_sub_key {
+	__u32 group;
+	__u16 port;
+	__u16 pad; /* always 0 */
+};
+
+_Static_assert(sizeof(struct tl_sub_key) == 8, "tl_sub_key is 8 bytes");
+
+/* Per-CPU counters, one __u64 each, indexed by these numbers. */
+#define TL_CNT_SEEN 0        /* every frame the program ran on */
+#define TL_CNT_MATCHED 1     /* IPv4/UDP frames to a subscribed group:port */
+#define TL_CNT_REDIRECTED 2  /* matched frames handed to the AF_XDP socket */
+#define TL_CNT_PASSED 3      /* frames given to the kernel stack */
+#define TL_CNT_MALFORMED 4   /* frames cut short inside a header */
+#define TL_CNT_FRAGMENT 5    /* IPv4 fragments (passed) */
+#define TL_CNT_NO_SOCKET 6   /* matched, but no socket on this queue (passed) */
+#define TL_NUM_COUNTERS 7
+
+/* Limits of the maps. */
+#define TL_MAX_SUBSCRIPTIONS 1024
+#define TL_MAX_QUEUES 64
+
+#endif

@@ -1,0 +1,169 @@
+//! # ticklane-xdp: the kernel side
+//!
+//! The XDP program (`src/steer.bpf.c`, compiled by clang at build time and
+//! embedded here as [`PROGRAM`]) and the Rust mirror of what it shares with
+//! userspace (`include/ticklane_xdp.h`): the subscription key and the
+//! counter indices. The tests read the C header and check that both agree.
+#![no_std]
+#![deny(unsafe_code)]
+
+/// The compiled program (an ELF object for the BPF target), 8-byte aligned
+/// as ELF parsers expect.
+pub static PROGRAM: &[u8] = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/steer.bpf.o"))).0;
+
+#[repr(C, align(8))]
+struct Aligned<T: ?Sized>(T);
+
+/// Name of the XDP program in the object.
+pub const PROGRAM_NAME: &str = "ticklane_steer";
+/// Name of the subscription map.
+pub const SUBSCRIPTIONS_MAP: &str = "subs";
+/// Name of the XSKMAP.
+pub const SOCKETS_MAP: &str = "xsks";
+/// Name of the per-CPU counter array.
+pub const COUNTERS_MAP: &str = "counters";
+
+/// A subscription: `struct tl_sub_key`. Group and port in network byte order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(C)]
+pub struct SubKey {
+    /// Destination group, network order (the four octets as they are on the wire).
+    pub group: [u8; 4],
+    /// Destination port, network order.
+    pub port: [u8; 2],
+    /// Always 0.
+    pub pad: u16,
+}
+
+const _: () = assert!(size_of::<SubKey>() == 8);
+
+impl SubKey {
+    /// The key of a group and a port.
+    pub fn new(group: [u8; 4], port: u16) -> Self {
+        Self {
+            group,
+            port: port.to_be_bytes(),
+            pad: 0,
+        }
+    }
+}
+
+/// The per-CPU counters, `TL_CNT_*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Counter {
+    /// Every frame the program ran on.
+    Seen = 0,
+    /// IPv4/UDP frames to a subscribed group:port.
+    Matched = 1,
+    /// Matched frames handed to the AF_XDP socket.
+    Redirected = 2,
+    /// Frames given to the kernel stack.
+    Passed = 3,
+    /// Frames cut short inside a header.
+    Malformed = 4,
+    /// IPv4 fragments (passed).
+    Fragment = 5,
+    /// Matched, but no socket on this queue (passed).
+    NoSocket = 6,
+}
+
+impl Counter {
+    /// Every counter, by index.
+    pub const ALL: [Counter; 7] = [
+        Counter::Seen,
+        Counter::Matched,
+        Counter::Redirected,
+        Counter::Passed,
+        Counter::Malformed,
+        Counter::Fragment,
+        Counter::NoSocket,
+    ];
+
+    /// Its name in summaries.
+    pub fn name(self) -> &'static str {
+        match self {
+            Counter::Seen => "seen",
+            Counter::Matched => "matched",
+            Counter::Redirected => "redirected",
+            Counter::Passed => "passed",
+            Counter::Malformed => "malformed",
+            Counter::Fragment => "fragment",
+            Counter::NoSocket => "no_socket",
+        }
+    }
+}
+
+/// `TL_MAX_QUEUES`: entries of the XSKMAP.
+pub const MAX_QUEUES: u32 = 64;
+/// `TL_MAX_SUBSCRIPTIONS`: entries of the subscription map.
+pub const MAX_SUBSCRIPTIONS: u32 = 1024;
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::string::String;
+
+    fn header() -> String {
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/include/ticklane_xdp.h"
+        ))
+        .unwrap()
+    }
+
+    fn define(h: &str, name: &str) -> u32 {
+        h.lines()
+            .find_map(|l| {
+                let mut w = l.split_whitespace();
+                (w.next() == Some("#define") && w.next() == Some(name))
+                    .then(|| w.next().unwrap().parse().unwrap())
+            })
+            .unwrap_or_else(|| panic!("{name} is not defined in the header"))
+    }
+
+    #[test]
+    fn counters_match_the_c_header() {
+        let h = header();
+        let names = [
+            "SEEN",
+            "MATCHED",
+            "REDIRECTED",
+            "PASSED",
+            "MALFORMED",
+            "FRAGMENT",
+            "NO_SOCKET",
+        ];
+        for (c, n) in Counter::ALL.iter().zip(names) {
+            assert_eq!(*c as u32, define(&h, &std::format!("TL_CNT_{n}")), "{n}");
+        }
+        assert_eq!(Counter::ALL.len() as u32, define(&h, "TL_NUM_COUNTERS"));
+        assert_eq!(MAX_QUEUES, define(&h, "TL_MAX_QUEUES"));
+        assert_eq!(MAX_SUBSCRIPTIONS, define(&h, "TL_MAX_SUBSCRIPTIONS"));
+    }
+
+    #[test]
+    fn key_layout_matches_the_c_struct() {
+        let h = header();
+        assert!(
+            h.contains("__u32 group;\n\t__u16 port;\n\t__u16 pad;"),
+            "field order group, port, pad"
+        );
+        assert!(h.contains("sizeof(struct tl_sub_key) == 8"));
+        assert_eq!(core::mem::offset_of!(SubKey, group), 0);
+        assert_eq!(core::mem::offset_of!(SubKey, port), 4);
+        assert_eq!(core::mem::offset_of!(SubKey, pad), 6);
+        assert_eq!(SubKey::new([239, 1, 2, 3], 26477).port, [0x67, 0x6d]);
+    }
+
+    #[test]
+    fn the_object_is_an_elf_for_bpf() {
+        assert_eq!(&PROGRAM[..4], b"\x7fELF");
+        assert_eq!(
+            u16::from_le_bytes([PROGRAM[18], PROGRAM[19]]),
+            247,
+            "EM_BPF"
+        );
+    }
+}
