@@ -29,5 +29,6 @@ pub mod market;
 pub mod net;
 pub mod pipeline;
 pub mod retrans;
+pub mod run;
 pub mod session;
 pub mod vwap;

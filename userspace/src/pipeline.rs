@@ -347,16 +347,19 @@ impl FeedSink for Problems<'_> {
     }
 }
 
-/// Applies the session's actions: deliveries to the pipeline, requests to
-/// the servers, news to the bus.
-struct Apply<'a> {
-    pipeline: &'a mut Pipeline,
-    socket: Option<&'a UdpSocket>,
-    servers: &'a [SocketAddr],
-    session: Session,
-    delivered: u64,
-    lost: &'a mut Vec<(u64, u64)>,
-    bad_messages: u64,
+/// Applies the session's actions: deliveries to the pipeline (and the tap),
+/// requests to the servers, news to the bus.
+pub(crate) struct Apply<'a> {
+    pub(crate) pipeline: &'a mut Pipeline,
+    pub(crate) socket: Option<&'a UdpSocket>,
+    pub(crate) servers: &'a [SocketAddr],
+    pub(crate) session: Session,
+    pub(crate) delivered: u64,
+    pub(crate) lost: &'a mut Vec<(u64, u64)>,
+    pub(crate) bad_messages: u64,
+    /// Canonical JSON of every delivered message, for debugging.
+    pub(crate) tap: Option<&'a mut dyn std::io::Write>,
+    pub(crate) line: Vec<u8>,
 }
 
 impl ActionSink for Apply<'_> {
@@ -366,6 +369,12 @@ impl ActionSink for Apply<'_> {
                 Ok(m) => {
                     self.delivered += 1;
                     self.pipeline.deliver(self.session, seq, m);
+                    if let Some(tap) = &mut self.tap {
+                        self.line.clear();
+                        crate::json::write_message(&mut self.line, self.session.trimmed(), seq, &m);
+                        // The tap is a debugging aid: a failing tap must not stop the feed.
+                        let _ = tap.write_all(&self.line);
+                    }
                 }
                 Err(_) => self.bad_messages += 1,
             },
@@ -402,7 +411,7 @@ impl ActionSink for Apply<'_> {
 }
 
 /// Reads every retransmission waiting on the socket into the arbiter.
-fn drain_socket(
+pub(crate) fn drain_socket(
     socket: &UdpSocket,
     buf: &mut [u8],
     arbiter: &mut Arbiter,
@@ -452,6 +461,8 @@ pub fn replay(
         delivered: 0,
         lost: &mut lost,
         bad_messages: 0,
+        tap: None,
+        line: Vec::new(),
     };
     let mut rx = vec![0u8; 65_536];
     let clock = |capture_ts: u64| {

@@ -5,6 +5,7 @@ mod decode;
 mod gen_cmd;
 mod replay_cmd;
 mod retrans_cmd;
+mod run_cmd;
 
 use std::net::Ipv4Addr;
 use std::process::ExitCode;
@@ -13,10 +14,10 @@ use clap::{Parser, Subcommand};
 
 /// ticklane: a kernel-bypass NASDAQ TotalView-ITCH 5.0 market-data appliance.
 ///
-/// Commands: generate a synthetic feed (gen), decode a capture to canonical
-/// JSON Lines (decode), build the order books of a capture (book), replay a
-/// capture through the whole pipeline (replay), serve MoldUDP64 re-requests
-/// from a capture (retrans-server).
+/// Live: receive feeds through XDP/AF_XDP (run). Captures: generate a
+/// synthetic feed (gen), decode to canonical JSON Lines (decode), build the
+/// order books (book), replay through the whole pipeline (replay), serve
+/// MoldUDP64 re-requests (retrans-server), put frames on a wire (send).
 #[derive(Debug, Parser)]
 #[command(
     name = "ticklane",
@@ -36,6 +37,8 @@ enum Command {
     Book(book_cmd::BookArgs),
     Replay(replay_cmd::ReplayArgs),
     RetransServer(retrans_cmd::RetransArgs),
+    Run(run_cmd::RunArgs),
+    Send(run_cmd::SendArgs),
 }
 
 /// Runs the command line; errors are printed with their causes.
@@ -47,6 +50,8 @@ pub(crate) fn main() -> ExitCode {
         Command::Book(args) => book_cmd::run(&args),
         Command::Replay(args) => replay_cmd::run(&args),
         Command::RetransServer(args) => retrans_cmd::run(&args),
+        Command::Run(args) => run_cmd::run(&args),
+        Command::Send(args) => run_cmd::send(&args),
     };
     match result {
         Ok(code) => code,
