@@ -2,103 +2,16 @@
 //! namespace, the replaying appliance in another, joined by a veth pair this
 //! test creates (198.18.0.0/15 addresses) and removes, also on failure.
 //!
-//! Needs root and iproute2. Where they are missing the test fails loudly,
-//! unless TICKLANE_SKIP_NETNS=1 says to skip it (CI runs it as root).
+//! Needs root and iproute2 (see `netns_available`).
 
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 
 use serde_json::Value;
-use ticklane_e2e::{arg, ticklane_bin, ticklane_ok};
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .expect("iproute2's ip runs");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Two namespaces joined by a veth pair; removed on drop.
-struct Lab {
-    a: String,
-    b: String,
-}
-
-impl Lab {
-    fn new(tag: &str) -> Self {
-        let id = std::process::id() % 10_000;
-        let lab = Self {
-            a: format!("tl{tag}{id}a"),
-            b: format!("tl{tag}{id}b"),
-        };
-        ip(&["netns", "add", &lab.a]);
-        ip(&["netns", "add", &lab.b]);
-        let (va, vb) = (format!("v{tag}{id}a"), format!("v{tag}{id}b"));
-        ip(&[
-            "link", "add", &va, "netns", &lab.a, "type", "veth", "peer", "name", &vb, "netns",
-            &lab.b,
-        ]);
-        ip(&["-n", &lab.a, "addr", "add", "198.18.7.1/24", "dev", &va]);
-        ip(&["-n", &lab.b, "addr", "add", "198.18.7.2/24", "dev", &vb]);
-        for (ns, dev) in [(&lab.a, &va), (&lab.b, &vb)] {
-            ip(&["-n", ns, "link", "set", dev, "mtu", "1500", "up"]);
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
-        }
-        lab
-    }
-
-    fn exec(&self, ns: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", ns]).arg(ticklane_bin());
-        c
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for ns in [&self.a, &self.b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn can_run() -> bool {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false);
-    let has_ip = Command::new("ip").arg("-V").output().is_ok();
-    if root && has_ip {
-        return true;
-    }
-    if std::env::var("TICKLANE_SKIP_NETNS").as_deref() == Ok("1") {
-        eprintln!(
-            "\n*** SKIPPED: network-namespace test needs root and iproute2 (TICKLANE_SKIP_NETNS=1) ***\n"
-        );
-        return false;
-    }
-    panic!(
-        "this test needs root and iproute2 (CI has both); set TICKLANE_SKIP_NETNS=1 to skip it knowingly"
-    );
-}
+use ticklane_e2e::{Killed, Lab, arg, netns_available, ticklane_ok};
 
 #[test]
 fn a_damaged_feed_is_repaired_from_a_server_across_namespaces() {
-    if !can_run() {
+    if !netns_available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -128,14 +41,15 @@ fn a_damaged_feed_is_repaired_from_a_server_across_namespaces() {
         "--reorder",
         "0.02",
     ]);
-    let lab = Lab::new("r");
+    let lab = Lab::new("r", 1);
+    let server_addr = format!("{}:9000", lab.addr(false));
     let _server = Killed(
-        lab.exec(&lab.a)
+        lab.ticklane_in(&lab.a)
             .args([
                 "retrans-server",
                 &clean,
                 "--listen",
-                "198.18.7.1:9000",
+                &server_addr,
                 "--duration",
                 "120",
             ])
@@ -145,8 +59,8 @@ fn a_damaged_feed_is_repaired_from_a_server_across_namespaces() {
     );
     std::thread::sleep(std::time::Duration::from_millis(500));
     let out = lab
-        .exec(&lab.b)
-        .args(["replay", "--json", "--retrans", "198.18.7.1:9000", &damaged])
+        .ticklane_in(&lab.b)
+        .args(["replay", "--json", "--retrans", &server_addr, &damaged])
         .output()
         .unwrap();
     assert!(
@@ -158,8 +72,8 @@ fn a_damaged_feed_is_repaired_from_a_server_across_namespaces() {
     assert_eq!(v["session"]["lost_messages"], 0, "{v}");
     assert_eq!(v["messages"], 50_000);
     let out = lab
-        .exec(&lab.b)
-        .args(["book", "--retrans", "198.18.7.1:9000", &damaged])
+        .ticklane_in(&lab.b)
+        .args(["book", "--retrans", &server_addr, &damaged])
         .output()
         .unwrap();
     assert!(out.status.success());

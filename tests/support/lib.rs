@@ -1,24 +1,21 @@
 //! Helpers for the end-to-end tests: the `ticklane` binary (built once by
-//! cargo, in the test's own profile), the shared captures, and a way to run
-//! the binary and see everything it did.
+//! cargo, optimised), the shared captures, network-namespace labs, and a way
+//! to run the binary and see everything it did.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-/// Path of the `ticklane` binary, built on first use.
+/// Path of the `ticklane` binary, built on first use, optimised: the live
+/// tests receive at hundreds of thousands of packets per second, which a
+/// debug build cannot.
 pub fn ticklane_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let build = escargot::CargoBuild::new()
+        escargot::CargoBuild::new()
             .package("ticklane")
-            .bin("ticklane");
-        let build = if cfg!(debug_assertions) {
-            build
-        } else {
-            build.release()
-        };
-        build
+            .bin("ticklane")
+            .release()
             .run()
             .unwrap_or_else(|e| panic!("building the ticklane binary failed: {e}"))
             .path()
@@ -80,4 +77,175 @@ pub fn ticklane_ok(args: &[&str]) -> Run {
 /// A path inside `dir` as a `&str` argument.
 pub fn arg(dir: &Path, name: &str) -> String {
     dir.join(name).to_str().expect("UTF-8 temp path").to_owned()
+}
+
+/// True when network-namespace tests can run here (root and iproute2).
+/// Where they cannot, this fails loudly, unless TICKLANE_SKIP_NETNS=1 says to
+/// skip them knowingly (CI runs them as root).
+pub fn netns_available() -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    let has_ip = Command::new("ip").arg("-V").output().is_ok();
+    if root && has_ip {
+        return true;
+    }
+    if std::env::var("TICKLANE_SKIP_NETNS").as_deref() == Ok("1") {
+        eprintln!(
+            "\n*** SKIPPED: network-namespace test needs root and iproute2 (TICKLANE_SKIP_NETNS=1) ***\n"
+        );
+        return false;
+    }
+    panic!(
+        "this test needs root and iproute2 (CI has both); set TICKLANE_SKIP_NETNS=1 to skip it knowingly"
+    );
+}
+
+/// Runs `ip ARGS…` and insists that it succeeded.
+pub fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("iproute2's ip runs");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Two network namespaces `a` (198.18.N.1, interface `va`) and `b`
+/// (198.18.N.2, interface `vb`) joined by a veth pair with `queues` queues;
+/// everything is removed on drop, also when the test fails.
+pub struct Lab {
+    /// Sender side namespace.
+    pub a: String,
+    /// Receiver side namespace.
+    pub b: String,
+    /// Interface in `a`.
+    pub va: String,
+    /// Interface in `b`.
+    pub vb: String,
+    /// Third octet of the lab's 198.18.N.0/24.
+    pub net: u8,
+}
+
+impl Lab {
+    /// Builds the lab; `tag` keeps concurrent tests apart.
+    pub fn new(tag: &str, queues: u32) -> Self {
+        let id = std::process::id() % 10_000;
+        let net = 10 + (tag.bytes().fold(0u32, |a, b| a * 31 + u32::from(b)) % 200) as u8;
+        let lab = Self {
+            a: format!("tl{tag}{id}a"),
+            b: format!("tl{tag}{id}b"),
+            va: format!("v{tag}{id}a"),
+            vb: format!("v{tag}{id}b"),
+            net,
+        };
+        ip(&["netns", "add", &lab.a]);
+        ip(&["netns", "add", &lab.b]);
+        let q = queues.to_string();
+        ip(&[
+            "link",
+            "add",
+            &lab.va,
+            "netns",
+            &lab.a,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &lab.vb,
+            "netns",
+            &lab.b,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
+        ]);
+        ip(&[
+            "-n",
+            &lab.a,
+            "addr",
+            "add",
+            &format!("198.18.{net}.1/24"),
+            "dev",
+            &lab.va,
+        ]);
+        ip(&[
+            "-n",
+            &lab.b,
+            "addr",
+            "add",
+            &format!("198.18.{net}.2/24"),
+            "dev",
+            &lab.vb,
+        ]);
+        for (ns, dev) in [(&lab.a, &lab.va), (&lab.b, &lab.vb)] {
+            // Native XDP on veth needs the peer's MTU at most 3500.
+            ip(&["-n", ns, "link", "set", dev, "mtu", "1500", "up"]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        lab
+    }
+
+    /// Address of side a or b.
+    pub fn addr(&self, side_b: bool) -> String {
+        format!("198.18.{}.{}", self.net, if side_b { 2 } else { 1 })
+    }
+
+    /// `ticklane` to be run inside namespace `ns`.
+    pub fn ticklane_in(&self, ns: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns]).arg(ticklane_bin());
+        c
+    }
+
+    /// Runs `f` on a thread that has entered namespace `ns` (sockets it
+    /// opens live there).
+    pub fn in_netns<T: Send + 'static>(
+        &self,
+        ns: &str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
+        let path = format!("/run/netns/{ns}");
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            use std::os::fd::AsRawFd;
+            // SAFETY: `file` is an open namespace descriptor for the whole
+            // call; setns only changes this thread's network namespace.
+            let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(
+                r,
+                0,
+                "setns into {path}: {}",
+                std::io::Error::last_os_error()
+            );
+            f()
+        })
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for ns in [&self.a, &self.b] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// A child process killed (and reaped) on drop.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

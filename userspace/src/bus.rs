@@ -330,9 +330,11 @@ impl Drain {
                 if stopping && got == 0 {
                     return st;
                 }
-                if got == 0 {
-                    std::thread::sleep(std::time::Duration::from_micros(200));
-                }
+                // Batch the work: wake up every millisecond rather than spin,
+                // so that this consumer takes a sliver of a core, not a core
+                // (the rings hold far more than a millisecond of events).
+                let _ = got;
+                std::thread::sleep(std::time::Duration::from_millis(1));
             }
         });
         Self { stop, handle }

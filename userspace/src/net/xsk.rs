@@ -266,15 +266,15 @@ impl XskReceiver {
     /// ring. Returns how many frames were received.
     #[inline]
     pub fn receive(&mut self, timeout_ms: i32, mut f: impl FnMut(&[u8])) -> io::Result<usize> {
+        // Take what is there without a syscall; sleep in poll() only when
+        // the ring is empty.
         // SAFETY: `batch` only holds descriptors of this UMEM; `consume`
         // overwrites its first n entries with frames the kernel hands over.
-        let n = unsafe {
-            if timeout_ms > 0 {
-                self.rx.poll_and_consume(&mut self.batch, timeout_ms)?
-            } else {
-                self.rx.consume(&mut self.batch)
-            }
-        };
+        let mut n = unsafe { self.rx.consume(&mut self.batch) };
+        if n == 0 && timeout_ms > 0 {
+            // SAFETY: as above.
+            n = unsafe { self.rx.poll_and_consume(&mut self.batch, timeout_ms)? };
+        }
         for desc in &self.batch[..n] {
             // SAFETY: `desc` came from this UMEM's rx ring just now, so its
             // address and length lie inside the UMEM mapping owned by `self`,
