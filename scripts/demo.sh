@@ -1,36 +1,84 @@
 #!/usr/bin/env bash
-# The ticklane demo on a fresh machine: build, generate a synthetic NASDAQ day,
-# decode it, show its summary, and decode a real NASDAQ capture.
-# (Later steps of the roadmap grow this into the full appliance on network
-# namespaces: XDP steering, AF_XDP pollers, books, ClickHouse audit.)
+# The ticklane demo: the whole appliance on two network namespaces made for
+# it (198.18.0.0/15 hosts, 239.0.0.0/8 groups), removed again at the end,
+# also on failure. Needs root (XDP, AF_XDP, namespaces).
+#
+#   exchange side (ns tldemo-x)            appliance side (ns tldemo-a)
+#   ticklane send  (a lossy feed)  ──veth──►  XDP → AF_XDP → ticklane run
+#   ticklane retrans-server        ◄─────────  gap re-requests (MoldUDP64)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+if [ "$(id -u)" != 0 ]; then
+  echo "the demo builds network namespaces and attaches XDP: run it as root" >&2
+  exit 1
+fi
+command -v cargo >/dev/null || { echo "missing cargo (Rust)" >&2; exit 1; }
+bash scripts/deps.sh
+
+X=tldemo-x; A=tldemo-a; VX=vtldemox; VA=vtldemoa
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  ip netns del "$X" 2>/dev/null || true
+  ip netns del "$A" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
 echo "==> building ticklane (release)"
 cargo build --release --locked -p ticklane
-bin=target/release/ticklane
+bin=$PWD/target/release/ticklane
 
-echo "==> generating 2,000,000 messages for 500 stocks (+ a copy with 1% loss)"
-"$bin" gen --messages 2000000 --stocks 500 --seed 7 -o "$work/day.pcap" \
-  --damaged "$work/lossy.pcap" --drop 0.01
+echo "==> generating a synthetic NASDAQ day: 1,000,000 messages, 200 stocks, and a copy with 2% loss, duplicates and reordering"
+"$bin" gen --messages 1000000 --stocks 200 --seed 7 --group 239.18.1.1:26477 -o "$work/day.pcap" \
+  --expect-book "$work/expected.book" --damaged "$work/lossy.pcap" --drop 0.02 --dup 0.01 --reorder 0.01
 
-echo "==> the first messages, canonical JSON Lines"
-"$bin" decode "$work/day.pcap" | head -n 5
+echo "==> the first messages, canonical JSON Lines (ticklane decode)"
+"$bin" decode "$work/day.pcap" | head -n 3
 
-echo "==> decoding the whole day"
-start=$(date +%s%N)
-lines=$("$bin" decode "$work/day.pcap" | wc -l)
-ms=$(( ($(date +%s%N) - start) / 1000000 ))
-echo "$lines messages decoded to JSON in ${ms} ms"
+echo "==> building the lab: namespaces $X and $A, veth $VX <-> $VA"
+ip netns add "$X"; ip netns add "$A"
+ip link add "$VX" netns "$X" type veth peer name "$VA" netns "$A"
+ip -n "$X" addr add 198.18.50.1/24 dev "$VX"; ip -n "$A" addr add 198.18.50.2/24 dev "$VA"
+ip -n "$X" link set "$VX" mtu 1500 up; ip -n "$A" link set "$VA" mtu 1500 up
+ip -n "$X" link set lo up; ip -n "$A" link set lo up
 
-echo "==> summary of the lossy copy (gaps are exact sequence ranges)"
-"$bin" decode --summary "$work/lossy.pcap" | head -n 40
+echo "==> exchange side: a MoldUDP64 re-request server answering from the clean feed"
+ip netns exec "$X" "$bin" retrans-server "$work/day.pcap" --listen 198.18.50.1:9000 --duration 300 \
+  2> "$work/retrans.log" &
+pids+=($!)
 
-real=../shared/data/itch50-captures/Nasdaq-OrderExecutedMessage.pcap
-if [ -f "$real" ]; then
-  echo "==> a real NASDAQ capture"
-  "$bin" decode "$real"
+echo "==> appliance side: ticklane run (XDP steering, AF_XDP, books, VWAP, gap recovery)"
+ip netns exec "$A" "$bin" run --iface "$VA" --feed 239.18.1.1:26477 --retrans 198.18.50.1:9000 \
+  --duration 120 --summary-json "$work/run.json" --book-out "$work/run.book" \
+  > "$work/run.out" 2> "$work/run.err" &
+run_pid=$!
+pids+=("$run_pid")
+for _ in $(seq 1 200); do grep -q "ready on" "$work/run.err" 2>/dev/null && break; sleep 0.05; done
+grep "ready on" "$work/run.err" || { cat "$work/run.err"; exit 1; }
+
+echo "==> sending the lossy feed at 100,000 packets/s"
+ip netns exec "$X" "$bin" send "$work/lossy.pcap" --iface "$VX" --pps 100000
+sleep 2
+kill -INT "$run_pid"; wait "$run_pid" || true
+cat "$work/run.out"
+python3 - "$work/run.json" <<'PY' 2>/dev/null || cat "$work/run.json"
+import json, sys
+d = json.load(open(sys.argv[1]))
+print(f"  path: {d['mode']} ({d['xdp_mode']} XDP, {d['bind']} bind); {d['packets']} frames, {d['messages']} messages")
+s = d['session']
+print(f"  gaps: {s['gaps']} detected, {s['gaps_filled']} filled from the server ({s['requests']} requests); lost: {s['lost_messages']}")
+print(f"  XDP program counters: {d['xdp_counters']}")
+PY
+
+echo "==> the books after the repaired feed equal the clean feed's:"
+if cmp -s "$work/run.book" "$work/expected.book"; then
+  echo "  yes: $(wc -l < "$work/run.book") books, identical"
+else
+  echo "  NO: the books differ"; exit 1
 fi
+head -c 300 "$work/run.book"; echo " …"
+echo "==> done; the namespaces are removed on exit"

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # ticklane's whole test suite, as CI runs it: formatting, lints, every unit,
-# property, golden, differential and end-to-end test, and a short fuzz run.
-# Installs what it needs on a fresh Debian machine (run as root there).
+# property, golden, differential and end-to-end test (network namespaces,
+# XDP, AF_XDP: run as root), and a short fuzz run. Installs what it needs on
+# a fresh Debian machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
+
+step "system packages"
+bash scripts/deps.sh
 
 step "toolchain: $(cargo --version), $(rustc --version)"
 

@@ -1,0 +1,363 @@
+//! The live receive paths on one veth pair, in the same run: XDP → AF_XDP
+//! against the kernel UDP socket path (recvmmsg), each with and without
+//! threaded NAPI on the receiving veth.
+//!
+//! A sender thread in one namespace puts MoldUDP64 frames on the wire with an
+//! AF_PACKET socket at fixed rates; each frame's ITCH message carries its
+//! send time (CLOCK_MONOTONIC, low 48 bits, in the timestamp field). A
+//! receiver thread in the other namespace parses every frame through the real
+//! path (Ethernet/IPv4/UDP → MoldUDP64 → ITCH) and takes the wire-to-handler
+//! latency from the same clock. For each path: the highest rate with no loss,
+//! p50/p99/p99.9 latency at a common moderate rate, and receiver CPU time per
+//! packet. Ratios are printed at the end (targets: AF_XDP ≥ 1.5× the kernel
+//! path's loss-free rate, p99 ≤ 1/3 of its p99).
+//!
+//! Needs root; builds its own namespaces (198.18.0.0/15, 239.0.0.0/8) and
+//! removes them. Run: `cargo bench -p ticklane-benches --bench net`.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ticklane::net::send::FrameSender;
+use ticklane::net::steering::{Steering, XdpModeRequest};
+use ticklane::net::udp::{FeedSocket, interface_index};
+use ticklane::net::xsk::{XskConfig, XskReceiver};
+use ticklane_protocols::itch::{self, Alpha, Char, Header, Message, U32, U64};
+use ticklane_protocols::moldudp64::{Packet, PacketBuilder, Session};
+use ticklane_protocols::wire::{self, UdpFrameSpec};
+use zerocopy::IntoBytes;
+
+const NS_A: &str = "tlbencha";
+const NS_B: &str = "tlbenchb";
+const VA: &str = "vtlbencha";
+const VB: &str = "vtlbenchb";
+const GROUP: [u8; 4] = [239, 18, 0, 1];
+const PORT: u16 = 31000;
+const MASK48: u64 = (1 << 48) - 1;
+const PACKETS_PER_TRIAL: u64 = 100_000;
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("iproute2");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+struct Lab;
+
+impl Lab {
+    fn new() -> Self {
+        let _ = Command::new("ip").args(["netns", "del", NS_A]).status();
+        let _ = Command::new("ip").args(["netns", "del", NS_B]).status();
+        ip(&["netns", "add", NS_A]);
+        ip(&["netns", "add", NS_B]);
+        ip(&[
+            "link", "add", VA, "netns", NS_A, "type", "veth", "peer", "name", VB, "netns", NS_B,
+        ]);
+        ip(&["-n", NS_A, "addr", "add", "198.18.200.1/24", "dev", VA]);
+        ip(&["-n", NS_B, "addr", "add", "198.18.200.2/24", "dev", VB]);
+        for (ns, dev) in [(NS_A, VA), (NS_B, VB)] {
+            ip(&["-n", ns, "link", "set", dev, "mtu", "1500", "up"]);
+        }
+        Lab
+    }
+
+    fn threaded_napi(on: bool) {
+        let path = format!("/sys/class/net/{VB}/threaded");
+        let status = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                NS_B,
+                "sh",
+                "-c",
+                &format!("echo {} > {path}", u8::from(on)),
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success(), "setting threaded NAPI");
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", NS_A]).status();
+        let _ = Command::new("ip").args(["netns", "del", NS_B]).status();
+    }
+}
+
+fn enter(ns: &str) {
+    let f = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
+    use std::os::fd::AsRawFd;
+    // SAFETY: `f` is an open namespace descriptor; only this thread moves.
+    assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+}
+
+fn pin(core: usize) {
+    // SAFETY: an empty cpu_set_t is all zeros; CPU_SET writes inside it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for clock_gettime to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: as above.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// A 122-byte frame: one add order whose timestamp is patched at send time.
+fn template(seq: u64) -> (Vec<u8>, usize) {
+    let m = itch::AddOrder {
+        header: Header::new(itch::AddOrder::TYPE, 1, 0, 0),
+        order_reference_number: U64::new(seq),
+        buy_sell_indicator: Char(b'B'),
+        shares: U32::new(100),
+        stock: Alpha::padded(b"BENCH").unwrap(),
+        price: U32::new(1_000_000),
+    };
+    let mut payload = [0u8; 128];
+    let mut b =
+        PacketBuilder::new(&mut payload, Session::from_name(b"NETBENCH").unwrap(), seq).unwrap();
+    b.push(m.as_bytes()).unwrap();
+    let mold = b.finish().to_vec();
+    let spec = UdpFrameSpec::multicast([2, 0, 0, 0, 0, 1], [198, 18, 200, 1], GROUP, PORT);
+    let mut frame = vec![0u8; 256];
+    let n = wire::write_udp_frame(&mut frame, &spec, &mold).unwrap();
+    frame.truncate(n);
+    // Offset of the ITCH timestamp: Ethernet 14 + IPv4 20 + UDP 8 + Mold 20 + block length 2 + 5.
+    (frame, 14 + 20 + 8 + 20 + 2 + 5)
+}
+
+/// Receiver side of a trial.
+#[derive(Default)]
+struct Received {
+    packets: u64,
+    latencies: Vec<u64>,
+    cpu_ns: u64,
+}
+
+fn handle(frame_payload: &[u8], now48: u64, out: &mut Received) {
+    let Ok(p) = Packet::new_checked(frame_payload) else {
+        return;
+    };
+    for (_, m) in p.messages() {
+        if let Ok(msg) = itch::parse(m) {
+            out.packets += 1;
+            if out.latencies.len() < out.latencies.capacity() {
+                out.latencies
+                    .push(now48.wrapping_sub(msg.header().timestamp()) & MASK48);
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Path {
+    AfXdp,
+    Kernel,
+}
+
+/// Sends `count` frames at `pps` from namespace A while the receiver in B
+/// runs the given path; returns what B received.
+fn trial(path: Path, pps: u64, count: u64) -> Received {
+    let stop = Arc::new(AtomicBool::new(false));
+    let ready = Arc::new(AtomicU64::new(0));
+    let (stop_r, ready_r) = (stop.clone(), ready.clone());
+    let receiver = std::thread::spawn(move || {
+        enter(NS_B);
+        pin(1);
+        let mut out = Received {
+            latencies: Vec::with_capacity(count as usize),
+            ..Received::default()
+        };
+        match path {
+            Path::AfXdp => {
+                let mut steering = Steering::load().unwrap();
+                steering.attach(VB, XdpModeRequest::Auto).unwrap();
+                let mut sock = XskReceiver::open(
+                    VB,
+                    &XskConfig {
+                        huge_pages: false,
+                        ..XskConfig::default()
+                    },
+                )
+                .unwrap();
+                sock.prime();
+                steering.subscribe(GROUP, PORT).unwrap();
+                steering.register_socket(0, &sock).unwrap();
+                ready_r.store(1, Ordering::Release);
+                let cpu0 = thread_cpu_ns();
+                while !stop_r.load(Ordering::Acquire) {
+                    sock.receive(0, |frame| {
+                        let now48 = monotonic_ns() & MASK48;
+                        if let Ok(udp) = wire::parse_ethernet_udp(frame) {
+                            handle(udp.payload, now48, &mut out);
+                        }
+                    })
+                    .unwrap();
+                }
+                out.cpu_ns = thread_cpu_ns() - cpu0;
+            }
+            Path::Kernel => {
+                let ifindex = interface_index(VB).unwrap();
+                let sock = FeedSocket::join(GROUP.into(), PORT, ifindex, 32 << 20).unwrap();
+                let mut bufs = vec![[0u8; 2048]; 64];
+                let mut lens = vec![0usize; 64];
+                ready_r.store(1, Ordering::Release);
+                let cpu0 = thread_cpu_ns();
+                while !stop_r.load(Ordering::Acquire) {
+                    let n = sock.receive_batch(&mut bufs, &mut lens).unwrap();
+                    let now48 = monotonic_ns() & MASK48;
+                    for i in 0..n {
+                        handle(&bufs[i][..lens[i]], now48, &mut out);
+                    }
+                }
+                out.cpu_ns = thread_cpu_ns() - cpu0;
+            }
+        }
+        out
+    });
+    while ready.load(Ordering::Acquire) == 0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let sender = std::thread::spawn(move || {
+        enter(NS_A);
+        pin(0);
+        let tx = FrameSender::open(VA).unwrap();
+        let (mut frame, ts_at) = template(1);
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(30);
+        for i in 0..count {
+            let due = Duration::from_nanos(i * 1_000_000_000 / pps);
+            while start.elapsed() < due {
+                std::hint::spin_loop();
+            }
+            let t = (monotonic_ns() & MASK48).to_be_bytes();
+            frame[ts_at..ts_at + 6].copy_from_slice(&t[2..]);
+            tx.send(&frame).unwrap();
+            if Instant::now() > deadline {
+                break;
+            }
+        }
+        start.elapsed()
+    });
+    let took = sender.join().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Release);
+    let r = receiver.join().unwrap();
+    let _ = took;
+    r
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+struct PathResult {
+    name: String,
+    loss_free_pps: u64,
+    p50: u64,
+    p99: u64,
+    p999: u64,
+    cpu_ns_per_packet: f64,
+}
+
+fn measure(path: Path, name: &str) -> PathResult {
+    // Highest loss-free rate among these.
+    let rates = [
+        100_000u64, 200_000, 300_000, 500_000, 700_000, 900_000, 1_200_000, 1_600_000,
+    ];
+    let mut loss_free = 0;
+    for &pps in &rates {
+        let r = trial(path, pps, PACKETS_PER_TRIAL);
+        let ok = r.packets == PACKETS_PER_TRIAL;
+        println!(
+            "  {name:<22} {pps:>9} pps: {:>7} of {PACKETS_PER_TRIAL} received{}",
+            r.packets,
+            if ok { "" } else { "  (loss)" }
+        );
+        if !ok {
+            break;
+        }
+        loss_free = pps;
+    }
+    // Latency and CPU at a moderate rate every path sustains.
+    let r = trial(path, 100_000, PACKETS_PER_TRIAL);
+    let mut lat = r.latencies.clone();
+    lat.sort_unstable();
+    PathResult {
+        name: name.to_owned(),
+        loss_free_pps: loss_free,
+        p50: percentile(&lat, 0.50),
+        p99: percentile(&lat, 0.99),
+        p999: percentile(&lat, 0.999),
+        cpu_ns_per_packet: r.cpu_ns as f64 / r.packets.max(1) as f64,
+    }
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("the net benchmark needs root (namespaces, XDP, AF_XDP); skipped");
+        return;
+    }
+    let _lab = Lab::new();
+    let mut results = Vec::new();
+    for threaded in [false, true] {
+        Lab::threaded_napi(threaded);
+        let suffix = if threaded { " +threaded NAPI" } else { "" };
+        println!("receive path{suffix}:");
+        results.push(measure(Path::AfXdp, &format!("AF_XDP{suffix}")));
+        results.push(measure(Path::Kernel, &format!("kernel UDP{suffix}")));
+    }
+    println!(
+        "\n{:<24} {:>12} {:>9} {:>9} {:>9} {:>12}",
+        "path", "loss-free", "p50 ns", "p99 ns", "p99.9 ns", "CPU ns/pkt"
+    );
+    for r in &results {
+        println!(
+            "{:<24} {:>12} {:>9} {:>9} {:>9} {:>12.0}",
+            r.name, r.loss_free_pps, r.p50, r.p99, r.p999, r.cpu_ns_per_packet
+        );
+    }
+    println!("ratios (same run):");
+    for pair in results.chunks(2) {
+        let (x, k) = (&pair[0], &pair[1]);
+        println!(
+            "  {} vs {}: loss-free rate {:.2}x (target >= 1.5x), p99 {:.2} of the kernel's (target <= 0.33), CPU/packet {:.2}x",
+            x.name,
+            k.name,
+            x.loss_free_pps as f64 / k.loss_free_pps.max(1) as f64,
+            x.p99 as f64 / k.p99.max(1) as f64,
+            x.cpu_ns_per_packet / k.cpu_ns_per_packet.max(1.0)
+        );
+    }
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the system packages ticklane builds and tests with, when missing
+# (Debian; run as root): clang and libbpf headers build the XDP program, m4
+# and libelf build xsk-rs's vendored libxdp, iproute2 makes the test
+# namespaces, a C toolchain builds -sys crates and cargo-fuzz's libFuzzer.
+set -euo pipefail
+need=()
+command -v clang >/dev/null 2>&1 || need+=(clang)
+[ -f /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
+command -v m4 >/dev/null 2>&1 || need+=(m4)
+[ -f /usr/include/libelf.h ] || need+=(libelf-dev)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v cc >/dev/null 2>&1 || need+=(build-essential)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing system packages: ${need[*]} (apt-get install them as root)" >&2
+    exit 1
+  fi
+  echo "installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}"
+fi
