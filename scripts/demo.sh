@@ -62,7 +62,7 @@ grep "ready on" "$work/run.err" || { cat "$work/run.err"; exit 1; }
 
 echo "==> sending the lossy feed at 100,000 packets/s"
 ip netns exec "$X" "$bin" send "$work/lossy.pcap" --iface "$VX" --pps 100000
-sleep 2
+sleep 4
 kill -INT "$run_pid"; wait "$run_pid" || true
 cat "$work/run.out"
 python3 - "$work/run.json" <<'PY' 2>/dev/null || cat "$work/run.json"

@@ -261,11 +261,12 @@ pub fn generate(
             report.heartbeats += 1;
         }
     }
-    framer.send(
-        last_ts,
-        &moldudp64::header(feed.session, seq, END_OF_SESSION),
-        &mut report,
-    )?;
+    // The end of session goes out three times, as feeds repeat it: a
+    // receiver that lost the last packets still learns where the session ended.
+    let end = moldudp64::header(feed.session, seq, END_OF_SESSION);
+    for _ in 0..3 {
+        framer.send(last_ts, &end, &mut report)?;
+    }
     report.next_seq = seq;
     framer.clean.finish()?;
     if let Some(d) = framer.damaged {

@@ -440,6 +440,7 @@ pub fn replay(
     } else {
         let s = UdpSocket::bind(("0.0.0.0", 0)).map_err(ReplayError::Socket)?;
         s.set_nonblocking(true).map_err(ReplayError::Socket)?;
+        crate::net::udp::set_receive_buffer(&s, 16 << 20);
         Some(s)
     };
     let cfg = SessionConfig {

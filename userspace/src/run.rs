@@ -187,6 +187,7 @@ pub fn run(
     } else {
         let s = UdpSocket::bind(("0.0.0.0", 0))?;
         s.set_nonblocking(true)?;
+        crate::net::udp::set_receive_buffer(&s, 16 << 20);
         Some(s)
     };
     let session_cfg = SessionConfig {
@@ -359,7 +360,9 @@ impl RunSummary {
                 "rx_fill_ring_empty_descs": x.rx_fill_ring_empty, "rx_invalid_descs": x.rx_invalid_descs,
             })),
             "session": {"gaps": s.gaps, "gaps_filled": s.gaps_filled, "lost_messages": s.unrecoverable_messages,
-                        "duplicate_packets": s.duplicate_packets, "requests": s.requests},
+                        "duplicate_packets": s.duplicate_packets, "requests": s.requests, "retries": s.retries,
+                        "held_packets": s.held_packets, "window_overflow": s.window_overflow,
+                        "requested_messages": s.requested_messages},
             "lost_ranges": self.lost.iter().map(|(a, b)| [*a, *b]).collect::<Vec<_>>(),
             "lines": self.lines.iter().map(|l| serde_json::json!({"packets": l.packets, "duplicates": l.duplicates, "gaps": l.gaps})).collect::<Vec<_>>(),
         })

@@ -253,7 +253,10 @@ pub(crate) fn send(args: &SendArgs) -> anyhow::Result<ExitCode> {
                     if left > Duration::from_micros(200) {
                         std::thread::sleep(left - Duration::from_micros(100));
                     } else {
-                        std::hint::spin_loop();
+                        // Close to due: give the core away rather than spin,
+                        // so that a lab's other processes (a receiver, a
+                        // re-request server) are not starved by the sender.
+                        std::thread::yield_now();
                     }
                 }
             }

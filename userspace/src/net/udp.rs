@@ -47,6 +47,18 @@ fn set_int(
     })
 }
 
+/// Asks for a receive buffer of `bytes`: past `net.core.rmem_max` with
+/// SO_RCVBUFFORCE when allowed (root, CAP_NET_ADMIN), else as much as
+/// SO_RCVBUF grants. Bursts (a re-request server's answer, a feed's
+/// microburst) must not overflow a default-sized buffer.
+pub fn set_receive_buffer(socket: &impl AsRawFd, bytes: usize) {
+    let fd = socket.as_raw_fd();
+    let value = bytes.min(i32::MAX as usize) as libc::c_int;
+    if set_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, value).is_err() {
+        let _ = set_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, value);
+    }
+}
+
 /// A UDP socket bound to one feed (group:port) and joined to its group on
 /// one interface. Dropping it leaves the group.
 #[derive(Debug)]

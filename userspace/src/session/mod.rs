@@ -72,7 +72,7 @@ impl Default for SessionConfig {
             max_attempts: 6,
             attempts_per_server: 2,
             reorder_wait_ns: 10_000_000,
-            window_packets: 4096,
+            window_packets: 16_384,
             max_packet: 2048,
             max_message_len: usize::MAX,
             backfill_from: Some(1),
