@@ -7,6 +7,7 @@
 use rtrb::{Consumer, Producer, RingBuffer};
 use ticklane_protocols::moldudp64::Session;
 
+pub use crate::session::SessionEvent;
 use crate::vwap::VwapEvent;
 
 /// Best bid and offer of a stock changed.
@@ -50,40 +51,6 @@ pub struct TradeEvent {
     pub match_number: u64,
     /// Kind of print.
     pub kind: TradeKind,
-}
-
-/// Sequencing news.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionEvent {
-    /// Messages `from..end` are missing for now.
-    Gap {
-        /// First missing.
-        from: u64,
-        /// One past the last missing known.
-        end: u64,
-    },
-    /// Caught up again after a gap that began at `from`.
-    GapFilled {
-        /// Start of the gap episode.
-        from: u64,
-        /// Next sequence number.
-        end: u64,
-    },
-    /// Messages `from..end` were lost for good.
-    Unrecoverable {
-        /// First lost.
-        from: u64,
-        /// One past the last lost.
-        end: u64,
-    },
-    /// Books are stale.
-    Stale,
-    /// Books are fresh again.
-    Fresh,
-    /// A session began.
-    NewSession(Session),
-    /// The session ended.
-    EndOfSession,
 }
 
 /// One message as delivered, copied for the audit trail: the one deliberate

@@ -23,6 +23,26 @@ pub struct Location {
     pub offset: u64,
 }
 
+impl Location {
+    /// A BinaryFILE message.
+    pub fn message(number: u64, offset: u64) -> Self {
+        Self {
+            unit: Unit::Message,
+            number,
+            offset,
+        }
+    }
+
+    /// A captured frame.
+    pub fn frame(frame: &Frame<'_>) -> Self {
+        Self {
+            unit: Unit::Packet,
+            number: frame.number,
+            offset: frame.offset,
+        }
+    }
+}
+
 /// What a [`Location`] counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
@@ -136,19 +156,11 @@ impl FeedDecoder {
                 offset,
                 data,
             } => {
-                let at = Location {
-                    unit: Unit::Message,
-                    number,
-                    offset,
-                };
+                let at = Location::message(number, offset);
                 self.message(at, &BINARYFILE_SESSION, number, data, sink);
             }
             Record::Frame(frame) => {
-                let at = Location {
-                    unit: Unit::Packet,
-                    number: frame.number,
-                    offset: frame.offset,
-                };
+                let at = Location::frame(&frame);
                 if let Some(udp) = self.udp(&frame, sink) {
                     self.payload(at, udp.payload, sink);
                 }
@@ -171,11 +183,7 @@ impl FeedDecoder {
             }
             Err(e) => {
                 self.counts.bad_packets += 1;
-                let at = Location {
-                    unit: Unit::Packet,
-                    number: frame.number,
-                    offset: frame.offset,
-                };
+                let at = Location::frame(frame);
                 sink.problem(at, Problem::Frame(e));
                 return None;
             }

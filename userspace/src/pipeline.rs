@@ -12,12 +12,14 @@ use ticklane_protocols::itch::{self, Handler, MESSAGE_TYPES, MessageRef};
 use ticklane_protocols::moldudp64::{Packet, Session};
 
 use crate::book::{Books, Fill, Order, order_of};
-use crate::bus::{BboEvent, Publisher, SessionEvent, TradeEvent, TradeKind};
+use crate::bus::{BboEvent, Publisher, TradeEvent, TradeKind};
 use crate::capture::{self, CaptureError, Record};
 use crate::feed::{
-    BINARYFILE_SESSION, DecodeCounts, FeedDecoder, FeedFilter, FeedSink, Location, Problem, Unit,
+    BINARYFILE_SESSION, DecodeCounts, FeedDecoder, FeedFilter, FeedSink, Location, Problem,
 };
-use crate::session::{Action, ActionSink, Arbiter, LineStats, SessionConfig, SessionStats};
+use crate::session::{
+    Action, ActionSink, Arbiter, LineStats, SessionConfig, SessionEvent, SessionStats,
+};
 use crate::vwap::Vwap;
 
 /// Books, VWAP and tape behind one statically dispatched handler.
@@ -124,10 +126,18 @@ impl Pipeline {
         self.vwap.trade(locate, timestamp, price, shares);
     }
 
+    /// Runs a change on the book of the resting order `reference`; an
+    /// unknown reference is counted instead.
+    fn on_resting(&mut self, reference: u64, change: impl FnOnce(&mut Books)) {
+        match self.books.order(reference).map(|o| o.locate) {
+            Some(locate) => self.changing(locate, change),
+            None => self.books.count_unknown(),
+        }
+    }
+
     fn execution(&mut self, reference: u64, shares: u32) -> Option<Fill> {
-        let locate = self.books.order(reference)?.locate;
         let mut fill = None;
-        self.changing(locate, |b| fill = b.execute(reference, shares));
+        self.on_resting(reference, |b| fill = b.execute(reference, shares));
         fill
     }
 
@@ -162,49 +172,42 @@ impl Handler for Pipeline {
         self.add(o, m.stock);
     }
     fn on_order_executed(&mut self, m: &itch::OrderExecuted) {
-        match self.execution(m.order_reference_number(), m.executed_shares()) {
-            Some(f) => self.print(
+        if let Some(f) = self.execution(m.order_reference_number(), m.executed_shares()) {
+            self.print(
                 f.locate,
                 f.price,
                 u64::from(f.shares),
                 m.match_number(),
                 TradeKind::Executed,
-            ),
-            None => self.books.count_unknown(),
+            );
         }
     }
     fn on_order_executed_with_price(&mut self, m: &itch::OrderExecutedWithPrice) {
-        match self.execution(m.order_reference_number(), m.executed_shares()) {
-            Some(f) if m.printable() == b'Y' => {
-                self.print(
-                    f.locate,
-                    m.execution_price(),
-                    u64::from(f.shares),
-                    m.match_number(),
-                    TradeKind::ExecutedWithPrice,
-                );
-            }
-            Some(_) => {}
-            None => self.books.count_unknown(),
+        let fill = self.execution(m.order_reference_number(), m.executed_shares());
+        if let Some(f) = fill
+            && m.printable() == b'Y'
+        {
+            let price = m.execution_price();
+            self.print(
+                f.locate,
+                price,
+                u64::from(f.shares),
+                m.match_number(),
+                TradeKind::ExecutedWithPrice,
+            );
         }
     }
     fn on_order_cancel(&mut self, m: &itch::OrderCancel) {
         let (reference, shares) = (m.order_reference_number(), m.cancelled_shares());
-        match self.books.order(reference).map(|o| o.locate) {
-            Some(locate) => self.changing(locate, |b| {
-                b.cancel(reference, shares);
-            }),
-            None => self.books.count_unknown(),
-        }
+        self.on_resting(reference, |b| {
+            b.cancel(reference, shares);
+        });
     }
     fn on_order_delete(&mut self, m: &itch::OrderDelete) {
         let reference = m.order_reference_number();
-        match self.books.order(reference).map(|o| o.locate) {
-            Some(locate) => self.changing(locate, |b| {
-                b.delete(reference);
-            }),
-            None => self.books.count_unknown(),
-        }
+        self.on_resting(reference, |b| {
+            b.delete(reference);
+        });
     }
     fn on_order_replace(&mut self, m: &itch::OrderReplace) {
         let (old, new) = (
@@ -212,12 +215,9 @@ impl Handler for Pipeline {
             m.new_order_reference_number(),
         );
         let (shares, price) = (m.shares(), m.price());
-        match self.books.order(old).map(|o| o.locate) {
-            Some(locate) => self.changing(locate, |b| {
-                b.replace(old, new, shares, price);
-            }),
-            None => self.books.count_unknown(),
-        }
+        self.on_resting(old, |b| {
+            b.replace(old, new, shares, price);
+        });
     }
     fn on_trade(&mut self, m: &itch::Trade) {
         self.print(
@@ -384,28 +384,16 @@ impl ActionSink for Apply<'_> {
                     let _ = socket.send_to(&request.encode(), addr);
                 }
             }
-            Action::NewSession { session } => {
-                self.session = session;
-                self.pipeline
-                    .session_event(SessionEvent::NewSession(session));
-            }
-            Action::GapDetected { from, end } => {
-                self.pipeline.session_event(SessionEvent::Gap { from, end })
-            }
-            Action::GapFilled { from, end } => self
-                .pipeline
-                .session_event(SessionEvent::GapFilled { from, end }),
-            Action::Unrecoverable { from, end } => {
-                if self.lost.len() < 64 {
-                    self.lost.push((from, end));
+            Action::Event(e) => {
+                match e {
+                    SessionEvent::NewSession { session } => self.session = session,
+                    SessionEvent::Unrecoverable { from, end } if self.lost.len() < 64 => {
+                        self.lost.push((from, end));
+                    }
+                    _ => {}
                 }
-                self.pipeline
-                    .session_event(SessionEvent::Unrecoverable { from, end });
+                self.pipeline.session_event(e);
             }
-            Action::Stale => self.pipeline.session_event(SessionEvent::Stale),
-            Action::Fresh => self.pipeline.session_event(SessionEvent::Fresh),
-            Action::EndOfSession { .. } => self.pipeline.session_event(SessionEvent::EndOfSession),
-            Action::LineDown { .. } | Action::LineUp { .. } => {}
         }
     }
 }
@@ -489,11 +477,7 @@ pub fn replay(
                 data,
             } => {
                 // BinaryFILE: no packets, no sequencing to do.
-                let at = Location {
-                    unit: Unit::Message,
-                    number,
-                    offset,
-                };
+                let at = Location::message(number, offset);
                 let mut direct = Direct {
                     apply: &mut apply,
                     report: &mut report,
@@ -507,11 +491,7 @@ pub fn replay(
                 pace(options.speed, started, &mut first_ts, frame.ts_nanos);
                 last_ts = frame.ts_nanos;
                 let now = clock(frame.ts_nanos);
-                let at = Location {
-                    unit: Unit::Packet,
-                    number: frame.number,
-                    offset: frame.offset,
-                };
+                let at = Location::frame(&frame);
                 if let Some(udp) = decoder.udp(&frame, &mut report)
                     && let Some(packet) = decoder.packet(at, udp.payload, &mut report)
                 {

@@ -10,7 +10,7 @@ use ticklane::book::Books;
 use ticklane::bus::{self, BusConfig};
 use ticklane::market::{MAX_MESSAGE_LEN, Market, MarketConfig};
 use ticklane::pipeline::Pipeline;
-use ticklane::session::{Action, ActionSink, Arbiter, SessionConfig};
+use ticklane::session::{Action, ActionSink, Arbiter, SessionConfig, SessionEvent};
 use ticklane::vwap::Vwap;
 use ticklane_protocols::itch;
 use ticklane_protocols::moldudp64::{self, Packet, PacketBuilder, Request, Session};
@@ -59,9 +59,9 @@ impl ActionSink for Sink<'_> {
                 self.pipeline
                     .deliver(self.session, seq, itch::parse(message).unwrap());
             }
-            Action::NewSession { session } => self.session = session,
+            Action::Event(SessionEvent::NewSession { session }) => self.session = session,
             Action::Request { request, .. } => self.requests.push(request),
-            Action::Unrecoverable { from, end } => self.lost.push((from, end)),
+            Action::Event(SessionEvent::Unrecoverable { from, end }) => self.lost.push((from, end)),
             _ => {}
         }
     }

@@ -11,7 +11,7 @@ use ticklane::bus::{self, BusConfig};
 use ticklane::feed::{FeedDecoder, FeedFilter, FeedSink, Location, Problem, Unit};
 use ticklane::market::{MAX_MESSAGE_LEN, Market, MarketConfig};
 use ticklane::pipeline::Pipeline;
-use ticklane::session::{Action, ActionSink, SessionConfig, SessionTracker};
+use ticklane::session::{Action, ActionSink, SessionConfig, SessionEvent, SessionTracker};
 use ticklane::vwap::Vwap;
 use ticklane_protocols::itch::{self, Handler, MessageRef};
 use ticklane_protocols::moldudp64::{Packet, PacketBuilder, Session};
@@ -169,7 +169,7 @@ impl ActionSink for Deliver<'_> {
                     self.pipeline.deliver(self.session, seq, m);
                 }
             }
-            Action::NewSession { session } => self.session = session,
+            Action::Event(SessionEvent::NewSession { session }) => self.session = session,
             _ => {}
         }
     }

@@ -5,7 +5,7 @@
 
 use ticklane_protocols::moldudp64::{Packet, PacketKind};
 
-use super::{Action, ActionSink, SessionConfig, SessionStats, SessionTracker};
+use super::{Action, ActionSink, SessionConfig, SessionEvent, SessionStats, SessionTracker};
 
 /// How one line fares.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -81,7 +81,7 @@ impl Arbiter {
         st.last_seen = now;
         if st.down {
             st.down = false;
-            sink.action(Action::LineUp { line });
+            sink.action(Action::Event(SessionEvent::LineUp { line }));
         }
         if packet.kind() == PacketKind::Messages {
             let (seq, end) = (packet.sequence_number(), packet.next_sequence_number());
@@ -123,7 +123,7 @@ impl Arbiter {
             if !st.down && st.last_seen > 0 && any_alive && !alive(st) {
                 st.down = true;
                 st.downs += 1;
-                sink.action(Action::LineDown { line });
+                sink.action(Action::Event(SessionEvent::LineDown { line }));
             }
         }
         self.tracker.on_timer(now, sink);

@@ -9,14 +9,14 @@
 //!   ones deliver only their new messages;
 //! - packets ahead of a hole are held in a bounded window and released when
 //!   the hole fills;
-//! - a hole is reported ([`Action::GapDetected`], [`Action::Stale`]) and, when
+//! - a hole is reported ([`SessionEvent::GapDetected`], [`SessionEvent::Stale`]) and, when
 //!   re-request servers are configured, requested in pieces of at most
 //!   `max_request` messages with at most `max_in_flight` requests
 //!   outstanding, retried with exponential backoff and failed over between
 //!   servers; after `max_attempts` the range is reported
-//!   [`Action::Unrecoverable`] with its exact bounds and skipped;
+//!   [`SessionEvent::Unrecoverable`] with its exact bounds and skipped;
 //! - heartbeats and end of session reveal tail gaps; gaps before the end of
-//!   a session are still filled before [`Action::EndOfSession`];
+//!   a session are still filled before [`SessionEvent::EndOfSession`];
 //! - a new session name (next trading day) starts clean.
 //!
 //! Memory is fixed at construction (the window's arena and the request table).
@@ -97,6 +97,13 @@ pub enum Action<'a> {
         /// The request packet's content.
         request: Request,
     },
+    /// News about the session, for the bus and the operator.
+    Event(SessionEvent),
+}
+
+/// Sequencing news (published on the bus as they are).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEvent {
     /// A hole opened: messages `from..end` are missing for now.
     GapDetected {
         /// First missing sequence number.
@@ -436,7 +443,7 @@ impl SessionTracker {
         self.free_slots.extend((0..window).rev());
         self.in_flight.clear();
         self.requested_upto = 0;
-        sink.action(Action::NewSession { session });
+        sink.action(Action::Event(SessionEvent::NewSession { session }));
     }
 
     fn timeout(&self, attempts: u32) -> u64 {
@@ -542,10 +549,10 @@ impl SessionTracker {
             self.held.remove(0);
             if h.slot == LOST {
                 if h.end > self.next_seq {
-                    sink.action(Action::Unrecoverable {
+                    sink.action(Action::Event(SessionEvent::Unrecoverable {
                         from: self.next_seq,
                         end: h.end,
-                    });
+                    }));
                     self.stats.unrecoverable_gaps += 1;
                     self.stats.unrecoverable_messages += h.end - self.next_seq;
                     self.next_seq = h.end;
@@ -574,13 +581,13 @@ impl SessionTracker {
                     lost: false,
                 });
                 self.stats.gaps += 1;
-                sink.action(Action::GapDetected {
+                sink.action(Action::Event(SessionEvent::GapDetected {
                     from: self.next_seq,
                     end,
-                });
+                }));
                 if !self.stale {
                     self.stale = true;
-                    sink.action(Action::Stale);
+                    sink.action(Action::Event(SessionEvent::Stale));
                 }
             }
             if self.cfg.servers > 0 {
@@ -592,20 +599,20 @@ impl SessionTracker {
             && !g.lost
         {
             self.stats.gaps_filled += 1;
-            sink.action(Action::GapFilled {
+            sink.action(Action::Event(SessionEvent::GapFilled {
                 from: g.from,
                 end: self.next_seq,
-            });
+            }));
         }
         if self.stale {
             self.stale = false;
-            sink.action(Action::Fresh);
+            sink.action(Action::Event(SessionEvent::Fresh));
         }
         if self.ended && !self.end_reported {
             self.end_reported = true;
-            sink.action(Action::EndOfSession {
+            sink.action(Action::Event(SessionEvent::EndOfSession {
                 next_seq: self.next_seq,
-            });
+            }));
         }
     }
 

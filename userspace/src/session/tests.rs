@@ -53,15 +53,17 @@ impl ActionSink for Log {
                 from: request.sequence_number,
                 count: request.message_count,
             },
-            Action::GapDetected { from, end } => Rec::Gap(from, end),
-            Action::GapFilled { from, end } => Rec::Filled(from, end),
-            Action::Unrecoverable { from, end } => Rec::Lost(from, end),
-            Action::Stale => Rec::Stale,
-            Action::Fresh => Rec::Fresh,
-            Action::EndOfSession { next_seq } => Rec::End(next_seq),
-            Action::NewSession { session } => Rec::New(session.trimmed().to_vec()),
-            Action::LineDown { line } => Rec::Down(line),
-            Action::LineUp { line } => Rec::Up(line),
+            Action::Event(SessionEvent::GapDetected { from, end }) => Rec::Gap(from, end),
+            Action::Event(SessionEvent::GapFilled { from, end }) => Rec::Filled(from, end),
+            Action::Event(SessionEvent::Unrecoverable { from, end }) => Rec::Lost(from, end),
+            Action::Event(SessionEvent::Stale) => Rec::Stale,
+            Action::Event(SessionEvent::Fresh) => Rec::Fresh,
+            Action::Event(SessionEvent::EndOfSession { next_seq }) => Rec::End(next_seq),
+            Action::Event(SessionEvent::NewSession { session }) => {
+                Rec::New(session.trimmed().to_vec())
+            }
+            Action::Event(SessionEvent::LineDown { line }) => Rec::Down(line),
+            Action::Event(SessionEvent::LineUp { line }) => Rec::Up(line),
         });
     }
 }
