@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use ticklane_protocols::itch::{self, Handler, MESSAGE_TYPES, MessageRef};
 use ticklane_protocols::moldudp64::{Packet, Session};
 
-use crate::book::{Books, Fill, Order, order_of};
+use crate::book::{Books, Fill, Order};
 use crate::bus::{BboEvent, Publisher, TradeEvent, TradeKind};
 use crate::capture::{self, CaptureError, Record};
 use crate::feed::{
@@ -152,24 +152,10 @@ impl Handler for Pipeline {
         self.vwap.reserve(m.header.stock_locate());
     }
     fn on_add_order(&mut self, m: &itch::AddOrder) {
-        let o = order_of(
-            m.header.stock_locate(),
-            m.order_reference_number(),
-            m.buy_sell_indicator(),
-            m.shares(),
-            m.price(),
-        );
-        self.add(o, m.stock);
+        self.add(m.into(), m.stock);
     }
     fn on_add_order_mpid(&mut self, m: &itch::AddOrderMpid) {
-        let o = order_of(
-            m.header.stock_locate(),
-            m.order_reference_number(),
-            m.buy_sell_indicator(),
-            m.shares(),
-            m.price(),
-        );
-        self.add(o, m.stock);
+        self.add(m.into(), m.stock);
     }
     fn on_order_executed(&mut self, m: &itch::OrderExecuted) {
         if let Some(f) = self.execution(m.order_reference_number(), m.executed_shares()) {

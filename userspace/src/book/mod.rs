@@ -250,28 +250,10 @@ impl itch::Handler for Books {
         self.name(m.header.stock_locate(), m.stock);
     }
     fn on_add_order(&mut self, m: &itch::AddOrder) {
-        self.add(
-            order_of(
-                m.header.stock_locate(),
-                m.order_reference_number(),
-                m.buy_sell_indicator(),
-                m.shares(),
-                m.price(),
-            ),
-            m.stock,
-        );
+        self.add(m.into(), m.stock);
     }
     fn on_add_order_mpid(&mut self, m: &itch::AddOrderMpid) {
-        self.add(
-            order_of(
-                m.header.stock_locate(),
-                m.order_reference_number(),
-                m.buy_sell_indicator(),
-                m.shares(),
-                m.price(),
-            ),
-            m.stock,
-        );
+        self.add(m.into(), m.stock);
     }
     fn on_order_executed(&mut self, m: &itch::OrderExecuted) {
         self.execute(m.order_reference_number(), m.executed_shares());
@@ -315,16 +297,24 @@ impl Books {
     }
 }
 
-/// An order from an add message's fields.
-pub fn order_of(locate: u16, reference: u64, side: u8, shares: u32, price: u32) -> Order {
-    Order {
-        reference,
-        price,
-        shares,
-        locate,
-        side,
-    }
+/// The resting order an add message creates (both add types carry the same
+/// order fields; F adds an attribution).
+macro_rules! order_from_add {
+    ($($add:ty),*) => {$(
+        impl From<&$add> for Order {
+            fn from(m: &$add) -> Self {
+                Order {
+                    reference: m.order_reference_number(),
+                    price: m.price(),
+                    shares: m.shares(),
+                    locate: m.header.stock_locate(),
+                    side: m.buy_sell_indicator(),
+                }
+            }
+        }
+    )*};
 }
+order_from_add!(itch::AddOrder, itch::AddOrderMpid);
 
 #[cfg(test)]
 mod tests;
