@@ -52,10 +52,10 @@ pub(crate) struct RunArgs {
     #[arg(long, value_enum, default_value = "auto")]
     bind: BindRequest,
     /// Socket rx ring slots (power of two).
-    #[arg(long, default_value_t = 2048)]
+    #[arg(long, default_value_t = 4096)]
     rx_ring: u32,
     /// Fill ring slots and UMEM frames (power of two, ≥ NIC ring + rx ring).
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 8192)]
     fill_ring: u32,
     /// Busy polling on the socket: microseconds (SO_BUSY_POLL, with SO_PREFER_BUSY_POLL).
     #[arg(long)]
@@ -252,11 +252,13 @@ pub(crate) fn send(args: &SendArgs) -> anyhow::Result<ExitCode> {
                 {
                     if left > Duration::from_micros(200) {
                         std::thread::sleep(left - Duration::from_micros(100));
-                    } else {
-                        // Close to due: give the core away rather than spin,
-                        // so that a lab's other processes (a receiver, a
-                        // re-request server) are not starved by the sender.
+                    } else if left > Duration::from_micros(20) {
+                        // Give the core away rather than spin, so that a
+                        // lab's other processes (a receiver, a re-request
+                        // server) are not starved by the sender.
                         std::thread::yield_now();
+                    } else {
+                        std::hint::spin_loop();
                     }
                 }
             }

@@ -52,8 +52,8 @@ impl Default for XskConfig {
     fn default() -> Self {
         Self {
             queue: 0,
-            rx_size: 2048,
-            fill_size: 4096,
+            rx_size: 4096,
+            fill_size: 8192,
             frame_size: 2048,
             batch: 64,
             bind: BindRequest::Auto,
