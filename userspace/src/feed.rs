@@ -290,7 +290,9 @@ pub struct SessionSummary {
 impl SessionSummary {
     /// Messages still missing in the open gaps.
     pub fn missing(&self) -> u64 {
-        self.gaps.iter().map(|(from, to)| to - from + 1).sum()
+        self.gaps
+            .iter()
+            .fold(0u64, |n, (from, to)| n.saturating_add(to - from + 1))
     }
 
     /// Takes `[from, to)` out of the open gaps; returns how many of those

@@ -411,7 +411,7 @@ impl SessionTracker {
                 from,
                 server,
                 attempts,
-                deadline: now + self.timeout(attempts),
+                deadline: now.saturating_add(self.timeout(attempts)),
                 ..r
             };
             self.send(server, from, r.end, sink);
@@ -529,7 +529,10 @@ impl SessionTracker {
         let Some(session) = self.session else { return };
         let count = u16::try_from(end - from).unwrap_or(u16::MAX - 1);
         self.stats.requests += 1;
-        self.stats.requested_messages += u64::from(count);
+        self.stats.requested_messages = self
+            .stats
+            .requested_messages
+            .saturating_add(u64::from(count));
         sink.action(Action::Request {
             server,
             request: Request {
@@ -554,7 +557,10 @@ impl SessionTracker {
                         end: h.end,
                     }));
                     self.stats.unrecoverable_gaps += 1;
-                    self.stats.unrecoverable_messages += h.end - self.next_seq;
+                    self.stats.unrecoverable_messages = self
+                        .stats
+                        .unrecoverable_messages
+                        .saturating_add(h.end - self.next_seq);
                     self.next_seq = h.end;
                     if let Some(g) = &mut self.gap {
                         g.lost = true;
@@ -633,7 +639,7 @@ impl SessionTracker {
             }
             let limit = self.held.get(h).map_or(self.highest, |held| held.seq);
             let end = limit
-                .min(cursor + u64::from(self.cfg.max_request.max(1)))
+                .min(cursor.saturating_add(u64::from(self.cfg.max_request.max(1))))
                 .min(self.highest);
             let server = self.primary;
             self.in_flight.push(InFlight {
@@ -641,7 +647,7 @@ impl SessionTracker {
                 end,
                 server,
                 attempts: 1,
-                deadline: now + self.timeout(1),
+                deadline: now.saturating_add(self.timeout(1)),
             });
             self.send(server, cursor, end, sink);
             self.requested_upto = end;

@@ -546,3 +546,55 @@ fn arbiter_reports_a_dead_line_and_its_return() {
     assert_eq!(log.take(), vec![Rec::Up(1)]);
     assert_eq!(a.lines()[1].downs, 1);
 }
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any sequence of packets, heartbeats and ends of session, with
+        /// sequence numbers anywhere up to u64::MAX, from two sessions, and
+        /// timers at any time: no panic, and delivery stays strictly ordered.
+        #[test]
+        fn no_input_breaks_the_tracker(
+            steps in proptest::collection::vec((0u8..4, any::<u64>(), 0u64..4, any::<bool>()), 1..60),
+            servers in 0usize..3,
+        ) {
+            let cfg = SessionConfig { servers, window_packets: 4, max_in_flight: 2, ..SessionConfig::default() };
+            let mut t = SessionTracker::new(cfg);
+            let mut last = None;
+            let mut sink = |a: Action<'_>| match a {
+                Action::Deliver { seq, .. } => {
+                    assert!(last.is_none_or(|l| seq > l), "delivered in order");
+                    last = Some(seq);
+                }
+                // A new session restarts the numbering.
+                Action::Event(SessionEvent::NewSession { .. }) => last = None,
+                _ => {}
+            };
+            for (kind, seq, count, other) in steps {
+                let name: &[u8] = if other { b"S2" } else { b"S1" };
+                let seq = seq.min(u64::MAX - 8);
+                let bytes = match kind {
+                    0 => moldudp64::header(session(name), seq, 0),
+                    1 => moldudp64::header(session(name), seq, END_OF_SESSION),
+                    _ => {
+                        let mut buf = vec![0u8; 256];
+                        let mut b = PacketBuilder::new(&mut buf, session(name), seq).unwrap();
+                        for k in 0..count {
+                            b.push(&k.to_be_bytes()).unwrap();
+                        }
+                        let v = b.finish().to_vec();
+                        let p = moldudp64::Packet::new_checked(&v[..]).unwrap();
+                        t.on_packet(seq, &p, &mut sink);
+                        t.on_timer(seq.wrapping_mul(3), &mut sink);
+                        continue;
+                    }
+                };
+                let p = moldudp64::Packet::new_checked(&bytes[..]).unwrap();
+                t.on_packet(seq, &p, &mut sink);
+            }
+            t.finish(u64::MAX, &mut sink);
+        }
+    }
+}
