@@ -311,6 +311,18 @@ fn report() {
 criterion_group!(benches, bench);
 
 fn main() {
+    if let Ok(which) = std::env::var("TICKLANE_PROFILE_ONLY") {
+        // For profilers: run one contender repeatedly, nothing else.
+        let stream = MoldStream::generate(MESSAGES, STOCKS, 1400);
+        for _ in 0..20 {
+            std::hint::black_box(if which == "books" {
+                ticklane_books(&stream).0
+            } else {
+                session_only(&stream)
+            });
+        }
+        return;
+    }
     benches();
     Criterion::default().configure_from_args().final_summary();
     report();

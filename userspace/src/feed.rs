@@ -123,6 +123,17 @@ pub struct DecodeCounts {
     pub bad_messages: u64,
 }
 
+impl std::ops::AddAssign for DecodeCounts {
+    fn add_assign(&mut self, c: Self) {
+        self.records += c.records;
+        self.packets += c.packets;
+        self.messages += c.messages;
+        self.foreign += c.foreign;
+        self.bad_packets += c.bad_packets;
+        self.bad_messages += c.bad_messages;
+    }
+}
+
 /// Walks records into messages.
 #[derive(Debug, Default)]
 pub struct FeedDecoder {

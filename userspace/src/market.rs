@@ -259,15 +259,17 @@ impl Market {
             self.rare_done += 1;
             k
         } else {
+            // Walk the cumulative weights to the kind the roll falls in.
             let mut roll = self.rng.random_range(0..MIX_TOTAL);
-            MIX.iter()
-                .find(|(_, w)| {
-                    roll < *w || {
-                        roll -= w;
-                        false
-                    }
-                })
-                .map_or(b'A', |(k, _)| *k)
+            let mut kind = b'A';
+            for &(k, weight) in &MIX {
+                if roll < weight {
+                    kind = k;
+                    break;
+                }
+                roll -= weight;
+            }
+            kind
         };
         let needs_order = matches!(kind, b'D' | b'U' | b'E' | b'C' | b'X');
         let kind = if needs_order && self.live.is_empty() {

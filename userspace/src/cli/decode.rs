@@ -140,7 +140,7 @@ pub(crate) fn run(args: &DecodeArgs) -> anyhow::Result<ExitCode> {
             return Err(e).context("writing the decoded messages");
         }
         let counts = decoder.counts();
-        add(&mut totals, &counts);
+        totals += counts;
         if let Err(e) = result {
             failure = Some(e);
             break;
@@ -201,13 +201,4 @@ fn diagnose(format: Option<Format>, c: &DecodeCounts, filtered: bool) -> Option<
         )),
         _ => None,
     }
-}
-
-fn add(total: &mut DecodeCounts, c: &DecodeCounts) {
-    total.records += c.records;
-    total.packets += c.packets;
-    total.messages += c.messages;
-    total.foreign += c.foreign;
-    total.bad_packets += c.bad_packets;
-    total.bad_messages += c.bad_messages;
 }
