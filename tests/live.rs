@@ -372,3 +372,32 @@ fn a_socket_on_queue_1_of_a_two_queue_veth_receives_the_feed() {
         "every matched frame found the queue-1 socket: {s}"
     );
 }
+
+#[test]
+fn a_second_appliance_on_the_same_interface_is_refused_clearly() {
+    if !netns_available() {
+        return;
+    }
+    let _serial = serial();
+    let lab = Lab::new("e", 1);
+    let first = start_run(&lab, &["--feed", "239.7.7.11:30005", "--mode", "xdp"]);
+    let second = lab
+        .ticklane_in(&lab.b)
+        .args([
+            "run",
+            "--iface",
+            &lab.vb,
+            "--feed",
+            "239.7.7.11:30005",
+            "--mode",
+            "xdp",
+            "--duration",
+            "5",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("another XDP program is attached"), "{err}");
+    stop_run(first);
+}

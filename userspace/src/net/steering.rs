@@ -146,6 +146,13 @@ impl Steering {
             }
             XdpModeRequest::Auto => match attempt(self, XdpMode::Driver, "native") {
                 Ok(()) => AttachedMode::Native,
+                // Another program holds the interface: generic mode would
+                // fail the same way, so say so now.
+                Err(busy @ SteeringError::Attach { .. })
+                    if busy.to_string().contains("(os error 16)") =>
+                {
+                    return Err(busy);
+                }
                 Err(native) => {
                     eprintln!("ticklane: warning: {native}; falling back to generic XDP (slower)");
                     attempt(self, XdpMode::Skb, "generic")?;
