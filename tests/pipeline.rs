@@ -191,3 +191,40 @@ fn bad_pipeline_options_are_refused() {
     assert_eq!(run.code, Some(1));
     assert!(run.stderr.contains("missing.pcap"), "{}", run.stderr);
 }
+
+#[test]
+fn replay_at_capture_speed_takes_the_capture_time() {
+    // Three packets stamped 0.3 s apart, replayed at 1x and at 10x.
+    use ticklane::capture::{CaptureWriter, Format};
+    use ticklane_protocols::moldudp64::{PacketBuilder, Session};
+    use ticklane_protocols::wire::{UdpFrameSpec, write_udp_frame};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("slow.pcap");
+    let mut w = CaptureWriter::create(&path, Format::Pcap).unwrap();
+    let spec = UdpFrameSpec::multicast([2; 6], [198, 18, 0, 1], [239, 1, 1, 1], 26477);
+    for i in 0..3u64 {
+        let mut payload = [0u8; 64];
+        let mut b =
+            PacketBuilder::new(&mut payload, Session::from_name(b"SLOW").unwrap(), 1 + i).unwrap();
+        b.push(&[b'S', 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, b'O']).unwrap();
+        let mut frame = [0u8; 128];
+        let n = write_udp_frame(&mut frame, &spec, b.finish()).unwrap();
+        w.write_frame(1_000_000_000 + i * 300_000_000, &frame[..n])
+            .unwrap();
+    }
+    w.finish().unwrap();
+    let p = path.to_str().unwrap();
+    let timed = |speed: &str| {
+        let start = std::time::Instant::now();
+        let v = replay_json(&["--speed", speed, p]);
+        assert_eq!(v["messages"], 3);
+        start.elapsed().as_secs_f64()
+    };
+    let real_time = timed("1x");
+    assert!(
+        real_time >= 0.6,
+        "1x follows the capture's 0.6 s: {real_time}"
+    );
+    let fast = timed("10x");
+    assert!(fast < real_time, "10x is faster: {fast} vs {real_time}");
+}

@@ -247,3 +247,18 @@ fn print_summary(v: &serde_json::Value) {
         c["bbo"], c["trades"], c["vwap"], c["session"], c["audit"]
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn speeds_parse() {
+        assert_eq!(parse_speed("max"), Ok(Speed::Max));
+        assert_eq!(parse_speed("1x"), Ok(Speed::Factor(1.0)));
+        assert_eq!(parse_speed("2.5x"), Ok(Speed::Factor(2.5)));
+        assert!(parse_speed("0x").is_err());
+        assert!(parse_speed("fast").unwrap_err().contains("max, 1x or Nx"));
+        assert!(parse_speed("3").is_err());
+    }
+}
