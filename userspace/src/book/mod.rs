@@ -17,9 +17,6 @@ pub use orders::{Order, OrderPool};
 
 use ticklane_protocols::itch::{self, Alpha};
 
-/// Levels each side reserves when a stock is first seen.
-const LEVELS_RESERVED: usize = 64;
-
 /// One stock's book.
 #[derive(Debug, Clone)]
 pub struct Book {
@@ -35,8 +32,8 @@ impl Book {
     fn new() -> Self {
         Self {
             stock: Alpha([b' '; 8]),
-            bids: Side::new(true, LEVELS_RESERVED),
-            asks: Side::new(false, LEVELS_RESERVED),
+            bids: Side::new(true),
+            asks: Side::new(false),
         }
     }
 
