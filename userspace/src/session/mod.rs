@@ -25,6 +25,8 @@ mod arbiter;
 
 pub use arbiter::{Arbiter, LineStats};
 
+use std::collections::VecDeque;
+
 use ticklane_protocols::moldudp64::{Packet, PacketKind, Request, Session};
 
 /// Tuning of a [`SessionTracker`].
@@ -245,7 +247,7 @@ pub struct SessionTracker {
     stale: bool,
     gap: Option<GapEpisode>,
     /// Held packets and lost ranges, sorted by sequence number.
-    held: Vec<Held>,
+    held: VecDeque<Held>,
     free_slots: Vec<usize>,
     arena: Vec<u8>,
     in_flight: Vec<InFlight>,
@@ -276,7 +278,7 @@ impl SessionTracker {
         Self {
             arena: vec![0; window * cfg.max_packet],
             free_slots: (0..window).rev().collect(),
-            held: Vec::with_capacity(window + cfg.max_in_flight + 1),
+            held: VecDeque::with_capacity(window + cfg.max_in_flight + 1),
             in_flight: Vec::with_capacity(cfg.max_in_flight.max(1)),
             session: None,
             next_seq: 0,
@@ -464,7 +466,10 @@ impl SessionTracker {
             self.stats.rejected_packets += 1;
             return;
         }
-        if self.held.iter().any(|h| h.seq <= seq && h.end >= end) {
+        // The held packet starting closest below `seq` is the one that could
+        // cover it (binary search: the window may hold thousands).
+        let below = self.held.partition_point(|h| h.seq <= seq);
+        if below > 0 && self.held[below - 1].end >= end {
             self.stats.duplicate_packets += 1;
             return;
         }
@@ -500,11 +505,10 @@ impl SessionTracker {
 
     /// First held sequence number after `next_seq`, or `highest`.
     fn hole_end(&self) -> u64 {
+        let after = self.held.partition_point(|h| h.seq <= self.next_seq);
         self.held
-            .iter()
-            .map(|h| h.seq)
-            .find(|&s| s > self.next_seq)
-            .unwrap_or(self.highest)
+            .get(after)
+            .map_or(self.highest, |h| h.seq)
             .min(self.highest)
     }
 
@@ -545,11 +549,11 @@ impl SessionTracker {
 
     /// Delivers what the window allows, then opens, pursues or closes the gap.
     fn progress(&mut self, now: u64, sink: &mut impl ActionSink) {
-        while let Some(&h) = self.held.first() {
+        while let Some(&h) = self.held.front() {
             if h.seq > self.next_seq {
                 break;
             }
-            self.held.remove(0);
+            self.held.pop_front();
             if h.slot == LOST {
                 if h.end > self.next_seq {
                     sink.action(Action::Event(SessionEvent::Unrecoverable {
