@@ -164,15 +164,11 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Adds what to do to the errors operators meet most.
+/// Adds what to do to a missing-privilege error, the one operators meet most.
 fn hint(e: &str) -> String {
     if e.contains("Operation not permitted") || e.contains("EPERM") {
         format!(
             "{e}\n  hint: run as root (or grant CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW, CAP_IPC_LOCK)"
-        )
-    } else if e.contains("busy") || e.contains("EBUSY") {
-        format!(
-            "{e}\n  hint: another XDP program is attached to this interface; detach it (ip link set dev IF xdp off) or use another interface"
         )
     } else {
         e.to_owned()

@@ -61,6 +61,15 @@ pub enum SteeringError {
         /// What the kernel said.
         reason: String,
     },
+    /// Another XDP program holds the interface.
+    #[error(
+        "another XDP program is attached to {iface}: detach it \
+         (`ip link set dev {iface} xdp off`) or use another interface"
+    )]
+    InterfaceBusy {
+        /// The interface.
+        iface: String,
+    },
     /// BPF_PROG_TEST_RUN failed.
     #[error("test run of the XDP program failed: {0}")]
     TestRun(String),
@@ -126,14 +135,19 @@ impl Steering {
         request: XdpModeRequest,
     ) -> Result<AttachedMode, SteeringError> {
         let attempt = |s: &mut Self, mode: XdpMode, name: &'static str| {
-            s.program()
-                .attach(iface, mode)
-                .map(|_| ())
-                .map_err(|e| SteeringError::Attach {
-                    iface: iface.to_owned(),
-                    mode: name,
-                    reason: error_chain(&e),
-                })
+            s.program().attach(iface, mode).map(|_| ()).map_err(|e| {
+                if os_error(&e) == Some(libc::EBUSY) {
+                    SteeringError::InterfaceBusy {
+                        iface: iface.to_owned(),
+                    }
+                } else {
+                    SteeringError::Attach {
+                        iface: iface.to_owned(),
+                        mode: name,
+                        reason: error_chain(&e),
+                    }
+                }
+            })
         };
         let mode = match request {
             XdpModeRequest::Native => {
@@ -148,11 +162,7 @@ impl Steering {
                 Ok(()) => AttachedMode::Native,
                 // Another program holds the interface: generic mode would
                 // fail the same way, so say so now.
-                Err(busy @ SteeringError::Attach { .. })
-                    if busy.to_string().contains("(os error 16)") =>
-                {
-                    return Err(busy);
-                }
+                Err(busy @ SteeringError::InterfaceBusy { .. }) => return Err(busy),
                 Err(native) => {
                     eprintln!("ticklane: warning: {native}; falling back to generic XDP (slower)");
                     attempt(self, XdpMode::Skb, "generic")?;
@@ -243,6 +253,21 @@ impl Steering {
             .map(|r| r.return_value)
             .map_err(|e| SteeringError::TestRun(error_chain(&e)))
     }
+}
+
+/// The OS error number behind an error, if any of its causes is an I/O error.
+fn os_error(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(code) = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+        {
+            return Some(code);
+        }
+        cause = c.source();
+    }
+    None
 }
 
 /// An error with its causes, on one line.
