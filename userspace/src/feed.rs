@@ -106,6 +106,16 @@ pub struct FeedFilter {
     pub feeds: Vec<([u8; 4], u16)>,
 }
 
+impl FeedFilter {
+    /// Which of the feeds (A/B line index) a datagram belongs to.
+    #[inline]
+    pub fn line(&self, udp: &UdpFrame<'_>) -> Option<usize> {
+        self.feeds
+            .iter()
+            .position(|f| *f == (udp.destination, udp.destination_port))
+    }
+}
+
 /// Counts of what was decoded and skipped.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DecodeCounts {
@@ -199,12 +209,7 @@ impl FeedDecoder {
                 return None;
             }
         };
-        if !self.filter.feeds.is_empty()
-            && !self
-                .filter
-                .feeds
-                .contains(&(udp.destination, udp.destination_port))
-        {
+        if !self.filter.feeds.is_empty() && self.filter.line(&udp).is_none() {
             self.counts.foreign += 1;
             return None;
         }

@@ -409,23 +409,17 @@ pub fn replay(
 ) -> Result<ReplayOutcome, ReplayError> {
     let started = Instant::now();
     let mut outcome = ReplayOutcome::default();
-    let socket = if options.retrans.is_empty() {
-        None
-    } else {
-        let s = UdpSocket::bind(("0.0.0.0", 0)).map_err(ReplayError::Socket)?;
-        s.set_nonblocking(true).map_err(ReplayError::Socket)?;
-        crate::net::udp::set_receive_buffer(&s, 16 << 20);
-        Some(s)
-    };
+    let socket = crate::net::udp::retrans_socket(&options.retrans).map_err(ReplayError::Socket)?;
     let cfg = SessionConfig {
         servers: options.retrans.len(),
         ..options.session.clone()
     };
     let lines = options.feeds.len().max(1);
     let mut arbiter = Arbiter::new(cfg, lines, 1_000_000_000);
-    let mut decoder = FeedDecoder::new(FeedFilter {
+    let filter = FeedFilter {
         feeds: options.feeds.clone(),
-    });
+    };
+    let mut decoder = FeedDecoder::new(filter.clone());
     let mut problems = Vec::new();
     let mut lost = Vec::new();
     let mut apply = Apply {
@@ -481,11 +475,9 @@ pub fn replay(
                 if let Some(udp) = decoder.udp(&frame, &mut report)
                     && let Some(packet) = decoder.packet(at, udp.payload, &mut report)
                 {
-                    let line = options
-                        .feeds
-                        .iter()
-                        .position(|f| *f == (udp.destination, udp.destination_port))
-                        .unwrap_or(0);
+                    // Every frame is one of the feeds (the decoder filtered),
+                    // or, without feeds, of the only line.
+                    let line = filter.line(&udp).unwrap_or(0);
                     arbiter.on_packet(line, now, &packet, &mut apply);
                 }
                 if let Some(s) = &socket {

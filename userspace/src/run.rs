@@ -5,7 +5,7 @@
 //! the program, leaves the groups and reports.
 
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -13,6 +13,7 @@ use ticklane_protocols::moldudp64::Packet;
 use ticklane_protocols::wire;
 use ticklane_xdp::Counter;
 
+use crate::feed::FeedFilter;
 use crate::net::steering::{Steering, SteeringError, XdpModeRequest};
 use crate::net::udp::{FeedSocket, interface_index};
 use crate::net::xsk::{XskConfig, XskError, XskReceiver, XskStats};
@@ -182,14 +183,7 @@ pub fn run(
     {
         eprintln!("ticklane: warning: cannot pin the poller to core {core}: {e}");
     }
-    let retrans_socket = if cfg.retrans.is_empty() {
-        None
-    } else {
-        let s = UdpSocket::bind(("0.0.0.0", 0))?;
-        s.set_nonblocking(true)?;
-        crate::net::udp::set_receive_buffer(&s, 16 << 20);
-        Some(s)
-    };
+    let retrans_socket = crate::net::udp::retrans_socket(&cfg.retrans)?;
     let session_cfg = SessionConfig {
         servers: cfg.retrans.len(),
         ..cfg.session.clone()
@@ -213,7 +207,9 @@ pub fn run(
         tap: tap_ref,
         line: Vec::with_capacity(512),
     };
-    let feeds: Vec<([u8; 4], u16)> = cfg.feeds.iter().map(|(g, p)| (g.octets(), *p)).collect();
+    let feeds = FeedFilter {
+        feeds: cfg.feeds.iter().map(|(g, p)| (g.octets(), *p)).collect(),
+    };
     let clock = quanta::Clock::new();
     let origin = clock.raw();
     let started = Instant::now();
@@ -236,10 +232,7 @@ pub fn run(
                         malformed += 1;
                         return;
                     };
-                    let line = feeds
-                        .iter()
-                        .position(|f| *f == (udp.destination, udp.destination_port));
-                    match (line, Packet::new_checked(udp.payload)) {
+                    match (feeds.line(&udp), Packet::new_checked(udp.payload)) {
                         (Some(line), Ok(p)) => arbiter.on_packet(line, now, &p, &mut apply),
                         _ => malformed += 1,
                     }

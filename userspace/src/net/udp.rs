@@ -59,6 +59,18 @@ pub fn set_receive_buffer(socket: &impl AsRawFd, bytes: usize) {
     }
 }
 
+/// The socket that talks to re-request servers, if there are any:
+/// non-blocking, with room for a server's burst of answers.
+pub fn retrans_socket(servers: &[std::net::SocketAddr]) -> io::Result<Option<UdpSocket>> {
+    if servers.is_empty() {
+        return Ok(None);
+    }
+    let s = UdpSocket::bind(("0.0.0.0", 0))?;
+    s.set_nonblocking(true)?;
+    set_receive_buffer(&s, 16 << 20);
+    Ok(Some(s))
+}
+
 /// A UDP socket bound to one feed (group:port) and joined to its group on
 /// one interface. Dropping it leaves the group.
 #[derive(Debug)]
