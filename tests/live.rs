@@ -10,7 +10,7 @@ use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use ticklane_e2e::{Killed, Lab, arg, netns_available, ticklane_ok};
+use ticklane_e2e::{Killed, Lab, arg, assert_success, netns_available, ticklane_ok};
 
 /// The live tests measure loss: they run one at a time, not competing for
 /// the machine's cores with each other.
@@ -145,11 +145,7 @@ fn live_run(mode: &str, tag: &str, pps: &str, max_messages: &str, tap: bool) {
         .args(["send", &feed, "--iface", &lab.va, "--pps", pps])
         .output()
         .unwrap();
-    assert!(
-        sent.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sent.stderr)
-    );
+    assert_success(&sent);
     std::thread::sleep(Duration::from_millis(500));
     let (_, stderr) = stop_run(run);
     let s: Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
@@ -358,11 +354,7 @@ fn a_socket_on_queue_1_of_a_two_queue_veth_receives_the_feed() {
         .args(["send", &feed, "--iface", &lab.va, "--pps", "20000"])
         .output()
         .unwrap();
-    assert!(
-        sent.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sent.stderr)
-    );
+    assert_success(&sent);
     std::thread::sleep(Duration::from_millis(300));
     let (_, stderr) = stop_run(run);
     let s: Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();

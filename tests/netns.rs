@@ -4,10 +4,8 @@
 //!
 //! Needs root and iproute2 (see `netns_available`).
 
-use std::process::Stdio;
-
 use serde_json::Value;
-use ticklane_e2e::{Killed, Lab, arg, netns_available, ticklane_ok};
+use ticklane_e2e::{Lab, arg, assert_success, netns_available, start_retrans_server, ticklane_ok};
 
 #[test]
 fn a_damaged_feed_is_repaired_from_a_server_across_namespaces() {
@@ -43,31 +41,13 @@ fn a_damaged_feed_is_repaired_from_a_server_across_namespaces() {
     ]);
     let lab = Lab::new("r", 1);
     let server_addr = format!("{}:9000", lab.addr(false));
-    let _server = Killed(
-        lab.ticklane_in(&lab.a)
-            .args([
-                "retrans-server",
-                &clean,
-                "--listen",
-                &server_addr,
-                "--duration",
-                "120",
-            ])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    let _server = start_retrans_server(lab.ticklane_in(&lab.a), &clean, &server_addr);
     let out = lab
         .ticklane_in(&lab.b)
         .args(["replay", "--json", "--retrans", &server_addr, &damaged])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["session"]["lost_messages"], 0, "{v}");
     assert_eq!(v["messages"], 50_000);
@@ -76,7 +56,7 @@ fn a_damaged_feed_is_repaired_from_a_server_across_namespaces() {
         .args(["book", "--retrans", &server_addr, &damaged])
         .output()
         .unwrap();
-    assert!(out.status.success());
+    assert_success(&out);
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
         std::fs::read_to_string(&book).unwrap()

@@ -1,9 +1,9 @@
 //! `ticklane book`, `replay` and `retrans-server` as a user drives them.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
-use ticklane_e2e::{arg, ticklane, ticklane_bin, ticklane_ok};
+use ticklane_e2e::{arg, start_retrans_server, ticklane, ticklane_bin, ticklane_ok};
 
 const FEED: [&str; 6] = ["--messages", "60000", "--stocks", "30", "--seed", "5"];
 
@@ -117,15 +117,6 @@ fn a_damaged_feed_without_a_server_reports_its_losses() {
     assert!(run.stderr.contains("messages lost"), "{}", run.stderr);
 }
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
@@ -153,21 +144,7 @@ fn gaps_are_recovered_from_a_retrans_server_over_udp() {
         ],
     );
     let listen = format!("127.0.0.1:{}", free_udp_port());
-    let _server = Server(
-        Command::new(ticklane_bin())
-            .args([
-                "retrans-server",
-                &clean,
-                "--listen",
-                &listen,
-                "--duration",
-                "120",
-            ])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    let _server = start_retrans_server(Command::new(ticklane_bin()), &clean, &listen);
     let v = replay_json(&["--retrans", &listen, &damaged]);
     assert_eq!(v["session"]["lost_messages"], 0, "{v}");
     assert_eq!(v["messages"], 60_000);

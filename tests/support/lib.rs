@@ -249,3 +249,31 @@ impl Drop for Killed {
         let _ = self.0.wait();
     }
 }
+
+/// Starts `ticklane retrans-server FILE --listen ADDR` through `command`
+/// (the binary, or `ip netns exec NS` with it) and gives it time to bind.
+pub fn start_retrans_server(mut command: Command, file: &str, listen: &str) -> Killed {
+    let child = command
+        .args([
+            "retrans-server",
+            file,
+            "--listen",
+            listen,
+            "--duration",
+            "120",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the retrans-server starts");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    Killed(child)
+}
+
+/// Insists that a finished command succeeded, showing its stderr if not.
+pub fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
