@@ -244,7 +244,6 @@ pub struct SessionTracker {
     highest: u64,
     ended: bool,
     end_reported: bool,
-    stale: bool,
     gap: Option<GapEpisode>,
     /// Held packets and lost ranges, sorted by sequence number.
     held: VecDeque<Held>,
@@ -285,7 +284,6 @@ impl SessionTracker {
             highest: 0,
             ended: false,
             end_reported: false,
-            stale: false,
             gap: None,
             requested_upto: 0,
             primary: 0,
@@ -311,7 +309,7 @@ impl SessionTracker {
 
     /// True while a hole is open (books built from this session are stale).
     pub fn is_stale(&self) -> bool {
-        self.stale
+        self.gap.is_some()
     }
 
     /// True once the session ended and everything before its end was
@@ -595,27 +593,21 @@ impl SessionTracker {
                     from: self.next_seq,
                     end,
                 }));
-                if !self.stale {
-                    self.stale = true;
-                    sink.action(Action::Event(SessionEvent::Stale));
-                }
+                sink.action(Action::Event(SessionEvent::Stale));
             }
             if self.cfg.servers > 0 {
                 self.request_missing(now, sink);
             }
             return;
         }
-        if let Some(g) = self.gap.take()
-            && !g.lost
-        {
-            self.stats.gaps_filled += 1;
-            sink.action(Action::Event(SessionEvent::GapFilled {
-                from: g.from,
-                end: self.next_seq,
-            }));
-        }
-        if self.stale {
-            self.stale = false;
+        if let Some(g) = self.gap.take() {
+            if !g.lost {
+                self.stats.gaps_filled += 1;
+                sink.action(Action::Event(SessionEvent::GapFilled {
+                    from: g.from,
+                    end: self.next_seq,
+                }));
+            }
             sink.action(Action::Event(SessionEvent::Fresh));
         }
         if self.ended && !self.end_reported {
