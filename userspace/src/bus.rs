@@ -345,35 +345,53 @@ mod tests {
         assert_eq!(s.audit.pop().unwrap().message(), b"D123");
     }
 
+    /// The drain consumer, on its own thread, empties every ring published
+    /// to from this one, and notices a hole in the audited sequence.
     #[test]
-    fn events_cross_threads_in_order() {
-        let (mut p, mut s) = bus(BusConfig {
-            events: 64,
-            audit: 64,
+    fn the_drain_consumes_every_topic_across_threads() {
+        let (mut p, s) = bus(BusConfig {
+            events: 1 << 14,
+            audit: 1 << 14,
         });
-        let consumer = std::thread::spawn(move || {
-            let mut got = Vec::new();
-            while got.len() < 10_000 {
-                if let Ok(e) = s.bbo.pop() {
-                    got.push(e.timestamp);
-                }
-            }
-            got
-        });
-        let mut sent = 0;
-        while sent < 10_000 {
-            if p.bbo
-                .push(BboEvent {
-                    locate: 1,
-                    timestamp: sent,
-                    bid: (0, 0),
-                    ask: (0, 0),
-                })
-                .is_ok()
-            {
-                sent += 1;
+        let drain = Drain::spawn(s);
+        let session = Session::from_name(b"DRAIN").unwrap();
+        for i in 0..10_000u64 {
+            p.bbo(BboEvent {
+                locate: 1,
+                timestamp: i,
+                bid: (1, 1),
+                ask: (2, 1),
+            });
+            p.trade(TradeEvent {
+                locate: 1,
+                timestamp: i,
+                price: 1,
+                shares: 1,
+                match_number: i,
+                kind: TradeKind::Cross,
+            });
+            // Sequence 5000 is never audited: one hole.
+            if i != 5000 {
+                p.audit(session, i, b"A");
             }
         }
-        assert_eq!(consumer.join().unwrap(), (0..10_000).collect::<Vec<_>>());
+        p.vwap(VwapEvent {
+            locate: 1,
+            timestamp: 0,
+            vwap: 1,
+            shares: 1,
+            trades: 1,
+        });
+        p.session(SessionEvent::Stale);
+        let got = drain.finish();
+        assert_eq!(p.stats().dropped, [0; 4]);
+        assert_eq!(
+            (got.bbo, got.trades, got.vwap, got.session, got.audit),
+            (10_000, 10_000, 1, 1, 9_999)
+        );
+        assert_eq!(
+            got.audit_out_of_order, 1,
+            "the missing sequence number shows"
+        );
     }
 }
