@@ -90,6 +90,14 @@ pub struct Steering {
     mode: Option<AttachedMode>,
 }
 
+/// A map the compiled object should have defined is not there.
+fn missing(map: &'static str) -> SteeringError {
+    SteeringError::Map {
+        map,
+        reason: "missing from the object".into(),
+    }
+}
+
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> SteeringError {
     move |e| SteeringError::Map {
         map,
@@ -183,10 +191,7 @@ impl Steering {
         let map = self
             .ebpf
             .map_mut(SUBSCRIPTIONS_MAP)
-            .ok_or_else(|| SteeringError::Map {
-                map: SUBSCRIPTIONS_MAP,
-                reason: "missing from the object".into(),
-            })?;
+            .ok_or_else(|| missing(SUBSCRIPTIONS_MAP))?;
         HashMap::try_from(map).map_err(map_err(SUBSCRIPTIONS_MAP))
     }
 
@@ -213,10 +218,7 @@ impl Steering {
         let map = self
             .ebpf
             .map_mut(SOCKETS_MAP)
-            .ok_or_else(|| SteeringError::Map {
-                map: SOCKETS_MAP,
-                reason: "missing from the object".into(),
-            })?;
+            .ok_or_else(|| missing(SOCKETS_MAP))?;
         let mut xsks = XskMap::try_from(map).map_err(map_err(SOCKETS_MAP))?;
         xsks.set(queue, socket.as_raw_fd(), 0)
             .map_err(map_err(SOCKETS_MAP))
@@ -227,10 +229,7 @@ impl Steering {
         let map = self
             .ebpf
             .map(COUNTERS_MAP)
-            .ok_or_else(|| SteeringError::Map {
-                map: COUNTERS_MAP,
-                reason: "missing from the object".into(),
-            })?;
+            .ok_or_else(|| missing(COUNTERS_MAP))?;
         let array: PerCpuArray<&MapData, u64> =
             PerCpuArray::try_from(map).map_err(map_err(COUNTERS_MAP))?;
         let mut out = [0u64; Counter::ALL.len()];
