@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::Value;
-use ticklane::capture::{CaptureWriter, Format};
+use ticklane_capture::{CaptureWriter, Format};
 use ticklane_e2e::{arg, ticklane, ticklane_ok};
 use ticklane_protocols::wire::{UdpFrameSpec, write_udp_frame};
 

@@ -3,7 +3,7 @@
 //! lacks 'h' and 'O', so those two types are left out of its stream.
 
 use itchy::Body;
-use ticklane::market::{MAX_MESSAGE_LEN, Market, MarketConfig};
+use ticklane_lab::market::{MAX_MESSAGE_LEN, Market, MarketConfig};
 use ticklane_protocols::binaryfile;
 use ticklane_protocols::itch::{self, MessageRef};
 

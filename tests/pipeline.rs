@@ -172,7 +172,7 @@ fn bad_pipeline_options_are_refused() {
 #[test]
 fn replay_at_capture_speed_takes_the_capture_time() {
     // Three packets stamped 0.3 s apart, replayed at 1x and at 10x.
-    use ticklane::capture::{CaptureWriter, Format};
+    use ticklane_capture::{CaptureWriter, Format};
     use ticklane_protocols::moldudp64::{PacketBuilder, Session};
     use ticklane_protocols::wire::{UdpFrameSpec, write_udp_frame};
     let dir = tempfile::tempdir().unwrap();

@@ -20,10 +20,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ticklane::net::send::FrameSender;
-use ticklane::net::steering::{Steering, XdpModeRequest};
-use ticklane::net::udp::{FeedSocket, interface_index};
-use ticklane::net::xsk::{XskConfig, XskReceiver};
+use std::os::fd::AsRawFd;
+
+use ticklane_appliance::source::steering::{Steering, XdpModeRequest};
+use ticklane_appliance::source::udp::FeedSocket;
+use ticklane_appliance::source::xsk::{XskConfig, XskReceiver};
+use ticklane_appliance::sys::{Batch, interface_index, receive_batch, wait_readable};
+use ticklane_lab::send::FrameSender;
 use ticklane_protocols::itch::{self, Alpha, Char, Header, Message, U32, U64};
 use ticklane_protocols::moldudp64::{Packet, PacketBuilder, Session};
 use ticklane_protocols::wire::{self, UdpFrameSpec};
@@ -247,21 +250,20 @@ fn trial(path: Path, threaded: bool, spin: bool, pps: u64, count: u64) -> Receiv
                 });
                 let ifindex = interface_index(VB).unwrap();
                 let sock = FeedSocket::join(GROUP.into(), PORT, ifindex, 32 << 20).unwrap();
-                let mut bufs = vec![[0u8; 2048]; 64];
-                let mut lens = vec![0usize; 64];
+                let mut batch = Batch::default();
                 ready_r.store(1, Ordering::Release);
                 let cpu0 = thread_cpu_ns();
                 while !stop_r.load(Ordering::Acquire) {
-                    let n = sock.receive_batch(&mut bufs, &mut lens).unwrap();
+                    let n = receive_batch(&sock, &mut batch).unwrap();
                     if n == 0 {
                         if !spin {
-                            wait_readable(&sock);
+                            wait_readable(&[sock.as_raw_fd()], 1);
                         }
                         continue;
                     }
                     let now48 = monotonic_ns() & MASK48;
-                    for i in 0..n {
-                        handle(&bufs[i][..lens[i]], now48, &mut out);
+                    for datagram in batch.iter() {
+                        handle(datagram, now48, &mut out);
                     }
                 }
                 out.cpu_ns = thread_cpu_ns() - cpu0;
@@ -303,17 +305,6 @@ fn trial(path: Path, threaded: bool, spin: bool, pps: u64, count: u64) -> Receiv
 }
 
 /// Sleeps in poll() until the socket is readable (1 ms at most).
-fn wait_readable(sock: &FeedSocket) {
-    use std::os::fd::AsRawFd;
-    let mut p = libc::pollfd {
-        fd: sock.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: `p` is a valid pollfd for the call.
-    unsafe { libc::poll(&mut p, 1, 1) };
-}
-
 fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;

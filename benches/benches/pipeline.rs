@@ -1,7 +1,8 @@
 //! Parse + MoldUDP64 session + full-depth order books over the generated
 //! realistic mix, against a simple baseline book (BTreeMap price levels and a
 //! HashMap of orders) run through the very same parse and session path, plus
-//! the whole pipeline (books, VWAP, tape, bus) — all in one run.
+//! the whole pipeline through the production poller and delivery path
+//! (sessions, books, VWAP, tape, bus, audit ring) — all in one run.
 //!
 //! Reports ns/message, messages/s, the baseline ratio and bytes per live
 //! order (targets: ≤ 25 ns/message, ≥ 40 M messages/s on one core).
@@ -9,14 +10,18 @@
 use std::collections::{BTreeMap, HashMap};
 
 use criterion::{Criterion, Throughput, criterion_group};
-use ticklane::book::Books;
-use ticklane::bus::{self, BusConfig};
-use ticklane::pipeline::Pipeline;
-use ticklane::session::{Action, ActionSink, SessionConfig, SessionTracker};
-use ticklane::vwap::Vwap;
+use std::sync::atomic::AtomicBool;
+
+use ticklane_appliance::analytics::vwap::Vwap;
+use ticklane_appliance::book::Books;
+use ticklane_appliance::bus::{self, BusConfig};
+use ticklane_appliance::pipeline::Pipeline;
+use ticklane_appliance::poller::{Poller, PollerConfig, TimeBase};
+use ticklane_appliance::session::{Action, ActionSink, SessionConfig, SessionTracker};
+use ticklane_appliance::source::memory::MemorySource;
 use ticklane_benches::{MoldStream, interleaved_best};
 use ticklane_protocols::itch::{self, Handler};
-use ticklane_protocols::moldudp64::{Packet, Session};
+use ticklane_protocols::moldudp64::Packet;
 
 const MESSAGES: u64 = 1_000_000;
 const STOCKS: u16 = 500;
@@ -155,23 +160,6 @@ impl<H: Handler> ActionSink for ToHandler<'_, H> {
     }
 }
 
-struct ToPipeline<'a> {
-    pipeline: &'a mut Pipeline,
-    delivered: u64,
-}
-
-impl ActionSink for ToPipeline<'_> {
-    #[inline]
-    fn action(&mut self, a: Action<'_>) {
-        if let Action::Deliver { seq, message } = a
-            && let Ok(m) = itch::parse(message)
-        {
-            self.delivered += 1;
-            self.pipeline.deliver(Session::default(), seq, m);
-        }
-    }
-}
-
 fn session_run(stream: &MoldStream, sink: &mut impl ActionSink) {
     let mut tracker = SessionTracker::new(SessionConfig {
         window_packets: 64,
@@ -218,26 +206,37 @@ fn baseline_books(stream: &MoldStream) -> (u64, BaselineBooks) {
     (sink.delivered, books)
 }
 
-fn whole_pipeline(stream: &MoldStream) -> u64 {
+/// The production path: the poller over packets in memory, into the
+/// delivery sink (books, VWAP, tape, bus, audit ring; nobody drains the
+/// rings, so full ones count their drops as they would in production).
+fn whole_pipeline(source: &MemorySource) -> u64 {
     let (publisher, _subscribers) = bus::bus(BusConfig {
         events: 1 << 10,
         audit: 1 << 10,
     });
-    let mut pipeline = Pipeline::new(
+    let pipeline = Pipeline::new(
         Books::new(1 << 18),
         Vwap::new(1_000_000_000, 100_000_000),
         publisher,
     );
-    let mut sink = ToPipeline {
-        pipeline: &mut pipeline,
-        delivered: 0,
+    let cfg = PollerConfig {
+        session: SessionConfig {
+            window_packets: 64,
+            ..SessionConfig::default()
+        },
+        time: TimeBase::Capture,
+        ..PollerConfig::default()
     };
-    session_run(stream, &mut sink);
-    sink.delivered
+    let stop = AtomicBool::new(false);
+    let (mut poller, _stats) =
+        Poller::new(source.clone(), pipeline, None, cfg, &stop).expect("a poller over memory");
+    let ending = poller.run().expect("memory never fails");
+    poller.finish(ending).snapshot.delivered
 }
 
 fn bench(c: &mut Criterion) {
     let stream = MoldStream::generate(MESSAGES, STOCKS, 1400);
+    let source = stream.source();
     let mut g = c.benchmark_group("session_books");
     g.throughput(Throughput::Elements(stream.messages));
     g.sample_size(10);
@@ -245,7 +244,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("baseline_btreemap_hashmap", |b| {
         b.iter(|| baseline_books(&stream).0)
     });
-    g.bench_function("whole_pipeline", |b| b.iter(|| whole_pipeline(&stream)));
+    g.bench_function("whole_pipeline", |b| b.iter(|| whole_pipeline(&source)));
     g.bench_function("parse_session_no_book", |b| {
         b.iter(|| session_only(&stream))
     });
@@ -256,7 +255,9 @@ fn report() {
     let stream = MoldStream::generate(MESSAGES, STOCKS, 1400);
     let (n, books) = ticklane_books(&stream);
     let (m, baseline) = baseline_books(&stream);
+    let source = stream.source();
     assert_eq!((n, m), (stream.messages, stream.messages));
+    assert_eq!(whole_pipeline(&source), stream.messages);
     assert_eq!(
         canonical(&books),
         baseline.canonical(),
@@ -264,7 +265,7 @@ fn report() {
     );
     let mut t = || ticklane_books(&stream).0;
     let mut b = || baseline_books(&stream).0;
-    let mut w = || whole_pipeline(&stream);
+    let mut w = || whole_pipeline(&source);
     let mut n = || session_only(&stream);
     let results = interleaved_best(
         7,
@@ -300,7 +301,7 @@ fn report() {
         (base - none) / (tl - none)
     );
     println!("  targets: <= 25 ns/msg, >= 40 M msg/s");
-    let level_bytes = size_of::<ticklane::book::Level>();
+    let level_bytes = size_of::<ticklane_appliance::book::Level>();
     println!(
         "memory: {} bytes per order slot (pool entry + index), {level_bytes} bytes per price level; {} orders live at the end",
         books.bytes_per_order(),

@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use ticklane::market::{MAX_MESSAGE_LEN, Market, MarketConfig};
+use ticklane_appliance::source::memory::MemorySource;
+use ticklane_lab::market::{MAX_MESSAGE_LEN, Market, MarketConfig};
 use ticklane_protocols::moldudp64::{PacketBuilder, Session};
 
 /// A generated MoldUDP64 stream held in memory.
@@ -56,6 +57,16 @@ impl MoldStream {
     /// The packets as slices.
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
         self.packets.iter().map(|&(s, e)| &self.bytes[s..e])
+    }
+
+    /// The packets as a poller's source (one line), handed over in batches
+    /// of 64 as a NIC ring would.
+    pub fn source(&self) -> MemorySource {
+        let mut source = MemorySource::new(64);
+        for p in self.iter() {
+            source.push(0, p);
+        }
+        source
     }
 }
 

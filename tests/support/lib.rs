@@ -1,5 +1,5 @@
 //! Helpers for the end-to-end tests: the `ticklane` binary (built once by
-//! cargo, optimised), the shared captures, network-namespace labs, and a way
+//! cargo, optimised), the real captures, network-namespace labs, and a way
 //! to run the binary and see everything it did.
 
 use std::path::{Path, PathBuf};
@@ -23,12 +23,13 @@ pub fn ticklane_bin() -> &'static Path {
     })
 }
 
-/// The real NASDAQ/BX captures shipped beside the repository.
+/// The real NASDAQ/BX captures kept in the repository (copies of the shared
+/// reference data; see `tests/data/itch50-captures/SOURCE.md`).
 pub fn captures_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/itch50-captures");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/itch50-captures");
     assert!(
         dir.is_dir(),
-        "{}: the shared captures must sit in shared/ beside the repository",
+        "{}: the real captures must be in tests/data/itch50-captures",
         dir.display()
     );
     dir

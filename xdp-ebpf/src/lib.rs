@@ -37,6 +37,18 @@ pub struct SubKey {
 
 const _: () = assert!(size_of::<SubKey>() == 8);
 
+#[cfg(feature = "aya")]
+#[allow(
+    unsafe_code,
+    reason = "aya's Pod is an unsafe marker trait; proof below"
+)]
+// SAFETY: `SubKey` is `#[repr(C)]` with fields of 4, 2 and 2 bytes in that
+// order, so it has no padding (asserted 8 bytes above) and every bit pattern
+// is a valid value; it is `Copy` and holds no pointers. That is what aya's
+// `Pod` requires of a map key, and it matches `struct tl_sub_key` byte for
+// byte (checked against the C header by this crate's tests).
+unsafe impl aya::Pod for SubKey {}
+
 impl SubKey {
     /// The key of a group and a port.
     pub fn new(group: [u8; 4], port: u16) -> Self {

@@ -143,10 +143,23 @@ macro_rules! itch_messages {
             $(MessageType { tag: $tag, name: stringify!($name), len: $len },)*
         ];
 
-        /// Position of a type byte in [`MESSAGE_TYPES`], for per-type counters.
+        /// Position + 1 of each type byte in [`MESSAGE_TYPES`] (0: not a
+        /// type), built at compile time so the lookup is one load.
+        const TYPE_INDEX: [u8; 256] = {
+            let mut table = [0u8; 256];
+            let mut i = 0;
+            while i < MESSAGE_TYPES.len() {
+                table[MESSAGE_TYPES[i].tag as usize] = i as u8 + 1;
+                i += 1;
+            }
+            table
+        };
+
+        /// Position of a type byte in [`MESSAGE_TYPES`], for per-type counters:
+        /// one table load, no search.
         #[inline]
         pub fn type_index(tag: u8) -> Option<usize> {
-            MESSAGE_TYPES.iter().position(|t| t.tag == tag)
+            usize::from(TYPE_INDEX[usize::from(tag)]).checked_sub(1)
         }
     };
 }

@@ -197,6 +197,10 @@ fn the_table_has_all_23_types_with_distinct_tags() {
         assert_eq!(type_index(t.tag), Some(i));
     }
     assert_eq!(type_index(b'Z'), None);
+    for tag in 0..=u8::MAX {
+        let linear = MESSAGE_TYPES.iter().position(|t| t.tag == tag);
+        assert_eq!(type_index(tag), linear, "type byte {tag}");
+    }
 }
 
 #[test]

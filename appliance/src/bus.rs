@@ -1,0 +1,419 @@
+//! The event bus: lock-free single-producer single-consumer rings (`rtrb`)
+//! from a poller to its consumers, one ring per topic. Publishing never
+//! blocks the poller: a full best-effort ring drops the event and counts it;
+//! the audit ring, which must lose nothing, is sized for the worst burst and
+//! raises an alarm counter if it ever overflows.
+
+use rtrb::{Consumer, Producer, RingBuffer};
+use ticklane_protocols::moldudp64::Session;
+
+pub use crate::analytics::tape::{TradeEvent, TradeKind};
+pub use crate::analytics::vwap::VwapEvent;
+pub use crate::session::SessionEvent;
+
+/// Best bid and offer of a stock changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BboEvent {
+    /// The stock.
+    pub locate: u16,
+    /// Feed time.
+    pub timestamp: u64,
+    /// Best bid price and shares (0, 0 when the side is empty).
+    pub bid: (u32, u64),
+    /// Best ask price and shares (0, 0 when the side is empty).
+    pub ask: (u32, u64),
+}
+
+/// One message as delivered, copied for the audit trail: the one deliberate
+/// copy of the data path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// Its session.
+    pub session: Session,
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its length.
+    pub len: u8,
+    /// Its bytes (ITCH messages are at most 50 bytes).
+    pub bytes: [u8; 64],
+}
+
+impl AuditRecord {
+    /// The message bytes.
+    pub fn message(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len).min(self.bytes.len())]
+    }
+}
+
+/// Ring sizes.
+#[derive(Debug, Clone, Copy)]
+pub struct BusConfig {
+    /// Slots of each best-effort ring.
+    pub events: usize,
+    /// Slots of the audit ring.
+    pub audit: usize,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        Self {
+            events: 1 << 16,
+            audit: 1 << 20,
+        }
+    }
+}
+
+/// The best-effort topics of the bus (the audit ring is not one: it loses
+/// nothing, see [`Publisher::audit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topic {
+    /// Best bid and offer changes.
+    Bbo,
+    /// Prints for the tape.
+    Trades,
+    /// VWAP emissions.
+    Vwap,
+    /// Session news.
+    Session,
+}
+
+impl Topic {
+    /// Every topic, in counter order.
+    pub const ALL: [Topic; 4] = [Topic::Bbo, Topic::Trades, Topic::Vwap, Topic::Session];
+
+    /// Its name in summaries and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Topic::Bbo => "bbo",
+            Topic::Trades => "trades",
+            Topic::Vwap => "vwap",
+            Topic::Session => "session",
+        }
+    }
+}
+
+/// One counter per topic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PerTopic([u64; Topic::ALL.len()]);
+
+impl PerTopic {
+    /// The count of one topic.
+    pub fn get(&self, topic: Topic) -> u64 {
+        self.0[topic as usize]
+    }
+
+    /// Every topic with its count.
+    pub fn iter(&self) -> impl Iterator<Item = (Topic, u64)> + '_ {
+        Topic::ALL.iter().map(|t| (*t, self.get(*t)))
+    }
+
+    /// The sum over all topics.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    fn bump(&mut self, topic: Topic) {
+        let c = &mut self.0[topic as usize];
+        *c = c.saturating_add(1);
+    }
+}
+
+/// What publishing did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BusStats {
+    /// Events published, all topics and the audit ring.
+    pub published: u64,
+    /// Best-effort events dropped on a full ring, per topic.
+    pub dropped: PerTopic,
+    /// Audit records that found the audit ring full. None is silently lost:
+    /// the delivery sink records their exact ranges for the auditor.
+    pub audit_overflow: u64,
+}
+
+/// The poller's side.
+#[derive(Debug)]
+pub struct Publisher {
+    bbo: Producer<BboEvent>,
+    trades: Producer<TradeEvent>,
+    vwap: Producer<VwapEvent>,
+    session: Producer<SessionEvent>,
+    audit: Producer<AuditRecord>,
+    stats: BusStats,
+}
+
+/// The consumers' side (each ring may go to its own thread).
+#[derive(Debug)]
+pub struct Subscribers {
+    /// BBO changes.
+    pub bbo: Consumer<BboEvent>,
+    /// The trade tape.
+    pub trades: Consumer<TradeEvent>,
+    /// VWAP emissions.
+    pub vwap: Consumer<VwapEvent>,
+    /// Session news.
+    pub session: Consumer<SessionEvent>,
+    /// The audit trail.
+    pub audit: Consumer<AuditRecord>,
+}
+
+/// Creates the rings.
+pub fn bus(cfg: BusConfig) -> (Publisher, Subscribers) {
+    let (bbo, bbo_rx) = RingBuffer::new(cfg.events);
+    let (trades, trades_rx) = RingBuffer::new(cfg.events);
+    let (vwap, vwap_rx) = RingBuffer::new(cfg.events);
+    let (session, session_rx) = RingBuffer::new(cfg.events);
+    let (audit, audit_rx) = RingBuffer::new(cfg.audit);
+    (
+        Publisher {
+            bbo,
+            trades,
+            vwap,
+            session,
+            audit,
+            stats: BusStats::default(),
+        },
+        Subscribers {
+            bbo: bbo_rx,
+            trades: trades_rx,
+            vwap: vwap_rx,
+            session: session_rx,
+            audit: audit_rx,
+        },
+    )
+}
+
+impl Publisher {
+    /// Counters.
+    pub fn stats(&self) -> BusStats {
+        self.stats
+    }
+
+    fn publish<T>(
+        &mut self,
+        topic: Topic,
+        event: T,
+        ring: impl FnOnce(&mut Self) -> &mut Producer<T>,
+    ) {
+        match ring(self).push(event) {
+            Ok(()) => self.stats.published += 1,
+            Err(_) => self.stats.dropped.bump(topic),
+        }
+    }
+
+    /// A BBO change.
+    pub fn bbo(&mut self, e: BboEvent) {
+        self.publish(Topic::Bbo, e, |p| &mut p.bbo);
+    }
+
+    /// A print.
+    pub fn trade(&mut self, e: TradeEvent) {
+        self.publish(Topic::Trades, e, |p| &mut p.trades);
+    }
+
+    /// A VWAP emission.
+    pub fn vwap(&mut self, e: VwapEvent) {
+        self.publish(Topic::Vwap, e, |p| &mut p.vwap);
+    }
+
+    /// Session news.
+    pub fn session(&mut self, e: SessionEvent) {
+        self.publish(Topic::Session, e, |p| &mut p.session);
+    }
+
+    /// A delivered message for the audit trail. False when the audit ring
+    /// was full: the caller must record the miss (see
+    /// [`crate::delivery::AuditMisses`]), never drop it silently.
+    #[must_use = "a record the audit ring refused must be recorded as missed"]
+    pub fn audit(&mut self, session: Session, seq: u64, message: &[u8]) -> bool {
+        let mut record = AuditRecord {
+            session,
+            seq,
+            len: 0,
+            bytes: [0; 64],
+        };
+        let n = message.len().min(record.bytes.len());
+        record.bytes[..n].copy_from_slice(&message[..n]);
+        record.len = n as u8;
+        if self.audit.push(record).is_ok() {
+            self.stats.published += 1;
+            true
+        } else {
+            self.stats.audit_overflow += 1;
+            false
+        }
+    }
+}
+
+/// What a [`Drain`] consumed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DrainStats {
+    /// BBO changes.
+    pub bbo: u64,
+    /// Prints.
+    pub trades: u64,
+    /// VWAP emissions.
+    pub vwap: u64,
+    /// Session events.
+    pub session: u64,
+    /// Audit records.
+    pub audit: u64,
+    /// Audit records whose sequence number did not follow the previous one
+    /// of the same session (lost or duplicated messages would show here;
+    /// gaps the session declared lost also do).
+    pub audit_out_of_order: u64,
+}
+
+/// A consumer thread that empties every ring until stopped (for replays and
+/// commands that need no real consumer; the audit writer replaces it).
+#[derive(Debug)]
+pub struct Drain {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<DrainStats>,
+}
+
+impl Drain {
+    /// Starts the thread.
+    pub fn spawn(mut subs: Subscribers) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut st = DrainStats::default();
+            let mut last: Option<(Session, u64)> = None;
+            loop {
+                let stopping = flag.load(Ordering::Acquire);
+                let mut got = 0;
+                while subs.bbo.pop().is_ok() {
+                    st.bbo += 1;
+                    got += 1;
+                }
+                while subs.trades.pop().is_ok() {
+                    st.trades += 1;
+                    got += 1;
+                }
+                while subs.vwap.pop().is_ok() {
+                    st.vwap += 1;
+                    got += 1;
+                }
+                while subs.session.pop().is_ok() {
+                    st.session += 1;
+                    got += 1;
+                }
+                while let Ok(r) = subs.audit.pop() {
+                    st.audit += 1;
+                    got += 1;
+                    if let Some((s, seq)) = last
+                        && s == r.session
+                        && r.seq != seq + 1
+                    {
+                        st.audit_out_of_order += 1;
+                    }
+                    last = Some((r.session, r.seq));
+                }
+                if stopping && got == 0 {
+                    return st;
+                }
+                // Batch the work: wake up every millisecond rather than spin,
+                // so that this consumer takes a sliver of a core, not a core
+                // (the rings hold far more than a millisecond of events).
+                let _ = got;
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        });
+        Self { stop, handle }
+    }
+
+    /// Stops after emptying the rings; returns what was consumed.
+    pub fn finish(self) -> DrainStats {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        self.handle.join().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_ring_drops_and_counts_never_blocks() {
+        let (mut p, mut s) = bus(BusConfig {
+            events: 2,
+            audit: 2,
+        });
+        for i in 0..5 {
+            p.trade(TradeEvent {
+                locate: 1,
+                timestamp: i,
+                price: 1,
+                shares: 1,
+                match_number: i,
+                kind: TradeKind::Hidden,
+            });
+        }
+        assert_eq!(p.stats().dropped.get(Topic::Trades), 3);
+        assert_eq!(p.stats().dropped.total(), 3);
+        assert_eq!(s.trades.pop().map(|t| t.match_number), Ok(0));
+        assert_eq!(s.trades.pop().map(|t| t.match_number), Ok(1));
+        assert!(s.trades.pop().is_err());
+        let accepted: Vec<bool> = (0..3)
+            .map(|seq| p.audit(Session::default(), seq, b"D123"))
+            .collect();
+        assert_eq!(
+            accepted,
+            [true, true, false],
+            "the full ring refuses, and says so"
+        );
+        assert_eq!(p.stats().audit_overflow, 1, "the alarm counter");
+        assert_eq!(s.audit.pop().unwrap().message(), b"D123");
+    }
+
+    /// The drain consumer, on its own thread, empties every ring published
+    /// to from this one, and notices a hole in the audited sequence.
+    #[test]
+    fn the_drain_consumes_every_topic_across_threads() {
+        let (mut p, s) = bus(BusConfig {
+            events: 1 << 14,
+            audit: 1 << 14,
+        });
+        let drain = Drain::spawn(s);
+        let session = Session::from_name(b"DRAIN").unwrap();
+        for i in 0..10_000u64 {
+            p.bbo(BboEvent {
+                locate: 1,
+                timestamp: i,
+                bid: (1, 1),
+                ask: (2, 1),
+            });
+            p.trade(TradeEvent {
+                locate: 1,
+                timestamp: i,
+                price: 1,
+                shares: 1,
+                match_number: i,
+                kind: TradeKind::Cross,
+            });
+            // Sequence 5000 is never audited: one hole.
+            if i != 5000 {
+                assert!(p.audit(session, i, b"A"));
+            }
+        }
+        p.vwap(VwapEvent {
+            locate: 1,
+            timestamp: 0,
+            vwap: 1,
+            shares: 1,
+            trades: 1,
+        });
+        p.session(SessionEvent::Stale);
+        let got = drain.finish();
+        assert_eq!(p.stats().dropped.total(), 0);
+        assert_eq!(
+            (got.bbo, got.trades, got.vwap, got.session, got.audit),
+            (10_000, 10_000, 1, 1, 9_999)
+        );
+        assert_eq!(
+            got.audit_out_of_order, 1,
+            "the missing sequence number shows"
+        );
+    }
+}

@@ -1,0 +1,662 @@
+//! MoldUDP64 sequencing as a pure state machine: parsed packets and a
+//! timestamp go in, [`Action`]s come out through a sink. It opens no socket
+//! and reads no clock, so tests drive it through exact scenarios, and the same
+//! code runs for live feeds, replays and backtests.
+//!
+//! What it guarantees, per session:
+//! - messages are delivered once each, in sequence order;
+//! - duplicates and fully obsolete packets are dropped, partially obsolete
+//!   ones deliver only their new messages;
+//! - packets ahead of a hole are held in a bounded window and released when
+//!   the hole fills;
+//! - a hole is reported ([`SessionEvent::GapDetected`], [`SessionEvent::Stale`]) and, when
+//!   re-request servers are configured, requested in pieces of at most
+//!   `max_request` messages with at most `max_in_flight` requests
+//!   outstanding, retried with exponential backoff and failed over between
+//!   servers; after `max_attempts` the range is reported
+//!   [`SessionEvent::Unrecoverable`] with its exact bounds and skipped;
+//! - heartbeats and end of session reveal tail gaps; gaps before the end of
+//!   a session are still filled before [`SessionEvent::EndOfSession`];
+//! - a new session name (next trading day) starts clean.
+//!
+//! Memory is fixed at construction (the window's arena and the request table).
+
+mod arbiter;
+mod table;
+
+pub use arbiter::{Arbiter, LineStats};
+pub use table::SessionTable;
+
+use std::collections::VecDeque;
+
+use ticklane_protocols::moldudp64::{Packet, PacketKind, Request, Session};
+
+/// Tuning of a [`SessionTracker`].
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Number of re-request servers (0: gaps wait `reorder_wait_ns`, then are lost).
+    pub servers: usize,
+    /// Most messages asked for in one request.
+    pub max_request: u16,
+    /// Most requests outstanding at once (so a large gap does not flood the server).
+    pub max_in_flight: usize,
+    /// Time before a request is retried; doubles with every attempt.
+    pub request_timeout_ns: u64,
+    /// Cap of the backoff.
+    pub max_request_timeout_ns: u64,
+    /// Attempts of one request before its range is unrecoverable.
+    pub max_attempts: u32,
+    /// Attempts on one server before failing over to the next.
+    pub attempts_per_server: u32,
+    /// Without servers: how long a hole may wait for a late (reordered)
+    /// packet before it is declared lost.
+    pub reorder_wait_ns: u64,
+    /// Packets the reorder window holds.
+    pub window_packets: usize,
+    /// Largest packet the window can hold, in bytes.
+    pub max_packet: usize,
+    /// Longest message accepted; a packet with a longer one is rejected.
+    /// Off (`None`) by default: ITCH parsing checks exact lengths anyway, and
+    /// the check costs a walk over every packet, which is then skipped.
+    pub max_message_len: Option<usize>,
+    /// Where a session's messages begin: messages before the first packet
+    /// seen are a gap to fill (or report) from here. `Some(1)` by default,
+    /// since books need the whole day; `None` joins at the first packet seen.
+    pub backfill_from: Option<u64>,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            servers: 0,
+            max_request: 1000,
+            max_in_flight: 4,
+            request_timeout_ns: 50_000_000,
+            max_request_timeout_ns: 1_000_000_000,
+            max_attempts: 6,
+            attempts_per_server: 2,
+            reorder_wait_ns: 10_000_000,
+            window_packets: 16_384,
+            max_packet: 2048,
+            max_message_len: None,
+            backfill_from: Some(1),
+        }
+    }
+}
+
+/// What the tracker tells its owner to do, or reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action<'a> {
+    /// Hand this message on; sequence numbers arrive strictly increasing.
+    Deliver {
+        /// Its sequence number.
+        seq: u64,
+        /// Its bytes (an ITCH message).
+        message: &'a [u8],
+    },
+    /// Send this request to re-request server number `server`.
+    Request {
+        /// Index of the server.
+        server: usize,
+        /// The request packet's content.
+        request: Request,
+    },
+    /// News about the session, for the bus and the operator.
+    Event(SessionEvent),
+}
+
+/// Sequencing news (published on the bus as they are).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// A hole opened: messages `from..end` are missing for now.
+    GapDetected {
+        /// First missing sequence number.
+        from: u64,
+        /// One past the last missing one known.
+        end: u64,
+    },
+    /// Every hole since `from` is filled; delivery caught up to `end`.
+    GapFilled {
+        /// Where the gap episode began.
+        from: u64,
+        /// Next sequence number to deliver.
+        end: u64,
+    },
+    /// Messages `from..end` could not be recovered and were skipped.
+    Unrecoverable {
+        /// First lost sequence number.
+        from: u64,
+        /// One past the last lost one.
+        end: u64,
+    },
+    /// State built from this session (books) is not trustworthy until Fresh.
+    Stale,
+    /// Caught up again.
+    Fresh,
+    /// The session ended, all its messages delivered or reported lost.
+    EndOfSession {
+        /// Sequence number after the last message.
+        next_seq: u64,
+    },
+    /// A session began (the first one, or the next day's).
+    NewSession {
+        /// Its name.
+        session: Session,
+    },
+    /// A feed line stopped sending (A/B arbitration).
+    LineDown {
+        /// Index of the line.
+        line: usize,
+    },
+    /// A line that was down sends again.
+    LineUp {
+        /// Index of the line.
+        line: usize,
+    },
+}
+
+/// Receives actions.
+pub trait ActionSink {
+    /// One action.
+    fn action(&mut self, action: Action<'_>);
+}
+
+impl<F: FnMut(Action<'_>)> ActionSink for F {
+    fn action(&mut self, action: Action<'_>) {
+        self(action);
+    }
+}
+
+/// What the tracker counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    /// Packets with messages received (any line, duplicates included).
+    pub packets: u64,
+    /// Heartbeats received.
+    pub heartbeats: u64,
+    /// Messages delivered.
+    pub delivered: u64,
+    /// Packets entirely behind delivery (duplicates, obsolete retransmissions).
+    pub duplicate_packets: u64,
+    /// Packets partly behind delivery (their new messages were delivered).
+    pub partial_packets: u64,
+    /// Packets held in the window because they came ahead of a hole.
+    pub held_packets: u64,
+    /// Packets ahead of a hole that found the window full (dropped).
+    pub window_overflow: u64,
+    /// Packets refused for a message longer than `max_message_len` (or a
+    /// packet too large to hold).
+    pub rejected_packets: u64,
+    /// Gap episodes.
+    pub gaps: u64,
+    /// Gap episodes that ended with every message recovered.
+    pub gaps_filled: u64,
+    /// Requests sent, retries included.
+    pub requests: u64,
+    /// Retries.
+    pub retries: u64,
+    /// Fail-overs to another server.
+    pub failovers: u64,
+    /// Messages asked for, retries included.
+    pub requested_messages: u64,
+    /// Ranges declared unrecoverable.
+    pub unrecoverable_gaps: u64,
+    /// Messages in those ranges.
+    pub unrecoverable_messages: u64,
+    /// Session changes after the first.
+    pub session_changes: u64,
+}
+
+/// A packet held in the window, or (`slot == LOST`) a range given up on
+/// that lies beyond the next message to deliver.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    seq: u64,
+    end: u64,
+    slot: usize,
+    len: usize,
+}
+
+const LOST: usize = usize::MAX;
+
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    from: u64,
+    end: u64,
+    server: usize,
+    attempts: u32,
+    deadline: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct GapEpisode {
+    from: u64,
+    since: u64,
+    lost: bool,
+}
+
+/// Sequencing of one MoldUDP64 session.
+#[derive(Debug)]
+pub struct SessionTracker {
+    cfg: SessionConfig,
+    session: Option<Session>,
+    /// Next sequence number to deliver (0 before the first packet).
+    next_seq: u64,
+    /// One past the highest sequence number known to exist.
+    highest: u64,
+    ended: bool,
+    end_reported: bool,
+    gap: Option<GapEpisode>,
+    /// Held packets and lost ranges, sorted by sequence number.
+    held: VecDeque<Held>,
+    free_slots: Vec<usize>,
+    arena: Vec<u8>,
+    in_flight: Vec<InFlight>,
+    requested_upto: u64,
+    primary: usize,
+    stats: SessionStats,
+}
+
+fn deliver(
+    packet: &Packet<&[u8]>,
+    next_seq: &mut u64,
+    stats: &mut SessionStats,
+    sink: &mut impl ActionSink,
+) {
+    for (seq, message) in packet.messages() {
+        if seq >= *next_seq {
+            sink.action(Action::Deliver { seq, message });
+            stats.delivered += 1;
+        }
+    }
+    *next_seq = (*next_seq).max(packet.next_sequence_number());
+}
+
+impl SessionTracker {
+    /// A tracker; all its memory is allocated here.
+    pub fn new(cfg: SessionConfig) -> Self {
+        let window = cfg.window_packets.max(1);
+        Self {
+            arena: vec![0; window * cfg.max_packet],
+            free_slots: (0..window).rev().collect(),
+            held: VecDeque::with_capacity(window + cfg.max_in_flight + 1),
+            in_flight: Vec::with_capacity(cfg.max_in_flight.max(1)),
+            session: None,
+            next_seq: 0,
+            highest: 0,
+            ended: false,
+            end_reported: false,
+            gap: None,
+            requested_upto: 0,
+            primary: 0,
+            stats: SessionStats::default(),
+            cfg,
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> SessionStats {
+        self.stats
+    }
+
+    /// The session being tracked.
+    pub fn session(&self) -> Option<Session> {
+        self.session
+    }
+
+    /// Next sequence number to deliver.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// True while a hole is open (books built from this session are stale).
+    pub fn is_stale(&self) -> bool {
+        self.gap.is_some()
+    }
+
+    /// True once the session ended and everything before its end was
+    /// delivered or reported lost.
+    pub fn is_finished(&self) -> bool {
+        self.end_reported
+    }
+
+    /// True while messages are missing (held, requested or waiting).
+    pub fn has_gap(&self) -> bool {
+        self.next_seq < self.highest
+    }
+
+    /// True while a request is out: retransmissions may be on their way.
+    pub fn awaiting_retransmission(&self) -> bool {
+        !self.in_flight.is_empty()
+    }
+
+    /// Feeds one packet received at `now` (nanoseconds, any monotonic clock).
+    pub fn on_packet(&mut self, now: u64, packet: &Packet<&[u8]>, sink: &mut impl ActionSink) {
+        let session = packet.session();
+        match self.session {
+            None => self.start(session, packet.sequence_number(), sink),
+            Some(s) if s != session => {
+                self.finish(now, sink);
+                self.stats.session_changes += 1;
+                self.start(session, packet.sequence_number(), sink);
+            }
+            Some(_) => {}
+        }
+        let seq = packet.sequence_number();
+        match packet.kind() {
+            PacketKind::Heartbeat => {
+                self.stats.heartbeats += 1;
+                self.highest = self.highest.max(seq);
+            }
+            PacketKind::EndOfSession => {
+                self.highest = self.highest.max(seq);
+                self.ended = true;
+            }
+            PacketKind::Messages => {
+                self.stats.packets += 1;
+                let end = packet.next_sequence_number();
+                self.highest = self.highest.max(end);
+                if let Some(max) = self.cfg.max_message_len
+                    && packet.messages().any(|(_, m)| m.len() > max)
+                {
+                    self.stats.rejected_packets += 1;
+                } else if end <= self.next_seq {
+                    self.stats.duplicate_packets += 1;
+                } else if seq <= self.next_seq {
+                    if seq < self.next_seq {
+                        self.stats.partial_packets += 1;
+                    }
+                    deliver(packet, &mut self.next_seq, &mut self.stats, sink);
+                } else {
+                    self.hold(now, seq, end, packet.as_bytes(), sink);
+                }
+            }
+        }
+        self.progress(now, sink);
+    }
+
+    /// Drives time: retries, fail-overs, giving up, reorder waits. Call it
+    /// regularly (every millisecond or so), also when nothing arrives.
+    pub fn on_timer(&mut self, now: u64, sink: &mut impl ActionSink) {
+        if self.cfg.servers == 0 {
+            if let Some(g) = self.gap
+                && now.saturating_sub(g.since) >= self.cfg.reorder_wait_ns
+                && self.has_gap()
+            {
+                let end = self.hole_end();
+                self.give_up(now, self.next_seq, end);
+                self.progress(now, sink);
+            }
+            return;
+        }
+        let mut i = 0;
+        while i < self.in_flight.len() {
+            let r = self.in_flight[i];
+            if r.end <= self.next_seq || now < r.deadline {
+                i += 1;
+                continue;
+            }
+            if r.attempts >= self.cfg.max_attempts {
+                self.in_flight.swap_remove(i);
+                self.give_up(now, r.from, r.end);
+                continue;
+            }
+            let from = r.from.max(self.next_seq);
+            let mut server = r.server;
+            if r.attempts
+                .is_multiple_of(self.cfg.attempts_per_server.max(1))
+                && self.cfg.servers > 1
+            {
+                server = (server + 1) % self.cfg.servers;
+                self.primary = server;
+                self.stats.failovers += 1;
+            }
+            let attempts = r.attempts + 1;
+            self.stats.retries += 1;
+            self.in_flight[i] = InFlight {
+                from,
+                server,
+                attempts,
+                deadline: now.saturating_add(self.timeout(attempts)),
+                ..r
+            };
+            self.send(server, from, r.end, sink);
+            i += 1;
+        }
+        self.progress(now, sink);
+    }
+
+    /// End of input (a replay's end of file): every hole still open is lost.
+    pub fn finish(&mut self, now: u64, sink: &mut impl ActionSink) {
+        while self.has_gap() {
+            let end = self.hole_end();
+            self.give_up(now, self.next_seq, end);
+            self.progress(now, sink);
+        }
+        self.in_flight.clear();
+    }
+
+    fn start(&mut self, session: Session, seq: u64, sink: &mut impl ActionSink) {
+        let window = self.arena.len() / self.cfg.max_packet.max(1);
+        self.session = Some(session);
+        self.next_seq = self.cfg.backfill_from.map_or(seq, |b| b.min(seq)).max(1);
+        self.highest = self.next_seq;
+        self.ended = false;
+        self.end_reported = false;
+        self.gap = None;
+        self.held.clear();
+        self.free_slots.clear();
+        self.free_slots.extend((0..window).rev());
+        self.in_flight.clear();
+        self.requested_upto = 0;
+        sink.action(Action::Event(SessionEvent::NewSession { session }));
+    }
+
+    fn timeout(&self, attempts: u32) -> u64 {
+        let factor = 1u64 << attempts.saturating_sub(1).min(20);
+        self.cfg
+            .request_timeout_ns
+            .saturating_mul(factor)
+            .min(self.cfg.max_request_timeout_ns)
+    }
+
+    fn insert_held(&mut self, entry: Held) {
+        let at = self.held.partition_point(|h| h.seq < entry.seq);
+        self.held.insert(at, entry);
+    }
+
+    fn hold(&mut self, now: u64, seq: u64, end: u64, bytes: &[u8], sink: &mut impl ActionSink) {
+        if bytes.len() > self.cfg.max_packet {
+            self.stats.rejected_packets += 1;
+            return;
+        }
+        // The held packet starting closest below `seq` is the one that could
+        // cover it (binary search: the window may hold thousands).
+        let below = self.held.partition_point(|h| h.seq <= seq);
+        if below > 0 && self.held[below - 1].end >= end {
+            self.stats.duplicate_packets += 1;
+            return;
+        }
+        if self.free_slots.is_empty() && self.cfg.servers == 0 {
+            // Only time could fill the front hole; with the window full,
+            // declare it lost so that the held packets can go.
+            let end = self.hole_end();
+            self.give_up(now, self.next_seq, end);
+            self.progress(now, sink);
+            if seq <= self.next_seq {
+                if let Ok(p) = Packet::new_checked(bytes)
+                    && end > self.next_seq
+                {
+                    deliver(&p, &mut self.next_seq, &mut self.stats, sink);
+                }
+                return;
+            }
+        }
+        let Some(slot) = self.free_slots.pop() else {
+            self.stats.window_overflow += 1;
+            return;
+        };
+        let start = slot * self.cfg.max_packet;
+        self.arena[start..start + bytes.len()].copy_from_slice(bytes);
+        self.insert_held(Held {
+            seq,
+            end,
+            slot,
+            len: bytes.len(),
+        });
+        self.stats.held_packets += 1;
+    }
+
+    /// First held sequence number after `next_seq`, or `highest`.
+    fn hole_end(&self) -> u64 {
+        let after = self.held.partition_point(|h| h.seq <= self.next_seq);
+        self.held
+            .get(after)
+            .map_or(self.highest, |h| h.seq)
+            .min(self.highest)
+    }
+
+    /// Declares `from..end` lost: at once when it starts at the next message,
+    /// otherwise when delivery reaches it.
+    fn give_up(&mut self, now: u64, from: u64, end: u64) {
+        if end <= self.next_seq {
+            return;
+        }
+        self.insert_held(Held {
+            seq: from.max(self.next_seq),
+            end,
+            slot: LOST,
+            len: 0,
+        });
+        if let Some(g) = &mut self.gap {
+            g.since = now;
+        }
+    }
+
+    fn send(&mut self, server: usize, from: u64, end: u64, sink: &mut impl ActionSink) {
+        let Some(session) = self.session else { return };
+        let count = u16::try_from(end - from).unwrap_or(u16::MAX - 1);
+        self.stats.requests += 1;
+        self.stats.requested_messages = self
+            .stats
+            .requested_messages
+            .saturating_add(u64::from(count));
+        sink.action(Action::Request {
+            server,
+            request: Request {
+                session,
+                sequence_number: from,
+                message_count: count,
+            },
+        });
+    }
+
+    /// Delivers what the window allows, then opens, pursues or closes the gap.
+    fn progress(&mut self, now: u64, sink: &mut impl ActionSink) {
+        while let Some(&h) = self.held.front() {
+            if h.seq > self.next_seq {
+                break;
+            }
+            self.held.pop_front();
+            if h.slot == LOST {
+                if h.end > self.next_seq {
+                    sink.action(Action::Event(SessionEvent::Unrecoverable {
+                        from: self.next_seq,
+                        end: h.end,
+                    }));
+                    self.stats.unrecoverable_gaps += 1;
+                    self.stats.unrecoverable_messages = self
+                        .stats
+                        .unrecoverable_messages
+                        .saturating_add(h.end - self.next_seq);
+                    self.next_seq = h.end;
+                    if let Some(g) = &mut self.gap {
+                        g.lost = true;
+                    }
+                }
+                continue;
+            }
+            self.free_slots.push(h.slot);
+            let start = h.slot * self.cfg.max_packet;
+            match Packet::new_checked(&self.arena[start..start + h.len]) {
+                Ok(p) if h.end > self.next_seq => {
+                    deliver(&p, &mut self.next_seq, &mut self.stats, sink)
+                }
+                _ => self.stats.duplicate_packets += 1,
+            }
+        }
+        self.in_flight.retain(|r| r.end > self.next_seq);
+        if self.next_seq < self.highest {
+            if self.gap.is_none() {
+                let end = self.hole_end();
+                self.gap = Some(GapEpisode {
+                    from: self.next_seq,
+                    since: now,
+                    lost: false,
+                });
+                self.stats.gaps += 1;
+                sink.action(Action::Event(SessionEvent::GapDetected {
+                    from: self.next_seq,
+                    end,
+                }));
+                sink.action(Action::Event(SessionEvent::Stale));
+            }
+            if self.cfg.servers > 0 {
+                self.request_missing(now, sink);
+            }
+            return;
+        }
+        if let Some(g) = self.gap.take() {
+            if !g.lost {
+                self.stats.gaps_filled += 1;
+                sink.action(Action::Event(SessionEvent::GapFilled {
+                    from: g.from,
+                    end: self.next_seq,
+                }));
+            }
+            sink.action(Action::Event(SessionEvent::Fresh));
+        }
+        if self.ended && !self.end_reported {
+            self.end_reported = true;
+            sink.action(Action::Event(SessionEvent::EndOfSession {
+                next_seq: self.next_seq,
+            }));
+        }
+    }
+
+    /// Requests the missing ranges not yet asked for, in pieces, within the
+    /// in-flight limit.
+    fn request_missing(&mut self, now: u64, sink: &mut impl ActionSink) {
+        let mut cursor = self.next_seq.max(self.requested_upto);
+        let mut h = 0;
+        while self.in_flight.len() < self.cfg.max_in_flight && cursor < self.highest {
+            while h < self.held.len() && self.held[h].end <= cursor {
+                h += 1;
+            }
+            if let Some(held) = self.held.get(h)
+                && held.seq <= cursor
+            {
+                cursor = held.end;
+                continue;
+            }
+            let limit = self.held.get(h).map_or(self.highest, |held| held.seq);
+            let end = limit
+                .min(cursor.saturating_add(u64::from(self.cfg.max_request.max(1))))
+                .min(self.highest);
+            let server = self.primary;
+            self.in_flight.push(InFlight {
+                from: cursor,
+                end,
+                server,
+                attempts: 1,
+                deadline: now.saturating_add(self.timeout(1)),
+            });
+            self.send(server, cursor, end, sink);
+            self.requested_upto = end;
+            cursor = end;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,600 @@
+//! The scenarios a trusted MoldUDP64 client must get right, one test each.
+
+use super::*;
+use ticklane_protocols::moldudp64::{self, END_OF_SESSION, PacketBuilder};
+
+const MS: u64 = 1_000_000;
+
+fn session(name: &[u8]) -> Session {
+    Session::from_name(name).unwrap()
+}
+
+/// A packet of `count` messages from `seq`; message k is `k` as 8 bytes.
+fn packet(name: &[u8], seq: u64, count: u64) -> Vec<u8> {
+    let mut buf = vec![0u8; 1400];
+    let mut b = PacketBuilder::new(&mut buf, session(name), seq).unwrap();
+    for k in seq..seq + count {
+        b.push(&k.to_be_bytes()).unwrap();
+    }
+    b.finish().to_vec()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Rec {
+    Deliver(u64),
+    Request {
+        server: usize,
+        from: u64,
+        count: u16,
+    },
+    Gap(u64, u64),
+    Filled(u64, u64),
+    Lost(u64, u64),
+    Stale,
+    Fresh,
+    End(u64),
+    New(Vec<u8>),
+    Down(usize),
+    Up(usize),
+}
+
+#[derive(Default)]
+struct Log(Vec<Rec>);
+
+impl ActionSink for Log {
+    fn action(&mut self, a: Action<'_>) {
+        self.0.push(match a {
+            Action::Deliver { seq, message } => {
+                assert_eq!(message, seq.to_be_bytes(), "the bytes of message {seq}");
+                Rec::Deliver(seq)
+            }
+            Action::Request { server, request } => Rec::Request {
+                server,
+                from: request.sequence_number,
+                count: request.message_count,
+            },
+            Action::Event(SessionEvent::GapDetected { from, end }) => Rec::Gap(from, end),
+            Action::Event(SessionEvent::GapFilled { from, end }) => Rec::Filled(from, end),
+            Action::Event(SessionEvent::Unrecoverable { from, end }) => Rec::Lost(from, end),
+            Action::Event(SessionEvent::Stale) => Rec::Stale,
+            Action::Event(SessionEvent::Fresh) => Rec::Fresh,
+            Action::Event(SessionEvent::EndOfSession { next_seq }) => Rec::End(next_seq),
+            Action::Event(SessionEvent::NewSession { session }) => {
+                Rec::New(session.trimmed().to_vec())
+            }
+            Action::Event(SessionEvent::LineDown { line }) => Rec::Down(line),
+            Action::Event(SessionEvent::LineUp { line }) => Rec::Up(line),
+        });
+    }
+}
+
+impl Log {
+    fn take(&mut self) -> Vec<Rec> {
+        std::mem::take(&mut self.0)
+    }
+
+    fn delivered(&self) -> Vec<u64> {
+        self.0
+            .iter()
+            .filter_map(|r| {
+                if let Rec::Deliver(s) = r {
+                    Some(*s)
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+}
+
+struct Rig {
+    t: SessionTracker,
+    log: Log,
+}
+
+impl Rig {
+    fn new(cfg: SessionConfig) -> Self {
+        Self {
+            t: SessionTracker::new(cfg),
+            log: Log::default(),
+        }
+    }
+
+    fn feed(&mut self, now: u64, bytes: &[u8]) {
+        let p = moldudp64::Packet::new_checked(bytes).unwrap();
+        self.t.on_packet(now, &p, &mut self.log);
+    }
+
+    fn timer(&mut self, now: u64) {
+        self.t.on_timer(now, &mut self.log);
+    }
+}
+
+fn with_servers(n: usize) -> SessionConfig {
+    SessionConfig {
+        servers: n,
+        request_timeout_ns: 10 * MS,
+        ..SessionConfig::default()
+    }
+}
+
+fn deliveries(range: std::ops::Range<u64>) -> Vec<Rec> {
+    range.map(Rec::Deliver).collect()
+}
+
+#[test]
+fn in_order_packets_are_delivered_once_in_order() {
+    let mut r = Rig::new(SessionConfig::default());
+    r.feed(0, &packet(b"S1", 1, 3));
+    r.feed(1, &packet(b"S1", 4, 2));
+    let mut expected = vec![Rec::New(b"S1".to_vec())];
+    expected.extend(deliveries(1..6));
+    assert_eq!(r.log.take(), expected);
+    assert_eq!(r.t.stats().delivered, 5);
+    assert!(!r.t.is_stale());
+}
+
+#[test]
+fn fully_and_partially_obsolete_packets() {
+    let mut r = Rig::new(SessionConfig::default());
+    r.feed(0, &packet(b"S1", 1, 5));
+    r.log.take();
+    r.feed(1, &packet(b"S1", 2, 3)); // fully obsolete
+    assert_eq!(r.log.take(), vec![]);
+    r.feed(2, &packet(b"S1", 4, 4)); // 4,5 old; 6,7 new
+    assert_eq!(r.log.take(), deliveries(6..8));
+    let s = r.t.stats();
+    assert_eq!(
+        (s.duplicate_packets, s.partial_packets, s.delivered),
+        (1, 1, 7)
+    );
+}
+
+#[test]
+fn reordered_packets_are_held_and_released() {
+    let mut r = Rig::new(SessionConfig::default());
+    r.feed(0, &packet(b"S1", 1, 2));
+    r.feed(1, &packet(b"S1", 5, 2));
+    r.feed(2, &packet(b"S1", 3, 2));
+    let log = r.log.take();
+    assert_eq!(
+        log[1..],
+        [
+            Rec::Deliver(1),
+            Rec::Deliver(2),
+            Rec::Gap(3, 5),
+            Rec::Stale,
+            Rec::Deliver(3),
+            Rec::Deliver(4),
+            Rec::Deliver(5),
+            Rec::Deliver(6),
+            Rec::Filled(3, 7),
+            Rec::Fresh,
+        ]
+    );
+    assert_eq!(r.t.stats().held_packets, 1);
+}
+
+#[test]
+fn gap_fill_from_a_server() {
+    let mut r = Rig::new(with_servers(1));
+    r.feed(0, &packet(b"S1", 1, 3));
+    r.feed(MS, &packet(b"S1", 7, 3));
+    let log = r.log.take();
+    assert_eq!(
+        log[4..],
+        [
+            Rec::Gap(4, 7),
+            Rec::Stale,
+            Rec::Request {
+                server: 0,
+                from: 4,
+                count: 3
+            }
+        ]
+    );
+    r.feed(2 * MS, &packet(b"S1", 4, 3)); // the retransmission
+    let mut expected = deliveries(4..10);
+    expected.extend([Rec::Filled(4, 10), Rec::Fresh]);
+    assert_eq!(r.log.take(), expected);
+}
+
+#[test]
+fn gap_fill_timeout_retries_fails_over_then_gives_up() {
+    let cfg = SessionConfig {
+        max_attempts: 4,
+        attempts_per_server: 2,
+        ..with_servers(2)
+    };
+    let mut r = Rig::new(cfg);
+    r.feed(0, &packet(b"S1", 1, 1));
+    r.feed(0, &packet(b"S1", 5, 1));
+    r.log.take();
+    r.timer(5 * MS);
+    assert_eq!(r.log.take(), vec![], "not yet timed out");
+    r.timer(10 * MS);
+    assert_eq!(
+        r.log.take(),
+        vec![Rec::Request {
+            server: 0,
+            from: 2,
+            count: 3
+        }],
+        "retry, same server"
+    );
+    r.timer(29 * MS);
+    assert_eq!(r.log.take(), vec![], "backoff doubled the timeout");
+    r.timer(30 * MS);
+    assert_eq!(
+        r.log.take(),
+        vec![Rec::Request {
+            server: 1,
+            from: 2,
+            count: 3
+        }],
+        "fail-over"
+    );
+    r.timer(70 * MS);
+    assert_eq!(
+        r.log.take(),
+        vec![Rec::Request {
+            server: 1,
+            from: 2,
+            count: 3
+        }]
+    );
+    r.timer(150 * MS);
+    assert_eq!(
+        r.log.take(),
+        vec![Rec::Lost(2, 5), Rec::Deliver(5), Rec::Fresh]
+    );
+    let s = r.t.stats();
+    assert_eq!(
+        (s.requests, s.retries, s.failovers, s.unrecoverable_messages),
+        (4, 3, 1, 3)
+    );
+}
+
+#[test]
+fn gap_fill_after_end_of_session() {
+    let mut r = Rig::new(with_servers(1));
+    r.feed(0, &packet(b"S1", 1, 3));
+    r.feed(MS, &moldudp64::header(session(b"S1"), 8, END_OF_SESSION));
+    let log = r.log.take();
+    assert_eq!(
+        log[4..],
+        [
+            Rec::Gap(4, 8),
+            Rec::Stale,
+            Rec::Request {
+                server: 0,
+                from: 4,
+                count: 4
+            }
+        ]
+    );
+    assert!(!r.t.is_finished(), "the end waits for the gap");
+    r.feed(2 * MS, &packet(b"S1", 4, 4));
+    let mut expected = deliveries(4..8);
+    expected.extend([Rec::Filled(4, 8), Rec::Fresh, Rec::End(8)]);
+    assert_eq!(r.log.take(), expected);
+    assert!(r.t.is_finished());
+}
+
+#[test]
+fn heartbeats_reveal_tail_gaps() {
+    let mut r = Rig::new(with_servers(1));
+    r.feed(0, &packet(b"S1", 1, 3));
+    r.feed(MS, &moldudp64::header(session(b"S1"), 6, 0));
+    let log = r.log.take();
+    assert_eq!(
+        log[4..],
+        [
+            Rec::Gap(4, 6),
+            Rec::Stale,
+            Rec::Request {
+                server: 0,
+                from: 4,
+                count: 2
+            }
+        ]
+    );
+    assert_eq!(r.t.stats().heartbeats, 1);
+}
+
+#[test]
+fn backfill_from_the_first_message() {
+    let cfg = SessionConfig {
+        backfill_from: Some(1),
+        ..with_servers(1)
+    };
+    let mut r = Rig::new(cfg);
+    r.feed(0, &packet(b"S1", 100, 1));
+    let log = r.log.take();
+    assert_eq!(
+        log[1..],
+        [
+            Rec::Gap(1, 100),
+            Rec::Stale,
+            Rec::Request {
+                server: 0,
+                from: 1,
+                count: 99
+            }
+        ]
+    );
+}
+
+#[test]
+fn maximum_message_length_exceeded_rejects_the_packet() {
+    let cfg = SessionConfig {
+        max_message_len: Some(8),
+        ..with_servers(1)
+    };
+    let mut r = Rig::new(cfg);
+    r.feed(0, &packet(b"S1", 1, 1));
+    let mut buf = [0u8; 64];
+    let mut b = PacketBuilder::new(&mut buf, session(b"S1"), 2).unwrap();
+    b.push(&[0u8; 9]).unwrap();
+    r.feed(MS, b.finish());
+    assert_eq!(r.t.stats().rejected_packets, 1);
+    let log = r.log.take();
+    assert_eq!(
+        log[2..],
+        [
+            Rec::Gap(2, 3),
+            Rec::Stale,
+            Rec::Request {
+                server: 0,
+                from: 2,
+                count: 1
+            }
+        ]
+    );
+}
+
+#[test]
+fn several_requests_for_one_large_gap_paced() {
+    let cfg = SessionConfig {
+        max_request: 1000,
+        max_in_flight: 2,
+        ..with_servers(1)
+    };
+    let mut r = Rig::new(cfg);
+    r.feed(0, &packet(b"S1", 1, 1));
+    r.feed(0, &moldudp64::header(session(b"S1"), 3502, 0));
+    let requests: Vec<Rec> = r
+        .log
+        .take()
+        .into_iter()
+        .filter(|x| matches!(x, Rec::Request { .. }))
+        .collect();
+    assert_eq!(
+        requests,
+        [
+            Rec::Request {
+                server: 0,
+                from: 2,
+                count: 1000
+            },
+            Rec::Request {
+                server: 0,
+                from: 1002,
+                count: 1000
+            }
+        ],
+        "two in flight at most, each at most 1000 messages"
+    );
+    // The first answer arrives in pieces; once it is complete the third request goes out.
+    for seq in (2..1002).step_by(50) {
+        r.feed(MS, &packet(b"S1", seq, 50));
+    }
+    let requests: Vec<Rec> = r
+        .log
+        .take()
+        .into_iter()
+        .filter(|x| matches!(x, Rec::Request { .. }))
+        .collect();
+    assert_eq!(
+        requests,
+        [Rec::Request {
+            server: 0,
+            from: 2002,
+            count: 1000
+        }]
+    );
+}
+
+#[test]
+fn a_new_session_starts_clean() {
+    let mut r = Rig::new(SessionConfig {
+        backfill_from: None,
+        ..SessionConfig::default()
+    });
+    r.feed(0, &packet(b"DAY1", 500, 2));
+    r.feed(MS, &packet(b"DAY2", 1, 2));
+    assert_eq!(
+        r.log.take(),
+        [
+            Rec::New(b"DAY1".to_vec()),
+            Rec::Deliver(500),
+            Rec::Deliver(501),
+            Rec::New(b"DAY2".to_vec()),
+            Rec::Deliver(1),
+            Rec::Deliver(2),
+        ]
+    );
+    assert_eq!(r.t.stats().session_changes, 1);
+}
+
+#[test]
+fn without_servers_a_hole_waits_then_is_lost() {
+    let cfg = SessionConfig {
+        reorder_wait_ns: 5 * MS,
+        ..SessionConfig::default()
+    };
+    let mut r = Rig::new(cfg);
+    r.feed(0, &packet(b"S1", 1, 1));
+    r.feed(MS, &packet(b"S1", 3, 1));
+    r.log.take();
+    r.timer(4 * MS);
+    assert_eq!(r.log.take(), vec![]);
+    r.timer(6 * MS);
+    assert_eq!(
+        r.log.take(),
+        vec![Rec::Lost(2, 3), Rec::Deliver(3), Rec::Fresh]
+    );
+    r.feed(7 * MS, &packet(b"S1", 2, 1));
+    assert_eq!(r.log.take(), vec![], "too late: a duplicate now");
+}
+
+#[test]
+fn a_full_window_drops_and_the_requests_cover_it() {
+    let cfg = SessionConfig {
+        window_packets: 2,
+        max_in_flight: 8,
+        ..with_servers(1)
+    };
+    let mut r = Rig::new(cfg);
+    r.feed(0, &packet(b"S1", 1, 1));
+    for seq in [3, 4, 5] {
+        r.feed(0, &packet(b"S1", seq, 1));
+    }
+    assert_eq!(r.t.stats().window_overflow, 1);
+    r.feed(MS, &packet(b"S1", 2, 1));
+    r.log.take();
+    r.timer(20 * MS); // the request for 5 (dropped) times out and is retried
+    r.feed(21 * MS, &packet(b"S1", 5, 1));
+    assert_eq!(r.log.delivered(), vec![5]);
+    assert!(!r.t.has_gap());
+}
+
+#[test]
+fn finish_reports_what_is_still_missing() {
+    let mut r = Rig::new(SessionConfig::default());
+    r.feed(0, &packet(b"S1", 1, 1));
+    r.feed(0, &packet(b"S1", 4, 1));
+    r.log.take();
+    r.t.finish(0, &mut r.log);
+    assert_eq!(
+        r.log.take(),
+        vec![Rec::Lost(2, 4), Rec::Deliver(4), Rec::Fresh]
+    );
+}
+
+#[test]
+fn arbiter_merges_lines_first_copy_wins() {
+    let mut a = Arbiter::new(SessionConfig::default(), 2, 100 * MS);
+    let mut log = Log::default();
+    let feed = |a: &mut Arbiter, log: &mut Log, line: usize, now: u64, bytes: Vec<u8>| {
+        a.on_packet(
+            line,
+            now,
+            &moldudp64::Packet::new_checked(&bytes[..]).unwrap(),
+            log,
+        );
+    };
+    feed(&mut a, &mut log, 0, 0, packet(b"S1", 1, 2));
+    feed(&mut a, &mut log, 1, 1, packet(b"S1", 1, 2)); // B duplicates A
+    feed(&mut a, &mut log, 1, 2, packet(b"S1", 3, 2)); // B leads; A lost 3..5
+    feed(&mut a, &mut log, 0, 3, packet(b"S1", 5, 2)); // A resumes: its hole was filled by B
+    feed(&mut a, &mut log, 1, 4, packet(b"S1", 5, 2));
+    assert_eq!(log.delivered(), vec![1, 2, 3, 4, 5, 6]);
+    let (la, lb) = (a.lines()[0], a.lines()[1]);
+    assert_eq!(
+        (la.packets, la.duplicates, la.gaps, la.gaps_covered_by_other),
+        (2, 0, 1, 1)
+    );
+    assert_eq!((lb.packets, lb.duplicates, lb.lag_messages), (3, 2, 2));
+    assert_eq!(a.stats().gaps, 0, "no gap ever showed on the merged feed");
+}
+
+#[test]
+fn arbiter_reports_a_dead_line_and_its_return() {
+    let mut a = Arbiter::new(SessionConfig::default(), 2, 10 * MS);
+    let mut log = Log::default();
+    let p = |seq| packet(b"S1", seq, 1);
+    a.on_packet(
+        0,
+        MS,
+        &moldudp64::Packet::new_checked(&p(1)[..]).unwrap(),
+        &mut log,
+    );
+    a.on_packet(
+        1,
+        MS,
+        &moldudp64::Packet::new_checked(&p(1)[..]).unwrap(),
+        &mut log,
+    );
+    a.on_packet(
+        0,
+        15 * MS,
+        &moldudp64::Packet::new_checked(&p(2)[..]).unwrap(),
+        &mut log,
+    );
+    log.take();
+    a.on_timer(16 * MS, &mut log);
+    assert_eq!(log.take(), vec![Rec::Down(1)]);
+    a.on_timer(17 * MS, &mut log);
+    assert_eq!(log.take(), vec![], "reported once");
+    a.on_packet(
+        1,
+        18 * MS,
+        &moldudp64::Packet::new_checked(&p(2)[..]).unwrap(),
+        &mut log,
+    );
+    assert_eq!(log.take(), vec![Rec::Up(1)]);
+    assert_eq!(a.lines()[1].downs, 1);
+}
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any sequence of packets, heartbeats and ends of session, with
+        /// sequence numbers anywhere up to u64::MAX, from two sessions, and
+        /// timers at any time: no panic, and delivery stays strictly ordered.
+        #[test]
+        fn no_input_breaks_the_tracker(
+            steps in proptest::collection::vec((0u8..4, any::<u64>(), 0u64..4, any::<bool>()), 1..60),
+            servers in 0usize..3,
+        ) {
+            let cfg = SessionConfig { servers, window_packets: 4, max_in_flight: 2, ..SessionConfig::default() };
+            let mut t = SessionTracker::new(cfg);
+            let mut last = None;
+            let mut sink = |a: Action<'_>| match a {
+                Action::Deliver { seq, .. } => {
+                    assert!(last.is_none_or(|l| seq > l), "delivered in order");
+                    last = Some(seq);
+                }
+                // A new session restarts the numbering.
+                Action::Event(SessionEvent::NewSession { .. }) => last = None,
+                _ => {}
+            };
+            for (kind, seq, count, other) in steps {
+                let name: &[u8] = if other { b"S2" } else { b"S1" };
+                let seq = seq.min(u64::MAX - 8);
+                let bytes = match kind {
+                    0 => moldudp64::header(session(name), seq, 0),
+                    1 => moldudp64::header(session(name), seq, END_OF_SESSION),
+                    _ => {
+                        let mut buf = vec![0u8; 256];
+                        let mut b = PacketBuilder::new(&mut buf, session(name), seq).unwrap();
+                        for k in 0..count {
+                            b.push(&k.to_be_bytes()).unwrap();
+                        }
+                        let v = b.finish().to_vec();
+                        let p = moldudp64::Packet::new_checked(&v[..]).unwrap();
+                        t.on_packet(seq, &p, &mut sink);
+                        t.on_timer(seq.wrapping_mul(3), &mut sink);
+                        continue;
+                    }
+                };
+                let p = moldudp64::Packet::new_checked(&bytes[..]).unwrap();
+                t.on_packet(seq, &p, &mut sink);
+            }
+            t.finish(u64::MAX, &mut sink);
+        }
+    }
+}

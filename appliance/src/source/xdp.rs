@@ -1,0 +1,148 @@
+//! The kernel-bypass source: the XDP program steers the subscribed feeds of
+//! one NIC queue into an AF_XDP socket, and each frame is walked down to its
+//! UDP payload where it lies in the UMEM, then returned to the fill ring.
+
+use std::net::Ipv4Addr;
+
+use ticklane_capture::feed::FeedFilter;
+use ticklane_protocols::wire;
+
+use super::steering::{AttachedMode, Steering, SteeringError, XdpModeRequest};
+use super::xsk::{XskConfig, XskError, XskReceiver};
+use super::{Arrival, Payload, Polled, Source, SourceCounters, SourceError, Verdict, Wait};
+
+/// What to steer where.
+#[derive(Debug, Clone)]
+pub struct XdpConfig {
+    /// The interface.
+    pub iface: String,
+    /// The feeds (group, port), line = position.
+    pub feeds: Vec<(Ipv4Addr, u16)>,
+    /// Native, generic, or native falling back to generic.
+    pub mode: XdpModeRequest,
+    /// The AF_XDP socket: queue, rings, bind mode.
+    pub xsk: XskConfig,
+}
+
+/// Why the XDP path could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum XdpError {
+    /// The steering program.
+    #[error(transparent)]
+    Steering(#[from] SteeringError),
+    /// The AF_XDP socket.
+    #[error(transparent)]
+    Xsk(#[from] XskError),
+}
+
+impl XdpError {
+    /// True when the kernel refused for want of privilege (EPERM, EACCES).
+    pub fn is_permission_denied(&self) -> bool {
+        let os = match self {
+            Self::Steering(e) => e.os_error(),
+            Self::Xsk(e) => e.os_error().and_then(std::io::Error::raw_os_error),
+        };
+        matches!(os, Some(libc::EPERM | libc::EACCES))
+    }
+}
+
+/// The XDP program attached, its subscriptions made, and the socket bound
+/// and registered in the XSKMAP. Dropping it detaches the program.
+#[derive(Debug)]
+pub struct XdpSource {
+    steering: Steering,
+    socket: XskReceiver,
+    filter: FeedFilter,
+    received: u64,
+    foreign: u64,
+    malformed: u64,
+}
+
+impl XdpSource {
+    /// Loads and attaches the program, opens the socket, primes its fill
+    /// ring, subscribes the feeds and registers the socket for its queue,
+    /// in that order (so that no steered frame finds no frame to land in).
+    pub fn open(cfg: &XdpConfig) -> Result<Self, XdpError> {
+        let mut steering = Steering::load()?;
+        steering.attach(&cfg.iface, cfg.mode)?;
+        let mut socket = XskReceiver::open(&cfg.iface, &cfg.xsk)?;
+        socket.prime();
+        for (group, port) in &cfg.feeds {
+            steering.subscribe(group.octets(), *port)?;
+        }
+        steering.register_socket(cfg.xsk.queue, &socket)?;
+        Ok(Self {
+            steering,
+            socket,
+            filter: FeedFilter {
+                feeds: cfg.feeds.iter().map(|(g, p)| (g.octets(), *p)).collect(),
+            },
+            received: 0,
+            foreign: 0,
+            malformed: 0,
+        })
+    }
+
+    /// The mode the program runs in.
+    pub fn attached_mode(&self) -> Option<AttachedMode> {
+        self.steering.mode()
+    }
+
+    /// Why native mode was refused, when it fell back to generic.
+    pub fn native_refused(&self) -> Option<&SteeringError> {
+        self.steering.native_refused()
+    }
+
+    /// True when the socket is bound in zero-copy mode.
+    pub fn zero_copy(&self) -> bool {
+        self.socket.zero_copy()
+    }
+
+    /// True when the UMEM is on huge pages.
+    pub fn huge_pages(&self) -> bool {
+        self.socket.huge_pages()
+    }
+}
+
+impl Source for XdpSource {
+    #[inline]
+    fn poll<F: FnMut(Arrival<'_>) -> Verdict>(
+        &mut self,
+        wait: Wait,
+        mut f: F,
+    ) -> Result<Polled, SourceError> {
+        let timeout = match wait {
+            Wait::Spin => 0,
+            Wait::Sleep(ms) => ms,
+        };
+        let (filter, foreign, malformed) = (&self.filter, &mut self.foreign, &mut self.malformed);
+        let n = self
+            .socket
+            .receive(timeout, |frame| match wire::parse_ethernet_udp(frame) {
+                Ok(udp) => match filter.line(&udp) {
+                    Some(line) => {
+                        f(Arrival {
+                            line,
+                            payload: Payload::Packet(udp.payload),
+                            captured_at: None,
+                        });
+                    }
+                    None => *foreign += 1,
+                },
+                Err(e) if e.is_foreign() => *foreign += 1,
+                Err(_) => *malformed += 1,
+            })?;
+        self.received += n as u64;
+        Ok(Polled::Arrivals(n))
+    }
+
+    fn counters(&self) -> SourceCounters {
+        SourceCounters {
+            received: self.received,
+            foreign: self.foreign,
+            malformed: self.malformed,
+            xsk: self.socket.stats().ok(),
+            xdp: self.steering.counters().ok(),
+        }
+    }
+}

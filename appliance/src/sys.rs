@@ -1,0 +1,228 @@
+//! The raw Linux calls of the appliance that no safe crate offers in the
+//! form the hot path needs, each `unsafe` block with its proof: socket
+//! options, multicast membership, batched receive (`recvmmsg`), waiting on
+//! several descriptors (`poll`) and pinning a thread to a core. Everything
+//! else talks to the kernel through `std`, `aya` or `xsk-rs`.
+
+use std::io;
+use std::net::{Ipv4Addr, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+
+/// Largest batch [`receive_batch`] takes in one call.
+pub const MAX_BATCH: usize = 64;
+
+/// Largest datagram a batch buffer holds (MoldUDP64 packets fit an
+/// Ethernet MTU; a longer datagram is cut and then fails its checks).
+pub const DATAGRAM: usize = 2048;
+
+/// Index of an interface, or an error that says how to list them.
+pub fn interface_index(iface: &str) -> io::Result<u32> {
+    nix::net::if_::if_nametoindex(iface).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("interface {iface}: {e} (see `ip link` for the interfaces here)"),
+        )
+    })
+}
+
+fn check(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// Sets an integer socket option.
+pub fn set_int(
+    fd: RawFd,
+    level: libc::c_int,
+    opt: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: `value` is a live c_int whose size is passed; setsockopt reads
+    // only those bytes, and a bad descriptor is an error, not UB.
+    check(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            opt,
+            (&raw const value).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+/// Asks for a receive buffer of `bytes`: past `net.core.rmem_max` with
+/// SO_RCVBUFFORCE when allowed (root, CAP_NET_ADMIN), else as much as
+/// SO_RCVBUF grants. Bursts (a re-request server's answer, a feed's
+/// microburst) must not overflow a default-sized buffer.
+pub fn set_receive_buffer(socket: &impl AsRawFd, bytes: usize) {
+    let fd = socket.as_raw_fd();
+    let value = bytes.min(i32::MAX as usize) as libc::c_int;
+    if set_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, value).is_err() {
+        // Best effort: the default buffer still works, only smaller.
+        let _ = set_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, value);
+    }
+}
+
+/// A non-blocking UDP socket bound to `group:port` (so only that group's
+/// datagrams arrive) and joined to the group on interface `ifindex`.
+/// Dropping the socket leaves the group.
+pub fn multicast_socket(group: Ipv4Addr, port: u16, ifindex: u32) -> io::Result<UdpSocket> {
+    // SAFETY: plain socket(2) call; the result is checked before use.
+    let fd = check(unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    })?;
+    // SAFETY: `fd` is a fresh socket owned by nobody else; the UdpSocket
+    // takes ownership and closes it on drop (also on the error paths below).
+    let socket = unsafe { UdpSocket::from_raw_fd(fd) };
+    set_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    let addr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(group.octets()),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: `addr` is a valid sockaddr_in for the whole call, its size given.
+    check(unsafe {
+        libc::bind(
+            fd,
+            (&raw const addr).cast(),
+            size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    })?;
+    let mreq = libc::ip_mreqn {
+        imr_multiaddr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(group.octets()),
+        },
+        imr_address: libc::in_addr { s_addr: 0 },
+        imr_ifindex: ifindex as libc::c_int,
+    };
+    // SAFETY: `mreq` is a valid ip_mreqn for the whole call, its size given.
+    check(unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            libc::IP_ADD_MEMBERSHIP,
+            (&raw const mreq).cast(),
+            size_of::<libc::ip_mreqn>() as libc::socklen_t,
+        )
+    })?;
+    Ok(socket)
+}
+
+/// Buffers for one batch of datagrams, allocated once.
+#[derive(Debug)]
+pub struct Batch {
+    bufs: Box<[[u8; DATAGRAM]; MAX_BATCH]>,
+    lens: [usize; MAX_BATCH],
+    len: usize,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Self {
+            bufs: Box::new([[0; DATAGRAM]; MAX_BATCH]),
+            lens: [0; MAX_BATCH],
+            len: 0,
+        }
+    }
+}
+
+impl Batch {
+    /// The datagrams of the last receive.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        self.bufs[..self.len]
+            .iter()
+            .zip(&self.lens)
+            .map(|(b, n)| &b[..(*n).min(DATAGRAM)])
+    }
+}
+
+/// Receives up to [`MAX_BATCH`] datagrams from `socket` in one `recvmmsg`
+/// without blocking. Returns how many arrived (0 when none was waiting).
+pub fn receive_batch(socket: &impl AsRawFd, batch: &mut Batch) -> io::Result<usize> {
+    batch.len = 0;
+    // SAFETY: iovec is a plain C struct; all-zero bytes are a valid value
+    // (null pointer, zero length).
+    let mut iov: [libc::iovec; MAX_BATCH] = unsafe { std::mem::zeroed() };
+    // SAFETY: mmsghdr is a plain C struct; all-zero bytes are a valid value
+    // (null pointers, zero lengths and flags).
+    let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
+    for ((v, m), buf) in iov
+        .iter_mut()
+        .zip(msgs.iter_mut())
+        .zip(batch.bufs.iter_mut())
+    {
+        *v = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        m.msg_hdr.msg_iov = v;
+        m.msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: `msgs` point at `iov`, which point at `batch.bufs`, all alive
+    // and exclusively borrowed for the call; the kernel writes at most
+    // `iov_len` bytes into each buffer and fills at most MAX_BATCH entries.
+    let got = unsafe {
+        libc::recvmmsg(
+            socket.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            MAX_BATCH as libc::c_uint,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    };
+    if got < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::WouldBlock {
+            Ok(0)
+        } else {
+            Err(e)
+        };
+    }
+    let got = (got as usize).min(MAX_BATCH);
+    for (len, m) in batch.lens.iter_mut().zip(&msgs[..got]) {
+        *len = m.msg_len as usize;
+    }
+    batch.len = got;
+    Ok(got)
+}
+
+/// Sleeps until one of `fds` is readable or `timeout_ms` passes (at most 16
+/// descriptors are watched). Interrupted sleeps return early, which is fine:
+/// the caller polls again.
+pub fn wait_readable(fds: &[RawFd], timeout_ms: i32) {
+    let mut set = [libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    }; 16];
+    let n = fds.len().min(set.len());
+    for (p, fd) in set.iter_mut().zip(fds) {
+        *p = libc::pollfd {
+            fd: *fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+    }
+    // SAFETY: `set[..n]` are initialised pollfd entries alive for the call.
+    unsafe {
+        libc::poll(set.as_mut_ptr(), n as libc::nfds_t, timeout_ms);
+    }
+}
+
+/// Pins the calling thread to `core`.
+pub fn pin_to_core(core: usize) -> io::Result<()> {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(core).map_err(io::Error::from)?;
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(io::Error::from)
+}

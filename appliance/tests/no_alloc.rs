@@ -1,0 +1,287 @@
+//! The hot path allocates nothing: a counting global allocator watches this
+//! thread while generated MoldUDP64 frames go through Ethernet/IPv4/UDP →
+//! MoldUDP64 → ITCH → a handler, through the capture decoder's per-packet
+//! path, and, above all, through the production poller and delivery path
+//! (A/B arbitration, session trackers, books, VWAP, tape, bus, audit ring)
+//! with loss, duplicates, reordering and an unrecoverable gap.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use std::sync::atomic::AtomicBool;
+
+use ticklane_appliance::analytics::vwap::Vwap;
+use ticklane_appliance::book::Books;
+use ticklane_appliance::bus::{self, BusConfig};
+use ticklane_appliance::pipeline::Pipeline;
+use ticklane_appliance::poller::{Ending, Poller, PollerConfig, TimeBase};
+use ticklane_appliance::session::SessionConfig;
+use ticklane_appliance::source::memory::MemorySource;
+use ticklane_appliance::source::{
+    Arrival, Polled, Source, SourceCounters, SourceError, Verdict, Wait,
+};
+use ticklane_capture::feed::{FeedDecoder, FeedFilter, FeedSink, Location, Problem, Unit};
+use ticklane_lab::market::{MAX_MESSAGE_LEN, Market, MarketConfig};
+use ticklane_protocols::itch::{self, Handler, MessageRef};
+use ticklane_protocols::moldudp64::{Packet, PacketBuilder, Session};
+use ticklane_protocols::wire::{self, UdpFrameSpec};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the only
+// addition is a thread-local counter update, which neither allocates nor
+// touches the memory handed out.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|a| a.set(a.get() + 1));
+        // SAFETY: same contract as ours, forwarded.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System.alloc` above with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|a| a.set(a.get() + 1));
+        // SAFETY: `ptr` came from `System` with `layout`; forwarded unchanged.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+#[derive(Default)]
+struct Tally {
+    adds: u64,
+    shares: u64,
+    deletes: u64,
+    executions: u64,
+}
+
+impl Handler for Tally {
+    fn on_add_order(&mut self, m: &itch::AddOrder) {
+        self.adds += 1;
+        self.shares += u64::from(m.shares());
+    }
+    fn on_order_delete(&mut self, _: &itch::OrderDelete) {
+        self.deletes += 1;
+    }
+    fn on_order_executed(&mut self, m: &itch::OrderExecuted) {
+        self.executions += u64::from(m.executed_shares());
+    }
+}
+
+#[derive(Default)]
+struct CountingSink {
+    messages: u64,
+    problems: u64,
+}
+
+impl FeedSink for CountingSink {
+    fn message(&mut self, _: &Session, _: u64, _: MessageRef<'_>) {
+        self.messages += 1;
+    }
+    fn problem(&mut self, _: Location, _: Problem) {
+        self.problems += 1;
+    }
+}
+
+/// Generated frames, built before the measurement starts.
+fn frames() -> (Vec<Vec<u8>>, u64) {
+    let mut market = Market::new(MarketConfig {
+        seed: 5,
+        stocks: 50,
+        messages: 100_000,
+        max_live_orders: 10_000,
+    });
+    let spec = UdpFrameSpec::multicast([2, 0, 0, 0, 0, 1], [198, 18, 0, 1], [239, 1, 1, 1], 26477);
+    let session = Session::from_name(b"NOALLOC").unwrap();
+    let mut msg = [0u8; MAX_MESSAGE_LEN];
+    let mut payload = [0u8; 1400];
+    let mut frame = [0u8; 1500];
+    let (mut frames, mut seq, mut total) = (Vec::new(), 1, 0);
+    let mut pending = market.next_message(&mut msg);
+    while pending.is_some() {
+        let mut b = PacketBuilder::new(&mut payload, session, seq).unwrap();
+        while let Some(n) = pending {
+            if b.push(&msg[..n]).is_err() {
+                break;
+            }
+            pending = market.next_message(&mut msg);
+        }
+        seq += u64::from(b.count());
+        total += u64::from(b.count());
+        let n = wire::write_udp_frame(&mut frame, &spec, b.finish()).unwrap();
+        frames.push(frame[..n].to_vec());
+    }
+    (frames, total)
+}
+
+#[test]
+fn parsing_and_dispatch_allocate_nothing_per_packet() {
+    let (frames, total) = frames();
+    let mut tally = Tally::default();
+    let mut decoder = FeedDecoder::new(FeedFilter::default());
+    let mut sink = CountingSink::default();
+    let mut dispatched = 0u64;
+
+    let before = allocations();
+    for frame in &frames {
+        let udp = wire::parse_ethernet_udp(frame).expect("valid frame");
+        let packet = Packet::new_checked(udp.payload).expect("valid packet");
+        for (_, message) in packet.messages() {
+            itch::dispatch(message, &mut tally).expect("valid message");
+            dispatched += 1;
+        }
+        let at = Location {
+            unit: Unit::Packet,
+            number: 0,
+            offset: 0,
+        };
+        decoder.payload(at, udp.payload, &mut sink);
+    }
+    let during = allocations() - before;
+
+    assert_eq!(dispatched, total);
+    assert_eq!(sink.messages, total);
+    assert_eq!(sink.problems, 0);
+    assert!(tally.adds > 0 && tally.deletes > 0 && tally.executions > 0 && tally.shares > 0);
+    assert_eq!(
+        during,
+        0,
+        "{during} allocations while parsing {} packets",
+        frames.len()
+    );
+}
+
+/// The production source for in-memory packets, noting the allocation
+/// count when half of them were handed over (the warm-up).
+struct Measured {
+    inner: MemorySource,
+    half: usize,
+    at_half: Option<u64>,
+}
+
+impl Source for Measured {
+    fn poll<F: FnMut(Arrival<'_>) -> Verdict>(
+        &mut self,
+        wait: Wait,
+        f: F,
+    ) -> Result<Polled, SourceError> {
+        if self.at_half.is_none() && self.inner.position() >= self.half {
+            self.at_half = Some(allocations());
+        }
+        self.inner.poll(wait, f)
+    }
+
+    fn counters(&self) -> SourceCounters {
+        self.inner.counters()
+    }
+}
+
+/// Two lines of the feed, each with its own losses, duplicates on one,
+/// reordering on the other, and packets both lose (an unrecoverable gap
+/// without a server) through the production poller: once warm, not one
+/// allocation per packet.
+#[test]
+fn the_production_poller_allocates_nothing_once_warm() {
+    let (frames, total) = frames();
+    let payloads: Vec<&[u8]> = frames
+        .iter()
+        .map(|f| wire::parse_ethernet_udp(f).unwrap().payload)
+        .collect();
+    let mut arrivals: Vec<(usize, usize)> = Vec::new();
+    for i in 0..payloads.len() {
+        if i % 7 != 3 {
+            arrivals.push((0, i));
+        }
+        if i % 11 != 3 {
+            arrivals.push((1, i));
+            if i % 5 == 0 {
+                arrivals.push((1, i));
+            }
+        }
+    }
+    // Every tenth pair of arrivals is swapped.
+    for i in (1..arrivals.len()).step_by(10) {
+        arrivals.swap(i - 1, i);
+    }
+    let mut source = MemorySource::new(32);
+    for (n, &(line, i)) in arrivals.iter().enumerate() {
+        source.push_at(line, payloads[i], Some(n as u64 * 1_000));
+    }
+    let both_lost: u64 = (0..payloads.len())
+        .filter(|i| i % 77 == 3)
+        .map(|i| u64::from(Packet::new_checked(payloads[i]).unwrap().messages_len()))
+        .sum();
+    assert!(both_lost > 0);
+
+    // A small audit ring nobody drains: it fills, and its misses are
+    // recorded, also without allocating.
+    let (publisher, _subscribers) = bus::bus(BusConfig {
+        events: 1 << 12,
+        audit: 1 << 12,
+    });
+    let pipeline = Pipeline::new(
+        Books::new(1 << 16),
+        Vwap::new(1_000_000_000, 100_000_000),
+        publisher,
+    );
+    let cfg = PollerConfig {
+        session: SessionConfig {
+            reorder_wait_ns: 200_000,
+            ..SessionConfig::default()
+        },
+        lines: 2,
+        time: TimeBase::Capture,
+        ..PollerConfig::default()
+    };
+    let half = arrivals.len() / 2;
+    let stop = AtomicBool::new(false);
+    let measured = Measured {
+        inner: source,
+        half,
+        at_half: None,
+    };
+    let (mut poller, _stats) = Poller::new(measured, pipeline, None, cfg, &stop).unwrap();
+    let ending = poller.run().unwrap();
+    let after = allocations();
+    assert_eq!(ending, Ending::EndOfInput);
+    let finished = poller.finish(ending);
+    let during = after - finished.source.at_half.expect("the warm-up ended");
+
+    let snap = finished.snapshot;
+    let session = snap.sessions()[0].stats;
+    assert_eq!(
+        snap.delivered + snap.lost_messages,
+        total,
+        "every message delivered once or reported lost"
+    );
+    assert_eq!(
+        snap.lost_messages, both_lost,
+        "exactly what both lines lost"
+    );
+    assert!(session.held_packets > 0, "the hold path ran");
+    assert!(session.duplicate_packets > 0, "the duplicate path ran");
+    assert!(
+        finished.audit_missed.messages() > 0,
+        "the audit-miss path ran"
+    );
+    let stats = finished.pipeline.books.stats();
+    assert_eq!(stats.pool_growths, 0);
+    assert_eq!(
+        during,
+        0,
+        "{during} allocations over the last {} arrivals",
+        arrivals.len() - half
+    );
+}

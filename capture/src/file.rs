@@ -1,0 +1,726 @@
+//! Capture files in and out: pcap and pcapng (read through `pcap-parser`,
+//! micro- and nanosecond resolution, Ethernet and raw-IPv4 link types),
+//! NASDAQ BinaryFILE, and writers for all three.
+//!
+//! Readers stream with a fixed buffer, so a capture of any size is read in
+//! bounded memory; every error names the byte offset or the packet number.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use pcap_parser::pcapng::{
+    Block, EnhancedPacketBlock, InterfaceDescriptionBlock, SectionHeaderBlock,
+};
+use pcap_parser::{
+    LegacyPcapBlock, Linktype, PcapBlockOwned, PcapError, PcapHeader, ToVec, create_reader,
+};
+use ticklane_protocols::binaryfile::{self, Block as BinBlock};
+use ticklane_protocols::itch;
+
+/// The file formats ticklane reads and writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Classic libpcap.
+    Pcap,
+    /// pcapng.
+    Pcapng,
+    /// NASDAQ BinaryFILE: u16 length + ITCH message, no packets.
+    Binaryfile,
+}
+
+impl Format {
+    /// Recognises a format from a file's first bytes.
+    pub fn detect(head: &[u8]) -> Option<Self> {
+        match head.get(..4)? {
+            [0xd4, 0xc3, 0xb2, 0xa1] | [0xa1, 0xb2, 0xc3, 0xd4] => Some(Self::Pcap),
+            [0x4d, 0x3c, 0xb2, 0xa1] | [0xa1, 0xb2, 0x3c, 0x4d] => Some(Self::Pcap),
+            [0x0a, 0x0d, 0x0d, 0x0a] => Some(Self::Pcapng),
+            _ => match binaryfile::next_block(head) {
+                BinBlock::Message { message, .. } if itch::parse(message).is_ok() => {
+                    Some(Self::Binaryfile)
+                }
+                _ => None,
+            },
+        }
+    }
+
+    /// The format a file name's extension suggests.
+    pub fn from_extension(path: &Path) -> Option<Self> {
+        match path.extension()?.to_str()? {
+            "pcap" | "cap" => Some(Self::Pcap),
+            "pcapng" => Some(Self::Pcapng),
+            "itch" | "bin" | "NASDAQ_ITCH50" | "BX_ITCH_50" => Some(Self::Binaryfile),
+            _ => None,
+        }
+    }
+}
+
+/// How a captured frame starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// An Ethernet header.
+    Ethernet,
+    /// Directly the IPv4 header.
+    RawIpv4,
+}
+
+/// A frame read from a capture.
+#[derive(Debug, Clone, Copy)]
+pub struct Frame<'a> {
+    /// 1-based number of the packet in the file.
+    pub number: u64,
+    /// Byte offset of its record in the file.
+    pub offset: u64,
+    /// Capture time, nanoseconds since the Unix epoch.
+    pub ts_nanos: u64,
+    /// Link type of the bytes.
+    pub link: Link,
+    /// The captured bytes.
+    pub data: &'a [u8],
+}
+
+/// Why a capture could not be read to its end.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    /// The file could not be opened or read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The first bytes are no known format.
+    #[error(
+        "{path}: not a pcap, pcapng or BinaryFILE capture (first bytes {head}); \
+         ticklane reads pcap/pcapng of MoldUDP64 traffic and NASDAQ BinaryFILE ITCH 5.0 files"
+    )]
+    UnknownFormat {
+        /// The file.
+        path: PathBuf,
+        /// Its first bytes, in hex.
+        head: String,
+    },
+    /// The file is empty.
+    #[error("{path}: the file is empty")]
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A link type ticklane does not read.
+    #[error(
+        "{path}: link type {linktype} is not supported (Ethernet and raw IPv4 are); \
+         re-capture on the feed interface, or convert with `editcap -T ether`"
+    )]
+    Linktype {
+        /// The file.
+        path: PathBuf,
+        /// The link type number.
+        linktype: i32,
+    },
+    /// The capture's framing is broken at this point.
+    #[error("{path}: byte offset {offset}: {what}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Where.
+        offset: u64,
+        /// What was wrong.
+        what: String,
+    },
+}
+
+const READ_BUFFER: usize = 1 << 20;
+
+fn open(path: &Path) -> Result<(File, Format), CaptureError> {
+    let io_err = |source| CaptureError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = File::open(path).map_err(io_err)?;
+    let mut head = [0u8; 64];
+    let mut n = 0;
+    while n < head.len() {
+        match file.read(&mut head[n..]).map_err(io_err)? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    if n == 0 {
+        return Err(CaptureError::Empty {
+            path: path.to_owned(),
+        });
+    }
+    let format = Format::detect(&head[..n]).ok_or_else(|| CaptureError::UnknownFormat {
+        path: path.to_owned(),
+        head: head[..n.min(8)]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+    })?;
+    let file = File::open(path).map_err(io_err)?;
+    Ok((file, format))
+}
+
+/// One item of a capture: a frame, or (BinaryFILE) a bare message.
+#[derive(Debug, Clone, Copy)]
+pub enum Record<'a> {
+    /// A captured frame.
+    Frame(Frame<'a>),
+    /// A BinaryFILE message with its 1-based number and byte offset.
+    Message {
+        /// 1-based number of the message in the file.
+        number: u64,
+        /// Byte offset of its length prefix.
+        offset: u64,
+        /// The message.
+        data: &'a [u8],
+    },
+}
+
+/// Reads a capture of any supported format, calling `f` for every record, in
+/// file order, with a fixed-size buffer. Returns the detected format.
+pub fn read(path: &Path, mut f: impl FnMut(Record<'_>)) -> Result<Format, CaptureError> {
+    read_until(path, |r| {
+        f(r);
+        ControlFlow::Continue(())
+    })
+}
+
+/// [`read`], stopping early when `f` breaks.
+pub fn read_until(
+    path: &Path,
+    f: impl FnMut(Record<'_>) -> ControlFlow<()>,
+) -> Result<Format, CaptureError> {
+    let (file, format) = open(path)?;
+    match format {
+        Format::Binaryfile => read_binaryfile(path, file, f)?,
+        Format::Pcap | Format::Pcapng => read_pcap(path, file, f)?,
+    }
+    Ok(format)
+}
+
+fn read_binaryfile(
+    path: &Path,
+    file: File,
+    mut f: impl FnMut(Record<'_>) -> ControlFlow<()>,
+) -> Result<(), CaptureError> {
+    let mut reader = BufReader::with_capacity(READ_BUFFER, file);
+    let mut buf = vec![0u8; READ_BUFFER];
+    let (mut start, mut end) = (0usize, 0usize);
+    let (mut offset, mut number) = (0u64, 0u64);
+    loop {
+        match binaryfile::next_block(&buf[start..end]) {
+            BinBlock::Message { message, consumed } => {
+                number += 1;
+                if f(Record::Message {
+                    number,
+                    offset,
+                    data: message,
+                })
+                .is_break()
+                {
+                    return Ok(());
+                }
+                offset += consumed as u64;
+                start += consumed;
+            }
+            BinBlock::EmptyMessage => {
+                return Err(CaptureError::Corrupt {
+                    path: path.to_owned(),
+                    offset,
+                    what: "BinaryFILE block of length 0".into(),
+                });
+            }
+            BinBlock::Incomplete { needed } => {
+                buf.copy_within(start..end, 0);
+                end -= start;
+                start = 0;
+                debug_assert!(needed <= buf.len());
+                let n = reader
+                    .read(&mut buf[end..])
+                    .map_err(|source| CaptureError::Io {
+                        path: path.to_owned(),
+                        source,
+                    })?;
+                if n == 0 {
+                    if end == 0 {
+                        return Ok(());
+                    }
+                    return Err(CaptureError::Corrupt {
+                        path: path.to_owned(),
+                        offset,
+                        what: format!(
+                            "the file ends inside a BinaryFILE block ({end} of {needed} bytes): truncated?"
+                        ),
+                    });
+                }
+                end += n;
+            }
+        }
+    }
+}
+
+/// Per-interface state of a pcapng section.
+struct Interface {
+    link: Option<Link>,
+    linktype: i32,
+    /// Ticks per second.
+    resolution: u64,
+    offset_secs: i64,
+}
+
+fn link_of(linktype: Linktype) -> Option<Link> {
+    match linktype {
+        Linktype::ETHERNET => Some(Link::Ethernet),
+        Linktype::RAW | Linktype::IPV4 => Some(Link::RawIpv4),
+        _ => None,
+    }
+}
+
+fn read_pcap(
+    path: &Path,
+    file: File,
+    mut f: impl FnMut(Record<'_>) -> ControlFlow<()>,
+) -> Result<(), CaptureError> {
+    let corrupt = |offset: u64, what: String| CaptureError::Corrupt {
+        path: path.to_owned(),
+        offset,
+        what,
+    };
+    let mut reader = create_reader(READ_BUFFER, file)
+        .map_err(|e| corrupt(0, format!("unreadable capture header: {e:?}")))?;
+    let mut offset = 0u64;
+    let mut number = 0u64;
+    // Legacy pcap: one link type and resolution for the file.
+    let mut legacy: Option<(Option<Link>, i32, bool)> = None;
+    let mut interfaces: Vec<Interface> = Vec::new();
+    loop {
+        match reader.next() {
+            Ok((consumed, block)) => {
+                match block {
+                    PcapBlockOwned::LegacyHeader(h) => {
+                        legacy =
+                            Some((link_of(h.network), h.network.0, h.is_nanosecond_precision()));
+                    }
+                    PcapBlockOwned::Legacy(b) => {
+                        number += 1;
+                        let (link, linktype, nanos) = legacy.unwrap_or((None, -1, false));
+                        let link = link.ok_or_else(|| CaptureError::Linktype {
+                            path: path.to_owned(),
+                            linktype,
+                        })?;
+                        let frac = u64::from(b.ts_usec) * if nanos { 1 } else { 1000 };
+                        let ts_nanos = u64::from(b.ts_sec) * 1_000_000_000 + frac;
+                        if f(Record::Frame(Frame {
+                            number,
+                            offset,
+                            ts_nanos,
+                            link,
+                            data: b.data,
+                        }))
+                        .is_break()
+                        {
+                            return Ok(());
+                        }
+                    }
+                    PcapBlockOwned::NG(Block::SectionHeader(_)) => interfaces.clear(),
+                    PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
+                        interfaces.push(Interface {
+                            link: link_of(idb.linktype),
+                            linktype: idb.linktype.0,
+                            resolution: idb.ts_resolution().unwrap_or(1_000_000),
+                            offset_secs: idb.ts_offset(),
+                        });
+                    }
+                    PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
+                        number += 1;
+                        let iface = interfaces.get(epb.if_id as usize).ok_or_else(|| {
+                            corrupt(
+                                offset,
+                                format!("packet {number} names undeclared interface {}", epb.if_id),
+                            )
+                        })?;
+                        let link = iface.link.ok_or_else(|| CaptureError::Linktype {
+                            path: path.to_owned(),
+                            linktype: iface.linktype,
+                        })?;
+                        let ticks = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
+                        let res = iface.resolution.max(1);
+                        let secs = (ticks / res).saturating_add_signed(iface.offset_secs);
+                        let frac = u128::from(ticks % res) * 1_000_000_000 / u128::from(res);
+                        let ts_nanos = secs
+                            .saturating_mul(1_000_000_000)
+                            .saturating_add(frac as u64);
+                        let data = epb.data.get(..epb.caplen as usize).unwrap_or(epb.data);
+                        if f(Record::Frame(Frame {
+                            number,
+                            offset,
+                            ts_nanos,
+                            link,
+                            data,
+                        }))
+                        .is_break()
+                        {
+                            return Ok(());
+                        }
+                    }
+                    PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
+                        number += 1;
+                        let iface = interfaces.first().ok_or_else(|| {
+                            corrupt(
+                                offset,
+                                format!("packet {number} before any interface description"),
+                            )
+                        })?;
+                        let link = iface.link.ok_or_else(|| CaptureError::Linktype {
+                            path: path.to_owned(),
+                            linktype: iface.linktype,
+                        })?;
+                        if f(Record::Frame(Frame {
+                            number,
+                            offset,
+                            ts_nanos: 0,
+                            link,
+                            data: spb.data,
+                        }))
+                        .is_break()
+                        {
+                            return Ok(());
+                        }
+                    }
+                    PcapBlockOwned::NG(_) => {}
+                }
+                offset += consumed as u64;
+                reader.consume(consumed);
+            }
+            Err(PcapError::Eof) => return Ok(()),
+            Err(PcapError::Incomplete(_)) => {
+                reader.refill().map_err(|e| match e {
+                    PcapError::Eof | PcapError::UnexpectedEof | PcapError::Incomplete(_) => {
+                        corrupt(
+                            offset,
+                            format!(
+                                "the file ends inside the record of packet {}: truncated?",
+                                number + 1
+                            ),
+                        )
+                    }
+                    other => corrupt(offset, format!("{other:?}")),
+                })?;
+            }
+            Err(PcapError::UnexpectedEof) => {
+                return Err(corrupt(
+                    offset,
+                    format!(
+                        "the file ends inside the record of packet {}: truncated?",
+                        number + 1
+                    ),
+                ));
+            }
+            Err(e) => {
+                return Err(corrupt(
+                    offset,
+                    format!("malformed capture record after packet {number}: {e:?}"),
+                ));
+            }
+        }
+    }
+}
+
+/// Writes captures of any supported format, streaming.
+pub struct CaptureWriter {
+    out: BufWriter<File>,
+    format: Format,
+    path: PathBuf,
+}
+
+const SNAPLEN: u32 = 65535;
+
+impl CaptureWriter {
+    /// Creates (truncates) `path` and writes the file header.
+    pub fn create(path: &Path, format: Format) -> Result<Self, CaptureError> {
+        let io_err = |source| CaptureError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let file = File::create(path).map_err(io_err)?;
+        let mut w = Self {
+            out: BufWriter::with_capacity(1 << 20, file),
+            format,
+            path: path.to_owned(),
+        };
+        match format {
+            Format::Pcap => {
+                let mut h = PcapHeader {
+                    snaplen: SNAPLEN,
+                    network: Linktype::ETHERNET,
+                    ..PcapHeader::new()
+                };
+                h.magic_number = 0xa1b2_3c4d; // nanosecond resolution
+                w.put_vec(h.to_vec_raw())?;
+            }
+            Format::Pcapng => {
+                let mut shb = SectionHeaderBlock {
+                    block_type: 0x0a0d_0d0a,
+                    block_len1: 0,
+                    bom: 0x1a2b_3c4d,
+                    major_version: 1,
+                    minor_version: 0,
+                    section_len: -1,
+                    options: Vec::new(),
+                    block_len2: 0,
+                };
+                w.put_vec(shb.to_vec())?;
+                let resol = [9u8, 0, 0, 0];
+                let mut idb = InterfaceDescriptionBlock {
+                    block_type: 1,
+                    block_len1: 0,
+                    linktype: Linktype::ETHERNET,
+                    reserved: 0,
+                    snaplen: SNAPLEN,
+                    options: vec![pcap_parser::pcapng::PcapNGOption {
+                        code: pcap_parser::pcapng::OptionCode::IfTsresol,
+                        len: 1,
+                        value: std::borrow::Cow::Borrowed(&resol[..1]),
+                    }],
+                    block_len2: 0,
+                    if_tsresol: 9,
+                    if_tsoffset: 0,
+                };
+                w.put_vec(idb.to_vec())?;
+            }
+            Format::Binaryfile => {}
+        }
+        Ok(w)
+    }
+
+    fn put_vec(&mut self, v: Result<Vec<u8>, impl std::fmt::Debug>) -> Result<(), CaptureError> {
+        let bytes = v.map_err(|e| CaptureError::Corrupt {
+            path: self.path.clone(),
+            offset: 0,
+            what: format!("cannot serialise a capture block: {e:?}"),
+        })?;
+        self.put(&bytes)
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> Result<(), CaptureError> {
+        self.out
+            .write_all(bytes)
+            .map_err(|source| CaptureError::Io {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// The format being written.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// Appends one frame (pcap or pcapng).
+    pub fn write_frame(&mut self, ts_nanos: u64, frame: &[u8]) -> Result<(), CaptureError> {
+        let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+        match self.format {
+            Format::Pcap => {
+                let block = LegacyPcapBlock {
+                    ts_sec: u32::try_from(ts_nanos / 1_000_000_000).unwrap_or(u32::MAX),
+                    ts_usec: (ts_nanos % 1_000_000_000) as u32,
+                    caplen: len,
+                    origlen: len,
+                    data: frame,
+                };
+                self.put_vec(block.to_vec_raw())
+            }
+            Format::Pcapng => {
+                let mut block = EnhancedPacketBlock {
+                    block_type: 6,
+                    block_len1: 0,
+                    if_id: 0,
+                    ts_high: (ts_nanos >> 32) as u32,
+                    ts_low: ts_nanos as u32,
+                    caplen: len,
+                    origlen: len,
+                    data: frame,
+                    options: Vec::new(),
+                    block_len2: 0,
+                };
+                self.put_vec(block.to_vec())
+            }
+            Format::Binaryfile => Err(CaptureError::Corrupt {
+                path: self.path.clone(),
+                offset: 0,
+                what: "a BinaryFILE holds messages, not frames".into(),
+            }),
+        }
+    }
+
+    /// Appends one message (BinaryFILE).
+    pub fn write_message(&mut self, message: &[u8]) -> Result<(), CaptureError> {
+        let len = u16::try_from(message.len())
+            .ok()
+            .filter(|&l| l > 0)
+            .ok_or_else(|| CaptureError::Corrupt {
+                path: self.path.clone(),
+                offset: 0,
+                what: format!("a message of {} bytes cannot be framed", message.len()),
+            })?;
+        self.put(&len.to_be_bytes())?;
+        self.put(message)
+    }
+
+    /// Flushes everything to the file.
+    pub fn finish(mut self) -> Result<(), CaptureError> {
+        self.out.flush().map_err(|source| CaptureError::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ticklane_protocols::moldudp64::{PacketBuilder, Session};
+    use ticklane_protocols::wire::{UdpFrameSpec, write_udp_frame};
+
+    /// A little-endian legacy pcap with the given magic and link type, holding
+    /// `frames` with timestamps (seconds, fraction).
+    fn legacy_pcap(magic: u32, linktype: u32, frames: &[(u32, u32, &[u8])]) -> Vec<u8> {
+        let mut f = Vec::new();
+        f.extend_from_slice(&magic.to_le_bytes());
+        f.extend_from_slice(&2u16.to_le_bytes());
+        f.extend_from_slice(&4u16.to_le_bytes());
+        f.extend_from_slice(&[0; 8]);
+        f.extend_from_slice(&65535u32.to_le_bytes());
+        f.extend_from_slice(&linktype.to_le_bytes());
+        for (sec, frac, data) in frames {
+            f.extend_from_slice(&sec.to_le_bytes());
+            f.extend_from_slice(&frac.to_le_bytes());
+            f.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            f.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            f.extend_from_slice(data);
+        }
+        f
+    }
+
+    fn mold_frame() -> Vec<u8> {
+        let mut payload = [0u8; 64];
+        let mut b = PacketBuilder::new(&mut payload, Session::from_name(b"T").unwrap(), 5).unwrap();
+        b.push(&[b'S', 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, b'O']).unwrap();
+        let spec = UdpFrameSpec::multicast([2; 6], [198, 18, 0, 1], [239, 1, 1, 1], 26477);
+        let mut frame = vec![0u8; 128];
+        let n = write_udp_frame(&mut frame, &spec, b.finish()).unwrap();
+        frame.truncate(n);
+        frame
+    }
+
+    fn frames_of(bytes: &[u8]) -> Vec<(u64, Link, Vec<u8>)> {
+        let dir = tempfile_dir();
+        let path = dir.join("t.pcap");
+        std::fs::write(&path, bytes).unwrap();
+        let mut got = Vec::new();
+        read(&path, |r| {
+            if let Record::Frame(f) = r {
+                got.push((f.ts_nanos, f.link, f.data.to_vec()));
+            }
+        })
+        .unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+        got
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "ticklane-capture-test-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn microsecond_and_nanosecond_pcaps_give_nanoseconds() {
+        let frame = mold_frame();
+        let micro = legacy_pcap(0xa1b2_c3d4, 1, &[(10, 250_000, &frame)]);
+        assert_eq!(
+            frames_of(&micro),
+            vec![(10_250_000_000, Link::Ethernet, frame.clone())]
+        );
+        let nano = legacy_pcap(0xa1b2_3c4d, 1, &[(10, 250_000, &frame)]);
+        assert_eq!(
+            frames_of(&nano),
+            vec![(10_000_250_000, Link::Ethernet, frame.clone())]
+        );
+    }
+
+    #[test]
+    fn raw_ip_captures_start_at_the_ip_header() {
+        let frame = mold_frame();
+        let raw = legacy_pcap(0xa1b2_c3d4, 101, &[(1, 0, &frame[14..])]);
+        assert_eq!(
+            frames_of(&raw),
+            vec![(1_000_000_000, Link::RawIpv4, frame[14..].to_vec())]
+        );
+    }
+
+    #[test]
+    fn unsupported_link_types_are_named() {
+        let frame = mold_frame();
+        let wifi = legacy_pcap(0xa1b2_c3d4, 105, &[(1, 0, &frame)]);
+        let dir = tempfile_dir();
+        let path = dir.join("wifi.pcap");
+        std::fs::write(&path, wifi).unwrap();
+        let err = read(&path, |_| {}).unwrap_err();
+        std::fs::remove_dir_all(dir).unwrap();
+        assert!(
+            err.to_string().contains("link type 105 is not supported"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn written_pcapng_reads_back_with_nanosecond_times() {
+        let dir = tempfile_dir();
+        let path = dir.join("w.pcapng");
+        let frame = mold_frame();
+        let mut w = CaptureWriter::create(&path, Format::Pcapng).unwrap();
+        w.write_frame(1_795_651_200_123_456_789, &frame).unwrap();
+        w.finish().unwrap();
+        let mut got = Vec::new();
+        let format = read(&path, |r| {
+            if let Record::Frame(f) = r {
+                got.push((f.number, f.ts_nanos, f.data.to_vec()));
+            }
+        })
+        .unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+        assert_eq!(format, Format::Pcapng);
+        assert_eq!(got, vec![(1, 1_795_651_200_123_456_789, frame)]);
+    }
+
+    #[test]
+    fn detection_by_content() {
+        assert_eq!(
+            Format::detect(&[0xd4, 0xc3, 0xb2, 0xa1]),
+            Some(Format::Pcap)
+        );
+        assert_eq!(
+            Format::detect(&[0x4d, 0x3c, 0xb2, 0xa1]),
+            Some(Format::Pcap)
+        );
+        assert_eq!(
+            Format::detect(&[0x0a, 0x0d, 0x0d, 0x0a]),
+            Some(Format::Pcapng)
+        );
+        let mut bin = vec![0, 12, b'S'];
+        bin.extend_from_slice(&[0; 10]);
+        bin.push(b'O');
+        assert_eq!(Format::detect(&bin), Some(Format::Binaryfile));
+        assert_eq!(Format::detect(b"GET / HTTP/1.1"), None);
+    }
+}

@@ -1,0 +1,81 @@
+//! Command-line spellings of the libraries' choices (the libraries know
+//! nothing of clap).
+
+use clap::ValueEnum;
+use ticklane_appliance::source::steering::XdpModeRequest;
+use ticklane_appliance::source::xsk::BindRequest;
+use ticklane_capture::Format;
+
+/// A capture format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum FormatArg {
+    /// Classic libpcap.
+    Pcap,
+    /// pcapng.
+    Pcapng,
+    /// NASDAQ BinaryFILE: u16 length + ITCH message, no packets.
+    Binaryfile,
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Pcap => Format::Pcap,
+            FormatArg::Pcapng => Format::Pcapng,
+            FormatArg::Binaryfile => Format::Binaryfile,
+        }
+    }
+}
+
+/// Which receive path `run` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ModeArg {
+    /// XDP + AF_XDP, falling back to kernel UDP with a warning.
+    Auto,
+    /// XDP + AF_XDP or fail.
+    Xdp,
+    /// Kernel UDP sockets (recvmmsg).
+    Udp,
+}
+
+/// XDP attach mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum XdpModeArg {
+    /// Native (driver) mode, falling back to generic with a warning.
+    Auto,
+    /// Native mode or fail.
+    Native,
+    /// Generic (skb) mode.
+    Generic,
+}
+
+impl From<XdpModeArg> for XdpModeRequest {
+    fn from(m: XdpModeArg) -> Self {
+        match m {
+            XdpModeArg::Auto => XdpModeRequest::Auto,
+            XdpModeArg::Native => XdpModeRequest::Native,
+            XdpModeArg::Generic => XdpModeRequest::Generic,
+        }
+    }
+}
+
+/// AF_XDP bind mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum BindArg {
+    /// Zero-copy if the driver offers it, else copy.
+    Auto,
+    /// Zero-copy or fail.
+    Zerocopy,
+    /// Copy mode.
+    Copy,
+}
+
+impl From<BindArg> for BindRequest {
+    fn from(b: BindArg) -> Self {
+        match b {
+            BindArg::Auto => BindRequest::Auto,
+            BindArg::Zerocopy => BindRequest::Zerocopy,
+            BindArg::Copy => BindRequest::Copy,
+        }
+    }
+}

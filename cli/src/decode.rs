@@ -1,0 +1,204 @@
+//! `ticklane decode`.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use ticklane_capture::canonical as json;
+use ticklane_capture::feed::{
+    DecodeCounts, FeedDecoder, FeedFilter, FeedSink, FeedSummary, Location, Problem,
+};
+use ticklane_capture::{self as capture, Format};
+use ticklane_protocols::itch::MessageRef;
+use ticklane_protocols::moldudp64::{Packet, Session};
+
+use super::GroupPort;
+
+/// Decode ITCH 5.0 captures to canonical JSON Lines (one object per message).
+///
+/// Input formats are detected: pcap and pcapng (Ethernet or raw IPv4, UDP
+/// carrying MoldUDP64) and NASDAQ BinaryFILE. Each message prints as in
+/// shared/ITCH50.md: session, seq, type, every field in wire order, raw
+/// integers, trimmed text. A malformed packet is reported on stderr with its
+/// packet number and byte offset and skipped; an unreadable or truncated file
+/// is an error (exit 1) after what could be decoded was printed.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DecodeArgs {
+    /// Capture files, decoded one after the other.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Print per-type counts, sessions, sequence ranges and gaps instead of the messages.
+    #[arg(long)]
+    summary: bool,
+    /// Only decode frames sent to GROUP:PORT (repeatable); default: every UDP frame.
+    #[arg(long = "feed", value_name = "GROUP:PORT")]
+    feeds: Vec<GroupPort>,
+    /// Write the JSON Lines to this file instead of stdout.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+}
+
+/// How many malformed packets are reported one by one per file.
+const MAX_REPORTED: u64 = 20;
+
+struct Sink<'a> {
+    path: &'a Path,
+    out: Option<&'a mut dyn Write>,
+    line: Vec<u8>,
+    summary: &'a mut FeedSummary,
+    reported: u64,
+    write_error: Option<io::Error>,
+}
+
+impl FeedSink for Sink<'_> {
+    fn message(&mut self, session: &Session, seq: u64, message: MessageRef<'_>) {
+        self.summary.message(&message);
+        let Some(out) = &mut self.out else { return };
+        if self.write_error.is_some() {
+            return;
+        }
+        self.line.clear();
+        json::write_message(&mut self.line, session.trimmed(), seq, &message);
+        if let Err(e) = out.write_all(&self.line) {
+            self.write_error = Some(e);
+        }
+    }
+
+    fn packet(&mut self, packet: &Packet<&[u8]>) {
+        self.summary.packet(packet);
+    }
+
+    fn problem(&mut self, at: Location, problem: Problem) {
+        self.reported += 1;
+        if self.reported <= MAX_REPORTED {
+            eprintln!(
+                "ticklane: {}: {} {} (byte offset {}): {problem}; skipped",
+                self.path.display(),
+                at.unit,
+                at.number,
+                at.offset
+            );
+        } else if self.reported == MAX_REPORTED + 1 {
+            eprintln!(
+                "ticklane: {}: more malformed packets; only counting from now on",
+                self.path.display()
+            );
+        }
+    }
+}
+
+pub(crate) fn run(args: &DecodeArgs) -> anyhow::Result<ExitCode> {
+    let stdout = io::stdout();
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(BufWriter::with_capacity(
+            1 << 20,
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => Box::new(BufWriter::with_capacity(1 << 20, stdout.lock())),
+    };
+    let filter = FeedFilter {
+        feeds: args
+            .feeds
+            .iter()
+            .map(|f| (f.group.octets(), f.port))
+            .collect(),
+    };
+    let mut summary = FeedSummary::default();
+    let mut totals = DecodeCounts::default();
+    let mut failure = None;
+    for path in &args.files {
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let bar = super::progress_bar(size, "decoding");
+        let mut decoder = FeedDecoder::new(filter.clone());
+        let mut sink = Sink {
+            path,
+            out: if args.summary { None } else { Some(&mut *out) },
+            line: Vec::with_capacity(512),
+            summary: &mut summary,
+            reported: 0,
+            write_error: None,
+        };
+        let mut format = None;
+        let result = capture::read(path, |record| {
+            if decoder.counts().records.is_multiple_of(4096) {
+                let offset = match record {
+                    capture::Record::Frame(f) => f.offset,
+                    capture::Record::Message { offset, .. } => offset,
+                };
+                bar.set_position(offset);
+            }
+            decoder.record(record, &mut sink);
+        })
+        .map(|f| format = Some(f));
+        bar.finish_and_clear();
+        if let Some(e) = sink.write_error.take() {
+            if e.kind() == io::ErrorKind::BrokenPipe {
+                return Ok(ExitCode::SUCCESS);
+            }
+            return Err(e).context("writing the decoded messages");
+        }
+        let counts = decoder.counts();
+        totals += counts;
+        if let Err(e) = result {
+            failure = Some(e);
+            break;
+        }
+        if let Some(problem) = diagnose(format, &counts, !filter.feeds.is_empty()) {
+            failure = Some(capture::CaptureError::Corrupt {
+                path: path.clone(),
+                offset: 0,
+                what: problem,
+            });
+            break;
+        }
+        if counts.bad_packets + counts.bad_messages > 0 {
+            eprintln!(
+                "ticklane: {}: {} malformed packets and {} malformed messages skipped; {} messages decoded",
+                path.display(),
+                counts.bad_packets,
+                counts.bad_messages,
+                counts.messages
+            );
+        }
+    }
+    if args.summary {
+        out.write_all(summary.render(&totals).as_bytes())?;
+    }
+    match out.flush() {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+        r => r.context("writing the output")?,
+    }
+    if let Some(e) = failure {
+        bail!(e);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A file that held nothing ticklane could use is an error, said plainly.
+fn diagnose(format: Option<Format>, c: &DecodeCounts, filtered: bool) -> Option<String> {
+    if c.messages > 0 || c.packets > 0 {
+        return None;
+    }
+    match format {
+        Some(Format::Binaryfile) if c.bad_messages > 0 => {
+            Some("no valid ITCH 5.0 message in this BinaryFILE".into())
+        }
+        Some(_) if c.bad_packets > 0 => Some(format!(
+            "none of its {} UDP packets is a valid MoldUDP64 packet: is this an ITCH 5.0 feed \
+             capture? (--feed GROUP:PORT selects the feed in a mixed capture)",
+            c.bad_packets
+        )),
+        Some(_) if c.foreign > 0 => Some(format!(
+            "none of its {} frames is a UDP datagram{}",
+            c.foreign,
+            if filtered {
+                " to the selected feeds (check --feed)"
+            } else {
+                " over IPv4"
+            }
+        )),
+        _ => None,
+    }
+}

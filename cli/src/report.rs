@@ -1,0 +1,228 @@
+//! What `run`, `replay` and `book` report: one summary shape, built from
+//! the poller's last snapshot, printed as text or JSON.
+
+use serde_json::{Value, json};
+use ticklane_appliance::bus::DrainStats;
+use ticklane_appliance::delivery::RangeLog;
+use ticklane_appliance::poller::{Ending, Finished};
+use ticklane_appliance::session::SessionStats;
+use ticklane_appliance::stats::Snapshot;
+use ticklane_protocols::itch::MESSAGE_TYPES;
+
+/// How the packets were received (for `run`).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct PathInfo {
+    pub(crate) mode: &'static str,
+    pub(crate) fallback_reason: Option<String>,
+    pub(crate) xdp_mode: Option<&'static str>,
+    pub(crate) bind: Option<&'static str>,
+    pub(crate) huge_pages: Option<bool>,
+}
+
+fn ending(e: Ending) -> &'static str {
+    match e {
+        Ending::Stopped => "stopped",
+        Ending::Duration => "duration",
+        Ending::EndOfInput => "end_of_input",
+    }
+}
+
+fn session_json(s: &SessionStats) -> serde_json::Map<String, Value> {
+    let v = json!({
+        "packets": s.packets, "heartbeats": s.heartbeats, "delivered": s.delivered,
+        "gaps": s.gaps, "gaps_filled": s.gaps_filled,
+        "duplicate_packets": s.duplicate_packets, "partial_packets": s.partial_packets,
+        "held_packets": s.held_packets, "window_overflow": s.window_overflow,
+        "rejected_packets": s.rejected_packets, "requests": s.requests, "retries": s.retries,
+        "failovers": s.failovers, "requested_messages": s.requested_messages,
+        "unrecoverable_gaps": s.unrecoverable_gaps, "lost_messages": s.unrecoverable_messages,
+        "session_changes": s.session_changes,
+    });
+    match v {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    }
+}
+
+fn sum(a: &SessionStats, b: &SessionStats) -> SessionStats {
+    SessionStats {
+        packets: a.packets + b.packets,
+        heartbeats: a.heartbeats + b.heartbeats,
+        delivered: a.delivered + b.delivered,
+        duplicate_packets: a.duplicate_packets + b.duplicate_packets,
+        partial_packets: a.partial_packets + b.partial_packets,
+        held_packets: a.held_packets + b.held_packets,
+        window_overflow: a.window_overflow + b.window_overflow,
+        rejected_packets: a.rejected_packets + b.rejected_packets,
+        gaps: a.gaps + b.gaps,
+        gaps_filled: a.gaps_filled + b.gaps_filled,
+        requests: a.requests + b.requests,
+        retries: a.retries + b.retries,
+        failovers: a.failovers + b.failovers,
+        requested_messages: a.requested_messages + b.requested_messages,
+        unrecoverable_gaps: a.unrecoverable_gaps + b.unrecoverable_gaps,
+        unrecoverable_messages: a.unrecoverable_messages + b.unrecoverable_messages,
+        session_changes: a.session_changes + b.session_changes,
+    }
+}
+
+fn ranges(log: &RangeLog) -> Value {
+    json!({
+        "ranges": log.ranges(),
+        "messages": log.messages(),
+        "listed": log.kept().iter().map(|r| json!({
+            "session": String::from_utf8_lossy(r.session.trimmed()), "from": r.from, "end": r.end,
+        })).collect::<Vec<_>>(),
+        "cut": log.is_cut(),
+    })
+}
+
+/// The summary of a finished poller as JSON.
+pub(crate) fn summary<S>(f: &Finished<S>, path: &PathInfo, drained: &DrainStats) -> Value {
+    let snap: &Snapshot = &f.snapshot;
+    let secs = f.elapsed.as_secs_f64().max(1e-9);
+    let by_type: serde_json::Map<String, Value> = MESSAGE_TYPES
+        .iter()
+        .zip(f.pipeline.by_type())
+        .filter(|(_, n)| **n > 0)
+        .map(|(t, n)| (char::from(t.tag).to_string(), (*n).into()))
+        .collect();
+    let total = snap
+        .sessions()
+        .iter()
+        .fold(SessionStats::default(), |acc, s| sum(&acc, &s.stats));
+    let mut session = session_json(&total);
+    session.insert("lost_ranges".into(), ranges(&f.lost));
+    let books = &f.pipeline.books;
+    let bs = books.stats();
+    let bus = snap.bus;
+    json!({
+        "ending": ending(f.ending),
+        "mode": path.mode,
+        "fallback_reason": path.fallback_reason,
+        "xdp_mode": path.xdp_mode,
+        "bind": path.bind,
+        "huge_pages": path.huge_pages,
+        "seconds": secs,
+        "packets": snap.source.received,
+        "moldudp64_packets": snap.packets,
+        "messages": snap.delivered,
+        "messages_per_second": snap.delivered as f64 / secs,
+        "by_type": by_type,
+        "malformed": {
+            "frames": snap.source.malformed,
+            "packets": snap.malformed_packets,
+            "messages": snap.bad_messages,
+        },
+        "foreign_frames": snap.source.foreign,
+        "foreign_session_packets": snap.foreign_session_packets,
+        "session": session,
+        "sessions": snap.sessions().iter().map(|s| {
+            let mut m = session_json(&s.stats);
+            m.insert("name".into(), String::from_utf8_lossy(s.session.trimmed()).into());
+            m.insert("next_seq".into(), s.next_seq.into());
+            m.insert("stale".into(), s.stale.into());
+            m.insert("ended".into(), s.ended.into());
+            m.insert("lines".into(), s.lines().iter().map(|l| json!({
+                "packets": l.packets, "duplicates": l.duplicates, "gaps": l.gaps,
+                "gaps_covered_by_other": l.gaps_covered_by_other, "lag_messages": l.lag_messages,
+                "downs": l.downs, "down": l.down,
+            })).collect::<Vec<_>>().into());
+            Value::Object(m)
+        }).collect::<Vec<_>>(),
+        "xdp_counters": snap.source.xdp.map(|c| c.iter()
+            .map(|(k, v)| (k.name().to_string(), Value::from(v)))
+            .collect::<serde_json::Map<_, _>>()),
+        "socket": snap.source.xsk.map(|x| json!({
+            "rx_dropped": x.rx_dropped, "rx_ring_full": x.rx_ring_full,
+            "rx_fill_ring_empty_descs": x.rx_fill_ring_empty, "rx_invalid_descs": x.rx_invalid_descs,
+        })),
+        "books": {
+            "stocks": books.iter().filter(|(_, b)| !b.is_empty()).count(),
+            "live_orders": books.live_orders(),
+            "unknown_reference": bs.unknown_reference,
+            "pool_growths": bs.pool_growths,
+            "stale": snap.is_stale(),
+        },
+        "bus": {
+            "published": bus.published,
+            "dropped": bus.dropped.iter().map(|(t, n)| (t.name().to_string(), Value::from(n)))
+                .collect::<serde_json::Map<_, _>>(),
+            "audit_overflow": bus.audit_overflow,
+        },
+        "audit": {"missed": ranges(&f.audit_missed)},
+        "consumed": {"bbo": drained.bbo, "trades": drained.trades, "vwap": drained.vwap,
+                     "session": drained.session, "audit": drained.audit},
+        "failed_requests": snap.failed_requests,
+        "tap_failures": f.tap.0,
+    })
+}
+
+/// Warnings the operator must see on stderr: malformed input, losses, a
+/// stale end.
+pub(crate) fn warn(who: &str, v: &Value) {
+    let lost = v["session"]["lost_messages"].as_u64().unwrap_or(0);
+    if lost > 0 {
+        let r = &v["session"]["lost_ranges"];
+        eprintln!(
+            "{who}: warning: {lost} messages lost in {} gaps (first: {}){}; books may be wrong",
+            r["ranges"],
+            r["listed"]
+                .get(0)
+                .map_or_else(String::new, |x| format!("{}..{}", x["from"], x["end"])),
+            if r["cut"].as_bool() == Some(true) {
+                " (the list of ranges was cut; the totals are exact)"
+            } else {
+                ""
+            }
+        );
+    }
+    let missed = v["audit"]["missed"]["messages"].as_u64().unwrap_or(0);
+    if missed > 0 {
+        eprintln!(
+            "{who}: warning: the audit ring was full for {missed} delivered messages (recorded by range for the auditor)"
+        );
+    }
+    if v["books"]["stale"].as_bool() == Some(true) {
+        eprintln!("{who}: warning: a session is stale (a gap is open): the books may be wrong");
+    }
+}
+
+/// The summary as text lines.
+pub(crate) fn print(v: &Value) {
+    println!(
+        "{} messages in {:.3} s: {:.2} M messages/s ({} packets)",
+        v["messages"],
+        v["seconds"].as_f64().unwrap_or(0.0),
+        v["messages_per_second"].as_f64().unwrap_or(0.0) / 1e6,
+        v["packets"]
+    );
+    let s = &v["session"];
+    println!(
+        "session: {} gaps ({} filled, {} unrecoverable, {} messages lost), {} duplicate and {} held packets, {} requests",
+        s["gaps"],
+        s["gaps_filled"],
+        s["unrecoverable_gaps"],
+        s["lost_messages"],
+        s["duplicate_packets"],
+        s["held_packets"],
+        s["requests"]
+    );
+    let b = &v["books"];
+    println!(
+        "books: {} stocks with resting orders, {} orders live, {} unknown references{}",
+        b["stocks"],
+        b["live_orders"],
+        b["unknown_reference"],
+        if b["stale"].as_bool() == Some(true) {
+            " (STALE: a gap is open)"
+        } else {
+            ""
+        }
+    );
+    let c = &v["consumed"];
+    println!(
+        "bus: {} BBO changes, {} trades, {} VWAP emissions, {} session events, {} audit records",
+        c["bbo"], c["trades"], c["vwap"], c["session"], c["audit"]
+    );
+}

@@ -1,0 +1,412 @@
+//! `ticklane run` and `ticklane send`.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use ticklane_appliance::analytics::vwap::Vwap;
+use ticklane_appliance::book::Books;
+use ticklane_appliance::bus::{self, BusConfig, Drain};
+use ticklane_appliance::delivery::Tap;
+use ticklane_appliance::pipeline::Pipeline;
+use ticklane_appliance::poller::{Poller, PollerConfig, TimeBase};
+use ticklane_appliance::session::SessionConfig;
+use ticklane_appliance::source::steering::SteeringError;
+use ticklane_appliance::source::udp::{FeedSocket, UdpSource};
+use ticklane_appliance::source::xdp::{XdpConfig, XdpError, XdpSource};
+use ticklane_appliance::source::xsk::XskConfig;
+use ticklane_appliance::source::{Source, Wait};
+use ticklane_appliance::stats::StatsReader;
+use ticklane_appliance::sys;
+use ticklane_capture::Record;
+use ticklane_capture::pace;
+use ticklane_lab::send::FrameSender;
+
+use super::GroupPort;
+use super::args::{BindArg, ModeArg, XdpModeArg};
+use super::report::{self, PathInfo};
+
+/// Receive live feeds on one interface queue: XDP → AF_XDP → in-place parse.
+///
+/// The XDP program steers the subscribed GROUP:PORT feeds of the queue into
+/// an AF_XDP socket and passes everything else to the kernel; a poller parses
+/// each frame where it lies, sequences it (gaps recovered with --retrans),
+/// arbitrates A/B lines (--feed repeated), and keeps books, VWAP and tape.
+/// Stats every second on stderr; on SIGINT/SIGTERM or after --duration: a
+/// clean shutdown (program detached, groups left) and a summary. Needs root
+/// (or CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW, CAP_IPC_LOCK).
+#[derive(Debug, clap::Args)]
+pub(crate) struct RunArgs {
+    /// Interface to receive on.
+    #[arg(long)]
+    iface: String,
+    /// NIC receive queue to bind the AF_XDP socket to.
+    #[arg(long, default_value_t = 0)]
+    queue: u32,
+    /// Feed GROUP:PORT (repeatable; the same session on several feeds is A/B arbitrated).
+    #[arg(long = "feed", value_name = "GROUP:PORT", required = true)]
+    feeds: Vec<GroupPort>,
+    /// auto: XDP, else kernel UDP with a warning; xdp: XDP or fail; udp: kernel sockets.
+    #[arg(long, value_enum, default_value = "auto")]
+    mode: ModeArg,
+    /// XDP attach mode: auto tries native then generic.
+    #[arg(long, value_enum, default_value = "auto")]
+    xdp_mode: XdpModeArg,
+    /// AF_XDP bind: auto tries zero-copy then copy.
+    #[arg(long, value_enum, default_value = "auto")]
+    bind: BindArg,
+    /// Socket rx ring slots (power of two).
+    #[arg(long, default_value_t = 4096)]
+    rx_ring: u32,
+    /// Fill ring slots and UMEM frames (power of two, ≥ NIC ring + rx ring).
+    #[arg(long, default_value_t = 8192)]
+    fill_ring: u32,
+    /// Busy polling on the socket: microseconds (SO_BUSY_POLL, with SO_PREFER_BUSY_POLL).
+    #[arg(long)]
+    busy_poll: Option<u32>,
+    /// Spin on the rings instead of sleeping in poll() when idle (lowest latency, one full core).
+    #[arg(long)]
+    spin: bool,
+    /// Core to pin the poller to.
+    #[arg(long)]
+    core: Option<usize>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// MoldUDP64 re-request server HOST:PORT (repeatable).
+    #[arg(long = "retrans", value_name = "HOST:PORT")]
+    retrans: Vec<SocketAddr>,
+    /// Start at the first packet seen instead of backfilling from sequence 1.
+    #[arg(long)]
+    join_live: bool,
+    /// Write the final summary as JSON here.
+    #[arg(long)]
+    summary_json: Option<PathBuf>,
+    /// Write the canonical decode of every message received here (a debugging
+    /// tap: it formats JSON on the poller and slows it down).
+    #[arg(long)]
+    tap: Option<PathBuf>,
+    /// Write the canonical books at exit here.
+    #[arg(long)]
+    book_out: Option<PathBuf>,
+    /// Capacity of the order pool.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_orders: usize,
+}
+
+/// What the live run needs besides its source.
+struct Live<'a> {
+    args: &'a RunArgs,
+    cfg: PollerConfig,
+    stop: &'a AtomicBool,
+}
+
+pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let stop = super::stop_flag()?;
+    let feeds: Vec<(Ipv4Addr, u16)> = args.feeds.iter().map(|f| (f.group, f.port)).collect();
+    let ifindex = sys::interface_index(&args.iface)?;
+    // Joined in every mode: switches forward a group only to ports that asked.
+    let sockets: Vec<FeedSocket> = feeds
+        .iter()
+        .map(|(g, p)| FeedSocket::join(*g, *p, ifindex, 8 << 20))
+        .collect::<Result<_, _>>()?;
+    let cfg = PollerConfig {
+        session: SessionConfig {
+            backfill_from: if args.join_live { None } else { Some(1) },
+            ..SessionConfig::default()
+        },
+        lines: feeds.len(),
+        retrans: args.retrans.clone(),
+        wait: if args.spin {
+            Wait::Spin
+        } else {
+            Wait::Sleep(1)
+        },
+        time: TimeBase::Monotonic,
+        duration: args.duration.map(Duration::from_secs_f64),
+        ..PollerConfig::default()
+    };
+    let xdp_cfg = XdpConfig {
+        iface: args.iface.clone(),
+        feeds,
+        mode: args.xdp_mode.into(),
+        xsk: XskConfig {
+            queue: args.queue,
+            rx_size: args.rx_ring,
+            fill_size: args.fill_ring,
+            bind: args.bind.into(),
+            busy_poll: args.busy_poll.map(|us| (us, 64)),
+            ..XskConfig::default()
+        },
+    };
+    if let Some(core) = args.core
+        && let Err(e) = sys::pin_to_core(core)
+    {
+        eprintln!("ticklane run: warning: cannot pin the poller to core {core}: {e}");
+    }
+    let live = Live {
+        args,
+        cfg,
+        stop: &stop,
+    };
+    let xdp = match args.mode {
+        ModeArg::Udp => Err(None),
+        ModeArg::Xdp => Ok(XdpSource::open(&xdp_cfg).map_err(explain)?),
+        ModeArg::Auto => match XdpSource::open(&xdp_cfg) {
+            Ok(x) => Ok(x),
+            // The other program steers the feed away from the kernel too:
+            // falling back to UDP would receive nothing.
+            Err(e @ XdpError::Steering(SteeringError::InterfaceBusy { .. })) => {
+                return Err(explain(e));
+            }
+            Err(e) => {
+                let reason = format!("{:#}", anyhow::Error::from(e));
+                eprintln!(
+                    "ticklane run: warning: XDP is not possible here ({reason}); using kernel UDP sockets"
+                );
+                Err(Some(reason))
+            }
+        },
+    };
+    match xdp {
+        Ok(source) => {
+            if let Some(native) = source.native_refused() {
+                eprintln!(
+                    "ticklane run: warning: native XDP refused ({:#}); running in generic mode (slower)",
+                    anyhow::Error::msg(native.to_string())
+                );
+            }
+            let path = PathInfo {
+                mode: "xdp",
+                fallback_reason: None,
+                xdp_mode: source.attached_mode().map(|m| m.name()),
+                bind: Some(if source.zero_copy() {
+                    "zerocopy"
+                } else {
+                    "copy"
+                }),
+                huge_pages: Some(source.huge_pages()),
+            };
+            // The sockets stay joined for the switches until the end.
+            let outcome = drive(source, &live, path);
+            drop(sockets);
+            outcome
+        }
+        Err(fallback_reason) => {
+            let path = PathInfo {
+                mode: "udp",
+                fallback_reason,
+                ..PathInfo::default()
+            };
+            drive(UdpSource::new(sockets), &live, path)
+        }
+    }
+}
+
+/// Runs the poller on `source` until stopped, then reports.
+fn drive<S: Source>(source: S, live: &Live<'_>, path: PathInfo) -> anyhow::Result<ExitCode> {
+    let args = live.args;
+    let tap = match &args.tap {
+        Some(p) => Some(Tap::new(Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        )))),
+        None => None,
+    };
+    let (publisher, subscribers) = bus::bus(BusConfig::default());
+    let drain = Drain::spawn(subscribers);
+    let pipeline = Pipeline::new(
+        Books::new(args.max_orders),
+        Vwap::new(1_000_000_000, 100_000_000),
+        publisher,
+    );
+    let (mut poller, stats) = Poller::new(source, pipeline, tap, live.cfg.clone(), live.stop)?;
+    eprintln!(
+        "ticklane run: ready on {} queue {} ({}{}{})",
+        args.iface,
+        args.queue,
+        path.mode,
+        path.xdp_mode
+            .map(|m| format!(", {m} XDP"))
+            .unwrap_or_default(),
+        path.bind.map(|b| format!(", {b} bind")).unwrap_or_default()
+    );
+    let done = AtomicBool::new(false);
+    let ending = std::thread::scope(|scope| {
+        scope.spawn(|| print_stats(stats, &done));
+        let ending = poller.run();
+        done.store(true, Ordering::Relaxed);
+        ending
+    })?;
+    let finished = poller.finish(ending);
+    let drained = drain.finish();
+    if let Err(e) = &finished.tap.1 {
+        eprintln!("ticklane run: warning: the tap could not be flushed: {e}");
+    }
+    let summary = report::summary(&finished, &path, &drained);
+    report::warn("ticklane run", &summary);
+    println!(
+        "ticklane run: {} packets, {} messages in {:.1} s via {}; {} lost",
+        summary["packets"],
+        summary["messages"],
+        summary["seconds"].as_f64().unwrap_or(0.0),
+        path.mode,
+        summary["session"]["lost_messages"]
+    );
+    if let Some(path) = &args.summary_json {
+        std::fs::write(path, serde_json::to_vec_pretty(&summary)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.book_out {
+        let mut out = Vec::new();
+        finished
+            .pipeline
+            .books
+            .write_canonical(&mut out, None, None);
+        std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The once-a-second stats line, printed from this thread (never from the
+/// poller) off the poller's published snapshots.
+fn print_stats(mut stats: StatsReader, done: &AtomicBool) {
+    let mut last = stats.read();
+    let mut at = Instant::now();
+    while !done.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+        if at.elapsed() < Duration::from_secs(1) {
+            continue;
+        }
+        let now = stats.read();
+        let secs = at.elapsed().as_secs_f64();
+        let xsk = now.source.xsk.unwrap_or_default();
+        eprintln!(
+            "ticklane: {:.0} pkt/s, {:.0} msg/s, {} lost, {} dropped by the socket ({} ring full), {} fill-ring-empty{}",
+            now.source.received.saturating_sub(last.source.received) as f64 / secs,
+            now.delivered.saturating_sub(last.delivered) as f64 / secs,
+            now.lost_messages,
+            xsk.rx_dropped + xsk.rx_ring_full,
+            xsk.rx_ring_full,
+            xsk.rx_fill_ring_empty,
+            if now.is_stale() { ", STALE" } else { "" }
+        );
+        last = now;
+        at = Instant::now();
+    }
+}
+
+/// Adds what to do to a missing-privilege error, the one operators meet most.
+fn explain(e: XdpError) -> anyhow::Error {
+    let denied = e.is_permission_denied();
+    let e = anyhow::Error::from(e);
+    if denied {
+        anyhow::anyhow!(
+            "{e:#}\n  hint: run as root (or grant CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW, CAP_IPC_LOCK)"
+        )
+    } else {
+        e
+    }
+}
+
+/// Put a capture's frames on an interface (for labs, tests, benchmarks).
+///
+/// Frames go out through an AF_PACKET socket, timed by the capture's
+/// timestamps (--speed), at a fixed rate (--pps), or as fast as possible
+/// (--topspeed). Prints progress and the achieved rate. Needs root or CAP_NET_RAW.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SendArgs {
+    /// Capture (pcap or pcapng of Ethernet frames).
+    file: PathBuf,
+    /// Interface to send on.
+    #[arg(long)]
+    iface: String,
+    /// Fixed rate in packets per second.
+    #[arg(long, conflicts_with_all = ["speed", "topspeed"])]
+    pps: Option<f64>,
+    /// Capture timing sped up by this factor (1 = as captured).
+    #[arg(long, conflicts_with = "topspeed")]
+    speed: Option<f64>,
+    /// As fast as possible.
+    #[arg(long)]
+    topspeed: bool,
+    /// Send the capture this many times.
+    #[arg(long = "loop", default_value_t = 1)]
+    loops: u32,
+}
+
+pub(crate) fn send(args: &SendArgs) -> anyhow::Result<ExitCode> {
+    let sender = FrameSender::open(&args.iface)?;
+    if args.pps.is_some_and(|p| p <= 0.0) || args.speed.is_some_and(|s| s <= 0.0) {
+        bail!("--pps and --speed must be above 0");
+    }
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let mut bytes = 0u64;
+    let mut failure = None;
+    let bar = super::progress_bar(0, "sending");
+    for round in 0..args.loops {
+        let round_start = Instant::now();
+        let mut in_round = 0u64;
+        let mut first_ts: Option<u64> = None;
+        ticklane_capture::read(&args.file, |r| {
+            if failure.is_some() {
+                return;
+            }
+            let Record::Frame(f) = r else {
+                failure.get_or_insert_with(|| {
+                    anyhow::anyhow!(
+                        "a BinaryFILE holds messages, not frames: generate a pcap to send"
+                    )
+                });
+                return;
+            };
+            let due = match (args.pps, args.speed) {
+                (Some(pps), _) => Some(Duration::from_secs_f64(in_round as f64 / pps)),
+                (None, Some(speed)) => {
+                    let first = *first_ts.get_or_insert(f.ts_nanos);
+                    Some(Duration::from_secs_f64(
+                        f.ts_nanos.saturating_sub(first) as f64 / 1e9 / speed,
+                    ))
+                }
+                _ if args.topspeed => None,
+                _ => {
+                    let first = *first_ts.get_or_insert(f.ts_nanos);
+                    Some(Duration::from_nanos(f.ts_nanos.saturating_sub(first)))
+                }
+            };
+            if let Some(due) = due {
+                pace::wait_until(round_start, due);
+            }
+            if let Err(e) = sender.send(f.data) {
+                failure = Some(anyhow::anyhow!(
+                    "sending packet {} of round {}: {e}",
+                    f.number,
+                    round + 1
+                ));
+                return;
+            }
+            sent += 1;
+            in_round += 1;
+            bytes += f.data.len() as u64;
+            if sent.is_multiple_of(4096) {
+                bar.set_message(format!("{sent} packets"));
+                bar.tick();
+            }
+        })?;
+        if let Some(e) = failure.take() {
+            return Err(e);
+        }
+    }
+    bar.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    println!(
+        "ticklane send: {sent} packets ({:.1} MB) in {secs:.2} s: {:.0} pps, {:.1} Mbit/s",
+        bytes as f64 / 1e6,
+        sent as f64 / secs,
+        bytes as f64 * 8.0 / secs / 1e6
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,7 +1,0 @@
-//! The `ticklane` command line: a thin layer over the library.
-
-mod cli;
-
-fn main() -> std::process::ExitCode {
-    cli::main()
-}
