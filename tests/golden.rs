@@ -1,4 +1,4 @@
-//! Golden tests: every real NASDAQ/BX capture in shared/ decodes to its
+//! Golden tests: every real NASDAQ/BX capture in tests/data/ decodes to its
 //! expected canonical JSON Lines, byte for byte.
 
 use ticklane_e2e::{captures_dir, ticklane_ok};

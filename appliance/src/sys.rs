@@ -20,7 +20,7 @@ pub fn interface_index(iface: &str) -> io::Result<u32> {
     nix::net::if_::if_nametoindex(iface).map_err(|e| {
         io::Error::new(
             io::ErrorKind::NotFound,
-            format!("interface {iface}: {e} (see `ip link` for the interfaces here)"),
+            format!("interface {iface} does not exist here ({e}; see `ip link`)"),
         )
     })
 }

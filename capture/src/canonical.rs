@@ -1,4 +1,4 @@
-//! The canonical decode format of `shared/ITCH50.md`: one JSON object per
+//! The canonical decode format of `docs/formats.md`: one JSON object per
 //! message, `session`, `seq`, `type`, the header fields, then every field in
 //! wire order; integers raw, alpha fields trimmed.
 

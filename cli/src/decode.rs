@@ -20,7 +20,7 @@ use super::GroupPort;
 ///
 /// Input formats are detected: pcap and pcapng (Ethernet or raw IPv4, UDP
 /// carrying MoldUDP64) and NASDAQ BinaryFILE. Each message prints as in
-/// shared/ITCH50.md: session, seq, type, every field in wire order, raw
+/// docs/formats.md: session, seq, type, every field in wire order, raw
 /// integers, trimmed text. A malformed packet is reported on stderr with its
 /// packet number and byte offset and skipped; an unreadable or truncated file
 /// is an error (exit 1) after what could be decoded was printed.

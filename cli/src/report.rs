@@ -44,28 +44,6 @@ fn session_json(s: &SessionStats) -> serde_json::Map<String, Value> {
     }
 }
 
-fn sum(a: &SessionStats, b: &SessionStats) -> SessionStats {
-    SessionStats {
-        packets: a.packets + b.packets,
-        heartbeats: a.heartbeats + b.heartbeats,
-        delivered: a.delivered + b.delivered,
-        duplicate_packets: a.duplicate_packets + b.duplicate_packets,
-        partial_packets: a.partial_packets + b.partial_packets,
-        held_packets: a.held_packets + b.held_packets,
-        window_overflow: a.window_overflow + b.window_overflow,
-        rejected_packets: a.rejected_packets + b.rejected_packets,
-        gaps: a.gaps + b.gaps,
-        gaps_filled: a.gaps_filled + b.gaps_filled,
-        requests: a.requests + b.requests,
-        retries: a.retries + b.retries,
-        failovers: a.failovers + b.failovers,
-        requested_messages: a.requested_messages + b.requested_messages,
-        unrecoverable_gaps: a.unrecoverable_gaps + b.unrecoverable_gaps,
-        unrecoverable_messages: a.unrecoverable_messages + b.unrecoverable_messages,
-        session_changes: a.session_changes + b.session_changes,
-    }
-}
-
 fn ranges(log: &RangeLog) -> Value {
     json!({
         "ranges": log.ranges(),
@@ -87,10 +65,10 @@ pub(crate) fn summary<S>(f: &Finished<S>, path: &PathInfo, drained: &DrainStats)
         .filter(|(_, n)| **n > 0)
         .map(|(t, n)| (char::from(t.tag).to_string(), (*n).into()))
         .collect();
-    let total = snap
-        .sessions()
-        .iter()
-        .fold(SessionStats::default(), |acc, s| sum(&acc, &s.stats));
+    let mut total = SessionStats::default();
+    for s in snap.sessions() {
+        total += s.stats;
+    }
     let mut session = session_json(&total);
     session.insert("lost_ranges".into(), ranges(&f.lost));
     let books = &f.pipeline.books;

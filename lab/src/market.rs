@@ -177,7 +177,7 @@ impl Market {
         Some(self.stocks.get(i)?.symbol)
     }
 
-    /// The canonical book lines (`shared/ITCH50.md`) of the orders resting
+    /// The canonical book lines (`docs/formats.md`) of the orders resting
     /// now, aggregated independently of [`crate::book`]: the generator's own
     /// expectation of what `ticklane book` must print.
     pub fn expected_books(&self) -> Vec<u8> {

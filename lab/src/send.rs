@@ -9,7 +9,7 @@ fn interface_index(iface: &str) -> io::Result<u32> {
     nix::net::if_::if_nametoindex(iface).map_err(|e| {
         io::Error::new(
             io::ErrorKind::NotFound,
-            format!("interface {iface}: {e} (see `ip link`)"),
+            format!("interface {iface} does not exist here ({e}; see `ip link`)"),
         )
     })
 }

@@ -275,7 +275,7 @@ impl itch::Handler for Books {
 }
 
 impl Books {
-    /// Appends the canonical book lines (`shared/ITCH50.md`) of every stock
+    /// Appends the canonical book lines (`docs/formats.md`) of every stock
     /// whose book is not empty, by locate code; `depth` keeps the best N
     /// levels per side, `stock` selects one symbol.
     pub fn write_canonical(&self, out: &mut Vec<u8>, depth: Option<usize>, stock: Option<&[u8]>) {

@@ -207,6 +207,34 @@ pub struct SessionStats {
     pub session_changes: u64,
 }
 
+impl std::ops::AddAssign for SessionStats {
+    /// Sums the counters of several sessions (saturating).
+    fn add_assign(&mut self, o: Self) {
+        let fields = [
+            (&mut self.packets, o.packets),
+            (&mut self.heartbeats, o.heartbeats),
+            (&mut self.delivered, o.delivered),
+            (&mut self.duplicate_packets, o.duplicate_packets),
+            (&mut self.partial_packets, o.partial_packets),
+            (&mut self.held_packets, o.held_packets),
+            (&mut self.window_overflow, o.window_overflow),
+            (&mut self.rejected_packets, o.rejected_packets),
+            (&mut self.gaps, o.gaps),
+            (&mut self.gaps_filled, o.gaps_filled),
+            (&mut self.requests, o.requests),
+            (&mut self.retries, o.retries),
+            (&mut self.failovers, o.failovers),
+            (&mut self.requested_messages, o.requested_messages),
+            (&mut self.unrecoverable_gaps, o.unrecoverable_gaps),
+            (&mut self.unrecoverable_messages, o.unrecoverable_messages),
+            (&mut self.session_changes, o.session_changes),
+        ];
+        for (to, from) in fields {
+            *to = to.saturating_add(from);
+        }
+    }
+}
+
 /// A packet held in the window, or (`slot == LOST`) a range given up on
 /// that lies beyond the next message to deliver.
 #[derive(Debug, Clone, Copy)]
