@@ -7,9 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use ticklane_capture::canonical as json;
-use ticklane_capture::feed::{
-    DecodeCounts, FeedDecoder, FeedFilter, FeedSink, FeedSummary, Location, Problem,
-};
+use ticklane_capture::feed::{DecodeCounts, FeedDecoder, FeedSink, FeedSummary, Location, Problem};
 use ticklane_capture::{self as capture, Format};
 use ticklane_protocols::itch::MessageRef;
 use ticklane_protocols::moldudp64::{Packet, Session};
@@ -98,13 +96,7 @@ pub(crate) fn run(args: &DecodeArgs) -> anyhow::Result<ExitCode> {
         )),
         None => Box::new(BufWriter::with_capacity(1 << 20, stdout.lock())),
     };
-    let filter = FeedFilter {
-        feeds: args
-            .feeds
-            .iter()
-            .map(|f| (f.group.octets(), f.port))
-            .collect(),
-    };
+    let filter = super::feed_filter(&args.feeds);
     let mut summary = FeedSummary::default();
     let mut totals = DecodeCounts::default();
     let mut failure = None;

@@ -94,6 +94,13 @@ impl std::str::FromStr for GroupPort {
     }
 }
 
+/// The feed filter of `--feed GROUP:PORT` options (line = position).
+pub(crate) fn feed_filter(feeds: &[GroupPort]) -> ticklane_capture::feed::FeedFilter {
+    ticklane_capture::feed::FeedFilter {
+        feeds: feeds.iter().map(|f| (f.group.octets(), f.port)).collect(),
+    }
+}
+
 /// A flag raised by SIGINT, SIGTERM or SIGHUP: the commands that run for a
 /// while stop cleanly on it and still report.
 pub(crate) fn stop_flag() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {

@@ -14,7 +14,6 @@ use ticklane_appliance::pipeline::Pipeline;
 use ticklane_appliance::poller::{Finished, Poller, PollerConfig, TimeBase};
 use ticklane_appliance::session::SessionConfig;
 use ticklane_appliance::source::capture::CaptureSource;
-use ticklane_capture::feed::FeedFilter;
 
 use super::GroupPort;
 use super::report::{self, PathInfo};
@@ -87,13 +86,7 @@ pub(crate) fn run_pipeline(
         ),
         publisher,
     );
-    let filter = FeedFilter {
-        feeds: args
-            .feeds
-            .iter()
-            .map(|f| (f.group.octets(), f.port))
-            .collect(),
-    };
+    let filter = super::feed_filter(&args.feeds);
     let cfg = PollerConfig {
         session: SessionConfig {
             max_request: args.max_request.max(1),
