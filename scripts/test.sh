@@ -19,6 +19,10 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+if [ -z "${TICKLANE_SPEC:-}" ] && [ ! -f ../shared/ITCH50.md ]; then
+  step "NOTE: ../shared/ITCH50.md is not beside the repository: the layout checks against the independent specification are SKIPPED (set TICKLANE_SPEC=FILE to run them)"
+fi
+
 step "cargo test (unit, property, golden, differential, CLI, no-allocation)"
 cargo test --workspace --locked --no-fail-fast
 
