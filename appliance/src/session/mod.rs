@@ -17,7 +17,37 @@
 //!   [`SessionEvent::Unrecoverable`] with its exact bounds and skipped;
 //! - heartbeats and end of session reveal tail gaps; gaps before the end of
 //!   a session are still filled before [`SessionEvent::EndOfSession`];
-//! - a new session name (next trading day) starts clean.
+//! - a new session name (next trading day) starts clean;
+//! - a single forged packet far ahead cannot wreck the session (see
+//!   *Sequence sanity* below).
+//!
+//! # Sequence sanity
+//!
+//! A packet's position is its end (the sequence number after its last
+//! message) for a message packet, its sequence number for a heartbeat or an
+//! end of session. The *horizon* is the furthest position accepted so far
+//! (the larger of the next message to deliver and one past the highest
+//! message known to exist). A packet positioned more than
+//! [`SessionConfig::max_jump`] beyond the horizon is *suspect*: it is counted
+//! ([`SessionStats::suspect_packets`]) and remembered in a single slot (the
+//! last suspect only), but otherwise ignored: it moves nothing, is not held,
+//! and a suspect end of session does not end the session. So one forged
+//! packet numbered 2^63 neither opens a gap of 2^63 messages (that would be
+//! declared lost, or requested forever) nor ends the day.
+//!
+//! A suspect is *confirmed* when another packet (any line, any kind) is
+//! itself beyond `max_jump` of the horizon but within `max_jump` of the
+//! remembered suspect: the feed really is up there (joining late, a long
+//! outage). Both are then trusted ([`SessionStats::confirmed_jumps`]): the
+//! horizon moves to the further of the two, the current packet is processed
+//! as usual, and the hole before it is reported and requested (or lost) as
+//! any other. The suspect packet itself was not kept, so its messages are
+//! part of that hole. Packets within `max_jump` of the horizon are trusted
+//! at once, as before. This rule stops a lone forged packet, not an attacker
+//! who can send two.
+//!
+//! All sequence arithmetic saturates: numbers near `u64::MAX` cannot panic
+//! or wrap.
 //!
 //! Memory is fixed at construction (the window's arena and the request table).
 
@@ -63,6 +93,12 @@ pub struct SessionConfig {
     /// seen are a gap to fill (or report) from here. `Some(1)` by default,
     /// since books need the whole day; `None` joins at the first packet seen.
     pub backfill_from: Option<u64>,
+    /// Furthest a packet may lie beyond the horizon (in messages) and still
+    /// be trusted on its own; further, it is suspect until a second packet
+    /// up there confirms it (see the module's *Sequence sanity*). Values
+    /// below one packet's worth (65,535) act as 65,535; `u64::MAX` turns
+    /// the check off.
+    pub max_jump: u64,
 }
 
 impl Default for SessionConfig {
@@ -80,6 +116,7 @@ impl Default for SessionConfig {
             max_packet: 2048,
             max_message_len: None,
             backfill_from: Some(1),
+            max_jump: 1_000_000,
         }
     }
 }
@@ -205,6 +242,10 @@ pub struct SessionStats {
     pub unrecoverable_messages: u64,
     /// Session changes after the first.
     pub session_changes: u64,
+    /// Packets positioned more than `max_jump` beyond the horizon (ignored).
+    pub suspect_packets: u64,
+    /// Suspects confirmed by a second packet far ahead (trusted jumps).
+    pub confirmed_jumps: u64,
 }
 
 impl std::ops::AddAssign for SessionStats {
@@ -228,6 +269,8 @@ impl std::ops::AddAssign for SessionStats {
             (&mut self.unrecoverable_gaps, o.unrecoverable_gaps),
             (&mut self.unrecoverable_messages, o.unrecoverable_messages),
             (&mut self.session_changes, o.session_changes),
+            (&mut self.suspect_packets, o.suspect_packets),
+            (&mut self.confirmed_jumps, o.confirmed_jumps),
         ];
         for (to, from) in fields {
             *to = to.saturating_add(from);
@@ -256,6 +299,13 @@ struct InFlight {
     deadline: u64,
 }
 
+/// The last packet found too far ahead: its position and kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Suspect {
+    at: u64,
+    kind: PacketKind,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct GapEpisode {
     from: u64,
@@ -282,7 +332,16 @@ pub struct SessionTracker {
     in_flight: Vec<InFlight>,
     requested_upto: u64,
     primary: usize,
+    /// The last suspect packet, waiting for confirmation.
+    suspect: Option<Suspect>,
     stats: SessionStats,
+}
+
+/// Sequence number after the packet's last message (saturating).
+fn packet_end(packet: &Packet<&[u8]>) -> u64 {
+    packet
+        .sequence_number()
+        .saturating_add(u64::from(packet.messages_len()))
 }
 
 fn deliver(
@@ -297,7 +356,7 @@ fn deliver(
             stats.delivered += 1;
         }
     }
-    *next_seq = (*next_seq).max(packet.next_sequence_number());
+    *next_seq = (*next_seq).max(packet_end(packet));
 }
 
 impl SessionTracker {
@@ -317,6 +376,7 @@ impl SessionTracker {
             gap: None,
             requested_upto: 0,
             primary: 0,
+            suspect: None,
             stats: SessionStats::default(),
             cfg,
         }
@@ -353,6 +413,13 @@ impl SessionTracker {
         self.next_seq < self.highest
     }
 
+    /// The last suspect packet not (yet) confirmed: its position (end of a
+    /// message packet, sequence number of a heartbeat or end of session)
+    /// and kind.
+    pub fn last_suspect(&self) -> Option<(u64, PacketKind)> {
+        self.suspect.map(|s| (s.at, s.kind))
+    }
+
     /// True while a request is out: retransmissions may be on their way.
     pub fn awaiting_retransmission(&self) -> bool {
         !self.in_flight.is_empty()
@@ -371,9 +438,23 @@ impl SessionTracker {
             Some(_) => {}
         }
         let seq = packet.sequence_number();
-        match packet.kind() {
+        let end = packet_end(packet);
+        let kind = packet.kind();
+        match kind {
+            PacketKind::Heartbeat => self.stats.heartbeats += 1,
+            PacketKind::Messages => self.stats.packets += 1,
+            PacketKind::EndOfSession => {}
+        }
+        let at = if kind == PacketKind::Messages {
+            end
+        } else {
+            seq
+        };
+        if !self.sane(at, kind) {
+            return;
+        }
+        match kind {
             PacketKind::Heartbeat => {
-                self.stats.heartbeats += 1;
                 self.highest = self.highest.max(seq);
             }
             PacketKind::EndOfSession => {
@@ -381,8 +462,6 @@ impl SessionTracker {
                 self.ended = true;
             }
             PacketKind::Messages => {
-                self.stats.packets += 1;
-                let end = packet.next_sequence_number();
                 self.highest = self.highest.max(end);
                 if let Some(max) = self.cfg.max_message_len
                     && packet.messages().any(|(_, m)| m.len() > max)
@@ -401,6 +480,28 @@ impl SessionTracker {
             }
         }
         self.progress(now, sink);
+    }
+
+    /// Sequence sanity: true if a packet positioned at `at` may be acted on;
+    /// false if it is suspect (then remembered). Confirms a remembered suspect
+    /// that `at` corroborates (and trusts its position too).
+    fn sane(&mut self, at: u64, kind: PacketKind) -> bool {
+        let max_jump = self.cfg.max_jump.max(u64::from(u16::MAX));
+        let horizon = self.highest.max(self.next_seq);
+        if at.saturating_sub(horizon) <= max_jump {
+            return true;
+        }
+        if let Some(s) = self.suspect
+            && at.abs_diff(s.at) <= max_jump
+        {
+            self.suspect = None;
+            self.stats.confirmed_jumps += 1;
+            self.highest = self.highest.max(s.at);
+            return true;
+        }
+        self.suspect = Some(Suspect { at, kind });
+        self.stats.suspect_packets += 1;
+        false
     }
 
     /// Drives time: retries, fail-overs, giving up, reorder waits. Call it
@@ -477,6 +578,7 @@ impl SessionTracker {
         self.free_slots.extend((0..window).rev());
         self.in_flight.clear();
         self.requested_upto = 0;
+        self.suspect = None;
         sink.action(Action::Event(SessionEvent::NewSession { session }));
     }
 
@@ -563,7 +665,13 @@ impl SessionTracker {
 
     fn send(&mut self, server: usize, from: u64, end: u64, sink: &mut impl ActionSink) {
         let Some(session) = self.session else { return };
-        let count = u16::try_from(end - from).unwrap_or(u16::MAX - 1);
+        if end <= from {
+            return;
+        }
+        // u16::MAX is no count (it marks an end of session).
+        let count = u16::try_from(end - from)
+            .unwrap_or(u16::MAX)
+            .min(u16::MAX - 1);
         self.stats.requests += 1;
         self.stats.requested_messages = self
             .stats

@@ -547,6 +547,216 @@ fn arbiter_reports_a_dead_line_and_its_return() {
     assert_eq!(a.lines()[1].downs, 1);
 }
 
+/// A clean feed of messages 1..=20 (packets of 2) and its end of session
+/// at 21, with `forged` slipped in after message 10; time runs past the
+/// reorder wait after the forgery. Checks the session was not disturbed.
+fn clean_feed_with_forgery(cfg: SessionConfig, forged: &[u8]) -> Rig {
+    let mut r = Rig::new(cfg);
+    let mut now = 0;
+    for seq in (1..21).step_by(2) {
+        r.feed(now, &packet(b"S1", seq, 2));
+        r.timer(now);
+        now += MS;
+        if seq == 9 {
+            r.feed(now, forged);
+            for _ in 0..30 {
+                now += MS;
+                r.timer(now);
+            }
+        }
+    }
+    assert!(!r.t.is_finished(), "only the real end of session ends it");
+    r.feed(now, &moldudp64::header(session(b"S1"), 21, END_OF_SESSION));
+    r.timer(now + 100 * MS);
+    r.t.finish(now + 200 * MS, &mut r.log);
+    let mut expected = vec![Rec::New(b"S1".to_vec())];
+    expected.extend(deliveries(1..21));
+    expected.push(Rec::End(21));
+    assert_eq!(
+        r.log.take(),
+        expected,
+        "everything delivered, nothing lost, requested or stale; the end at 21"
+    );
+    assert!(r.t.is_finished());
+    let s = r.t.stats();
+    assert_eq!((s.suspect_packets, s.confirmed_jumps), (1, 0));
+    assert_eq!((s.unrecoverable_gaps, s.requests, s.gaps), (0, 0, 0));
+    r
+}
+
+const FORGED: u64 = 1 << 63;
+
+#[test]
+fn a_forged_message_packet_far_ahead_is_ignored_without_servers() {
+    let r = clean_feed_with_forgery(SessionConfig::default(), &packet(b"S1", FORGED, 1));
+    assert_eq!(
+        r.t.last_suspect(),
+        Some((FORGED + 1, moldudp64::PacketKind::Messages))
+    );
+}
+
+#[test]
+fn a_forged_heartbeat_far_ahead_does_not_stall_the_session() {
+    let forged = moldudp64::header(session(b"S1"), FORGED, 0);
+    let r = clean_feed_with_forgery(SessionConfig::default(), &forged);
+    assert_eq!(r.t.stats().heartbeats, 1, "counted as received");
+    assert_eq!(
+        r.t.last_suspect(),
+        Some((FORGED, moldudp64::PacketKind::Heartbeat))
+    );
+}
+
+#[test]
+fn a_forged_end_of_session_far_ahead_does_not_end_the_session() {
+    let forged = moldudp64::header(session(b"S1"), FORGED, END_OF_SESSION);
+    clean_feed_with_forgery(SessionConfig::default(), &forged);
+}
+
+#[test]
+fn forged_packets_far_ahead_request_nothing_with_servers() {
+    for forged in [
+        packet(b"S1", FORGED, 3),
+        moldudp64::header(session(b"S1"), FORGED, 0).to_vec(),
+        moldudp64::header(session(b"S1"), FORGED, END_OF_SESSION).to_vec(),
+    ] {
+        // Checks that no request (hence none beyond the feed) went out.
+        clean_feed_with_forgery(with_servers(1), &forged);
+    }
+}
+
+#[test]
+fn a_second_packet_far_ahead_confirms_a_real_jump() {
+    let mut r = Rig::new(with_servers(1));
+    r.feed(0, &packet(b"S1", 1, 3));
+    r.log.take();
+    let far = 5_000_001;
+    r.feed(MS, &packet(b"S1", far, 2));
+    assert_eq!(r.log.take(), vec![], "suspect: ignored");
+    assert!(!r.t.is_stale());
+    r.feed(2 * MS, &packet(b"S1", far + 2, 2));
+    let log = r.log.take();
+    assert_eq!(
+        log[..4],
+        [
+            Rec::Gap(4, far + 2),
+            Rec::Stale,
+            Rec::Request {
+                server: 0,
+                from: 4,
+                count: 1000
+            },
+            Rec::Request {
+                server: 0,
+                from: 1004,
+                count: 1000
+            },
+        ],
+        "the hole (the suspect's messages included) is requested as usual"
+    );
+    let s = r.t.stats();
+    assert_eq!(
+        (s.suspect_packets, s.confirmed_jumps, s.held_packets),
+        (1, 1, 1)
+    );
+    assert_eq!(r.t.last_suspect(), None);
+}
+
+#[test]
+fn joining_late_both_lines_confirm_the_first_packet() {
+    // Backfill from 1 while the feed is far ahead: line A's copy of the
+    // first packet is suspect, line B's copy of it confirms it.
+    let mut a = Arbiter::new(with_servers(1), 2, 100 * MS);
+    let mut log = Log::default();
+    let late = 50_000_000;
+    let p = packet(b"S1", late, 2);
+    let p = moldudp64::Packet::new_checked(&p[..]).unwrap();
+    a.on_packet(0, 0, &p, &mut log);
+    assert_eq!(log.take(), vec![Rec::New(b"S1".to_vec())]);
+    a.on_packet(1, 1, &p, &mut log);
+    assert_eq!(
+        log.take()[..3],
+        [
+            Rec::Gap(1, late),
+            Rec::Stale,
+            Rec::Request {
+                server: 0,
+                from: 1,
+                count: 1000
+            },
+        ]
+    );
+    assert_eq!(a.stats().confirmed_jumps, 1);
+    assert!(a.tracker().has_gap());
+}
+
+#[test]
+fn forged_packets_on_a_single_line_keep_being_suspect() {
+    // Forgeries far from each other never confirm one another.
+    let mut r = Rig::new(SessionConfig::default());
+    r.feed(0, &packet(b"S1", 1, 1));
+    r.feed(MS, &packet(b"S1", 1 << 40, 1));
+    r.feed(MS, &moldudp64::header(session(b"S1"), 1 << 50, 0));
+    r.feed(
+        MS,
+        &moldudp64::header(session(b"S1"), 1 << 60, END_OF_SESSION),
+    );
+    r.feed(MS, &packet(b"S1", 2, 1));
+    r.timer(100 * MS);
+    assert_eq!(r.log.delivered(), vec![1, 2]);
+    assert!(!r.t.has_gap() && !r.t.is_stale());
+    assert_eq!(
+        (r.t.stats().suspect_packets, r.t.stats().confirmed_jumps),
+        (3, 0)
+    );
+}
+
+#[test]
+fn sequence_numbers_near_u64_max_do_not_panic() {
+    // Several messages from u64::MAX - 1 would overflow: the parser refuses
+    // such a packet, so the tracker never sees it.
+    let mut buf = vec![0u8; 256];
+    let mut b = PacketBuilder::new(&mut buf, session(b"S1"), u64::MAX - 1).unwrap();
+    for _ in 0..3 {
+        b.push(&[1; 8]).unwrap();
+    }
+    assert!(moldudp64::Packet::new_checked(b.finish()).is_err());
+    // The packets that end right at u64::MAX, with the check on and off,
+    // with and without servers, first in the session or after a clean start.
+    for max_jump in [1_000_000, u64::MAX] {
+        for servers in [0, 1] {
+            for clean_start in [false, true] {
+                let mut r = Rig::new(SessionConfig {
+                    max_jump,
+                    max_in_flight: 2,
+                    ..with_servers(servers)
+                });
+                if clean_start {
+                    r.feed(0, &packet(b"S1", 1, 3));
+                }
+                r.feed(MS, &packet(b"S1", u64::MAX - 3, 3));
+                r.feed(MS, &packet(b"S1", u64::MAX - 1, 1));
+                r.feed(MS, &moldudp64::header(session(b"S1"), u64::MAX, 0));
+                for t in 2..40 {
+                    r.timer(t * 50 * MS);
+                }
+                r.feed(
+                    MS,
+                    &moldudp64::header(session(b"S1"), u64::MAX, END_OF_SESSION),
+                );
+                r.t.finish(u64::MAX, &mut r.log);
+                r.timer(u64::MAX);
+                assert!(r.t.is_finished(), "{max_jump} {servers} {clean_start}");
+                assert_eq!(r.t.next_seq(), u64::MAX);
+                assert_eq!(
+                    r.log.delivered().last(),
+                    Some(&(u64::MAX - 1)),
+                    "the last message delivered"
+                );
+            }
+        }
+    }
+}
+
 mod hostile {
     use super::*;
     use proptest::prelude::*;
