@@ -177,7 +177,6 @@ struct Core<'a> {
     answers: Option<Answers>,
     clock: Clock,
     stop: &'a AtomicBool,
-    stopping: bool,
     packets: u64,
     malformed: u64,
     arrivals: u64,
@@ -231,7 +230,6 @@ impl<'a, S: Source> Poller<'a, S> {
             answers,
             clock: Clock::new(cfg.time),
             stop,
-            stopping: false,
             packets: 0,
             malformed: 0,
             arrivals: 0,
@@ -243,11 +241,6 @@ impl<'a, S: Source> Poller<'a, S> {
             writer,
         };
         Ok((Self { source, core, cfg }, reader))
-    }
-
-    /// The delivery path (for its counters).
-    pub fn delivery(&self) -> &Delivery {
-        &self.core.delivery
     }
 
     /// Polls until stopped, the duration passes, or the input ends (and
@@ -272,9 +265,10 @@ impl<'a, S: Source> Poller<'a, S> {
                 // Reading them may take syscalls: only when a snapshot is due.
                 self.core.snapshot.source = self.source.counters();
             }
-            self.core.housekeeping(true);
+            self.core.housekeeping(false);
             if polled == Polled::End {
-                break if self.core.stopping {
+                // A capture cut short by the stop flag ended, but not at its end.
+                break if self.core.stop.load(Ordering::Relaxed) {
                     Ending::Stopped
                 } else {
                     Ending::EndOfInput
@@ -290,9 +284,9 @@ impl<'a, S: Source> Poller<'a, S> {
     /// After the input: reads answers until nothing is missing or the
     /// recovery deadline passes.
     fn recover_rest(&mut self) {
-        if self.core.answers.is_none() {
+        let Some(answers) = self.core.answers.as_ref().map(Answers::fd) else {
             return;
-        }
+        };
         let start = self.core.clock.tick();
         let limit = self
             .cfg
@@ -304,9 +298,7 @@ impl<'a, S: Source> Poller<'a, S> {
             if now.saturating_sub(start) >= limit {
                 break;
             }
-            if let Some(a) = &self.core.answers {
-                a.wait(1);
-            }
+            crate::sys::wait_readable(&[answers], 1);
             self.core.housekeeping(true);
         }
     }
@@ -370,26 +362,37 @@ impl Core<'_> {
                 }
             }
         };
-        // A capture hands over its whole content in one poll: run the
-        // timers by its clock, and look at the stop flag now and then.
+        // A capture hands over its whole content in one poll: the timers run
+        // when its clock says so, and the stop flag and the wall clock (for
+        // the snapshot) are looked at every 1024 arrivals.
         self.arrivals += 1;
-        if self.clock.session >= self.next_timer || self.arrivals.is_multiple_of(1024) {
-            if self.arrivals.is_multiple_of(1024) {
-                self.clock.tick();
-            }
-            self.housekeeping(false);
+        if self.arrivals.is_multiple_of(1024) {
+            self.clock.tick();
             if self.stop.load(Ordering::Relaxed) {
-                self.stopping = true;
                 return Verdict::Stop;
             }
         }
+        self.housekeeping(false);
         verdict
     }
 
-    /// Timers, answers from the re-request servers, and the snapshot when
-    /// due. `force` runs the timers whatever their schedule.
+    /// Answers from the re-request servers and the timers, every
+    /// `timer_every` of session time (or now, with `force`); the snapshot
+    /// every `publish_every` of wall time. Called after every arrival and
+    /// every poll, it costs two comparisons when nothing is due.
+    #[inline]
     fn housekeeping(&mut self, force: bool) {
         let now = self.clock.session;
+        if force || now >= self.next_timer {
+            self.timers(now);
+        }
+        if self.clock.wall >= self.next_publish {
+            self.publish();
+            self.next_publish = self.clock.wall.saturating_add(self.publish_every);
+        }
+    }
+
+    fn timers(&mut self, now: u64) {
         if let Some(answers) = &mut self.answers
             && self.sessions.awaiting_retransmission()
         {
@@ -409,17 +412,11 @@ impl Core<'_> {
                 }
             }
         }
-        if force || now >= self.next_timer {
-            for (session, arbiter) in self.sessions.iter_mut() {
-                self.delivery.set_session(session);
-                arbiter.on_timer(now, &mut self.delivery);
-            }
-            self.next_timer = now.saturating_add(self.timer_every);
+        for (session, arbiter) in self.sessions.iter_mut() {
+            self.delivery.set_session(session);
+            arbiter.on_timer(now, &mut self.delivery);
         }
-        if self.clock.wall >= self.next_publish {
-            self.publish();
-            self.next_publish = self.clock.wall.saturating_add(self.publish_every);
-        }
+        self.next_timer = now.saturating_add(self.timer_every);
     }
 
     /// Fills the snapshot from the counters and publishes it.

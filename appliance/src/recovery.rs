@@ -65,11 +65,6 @@ impl Requester {
     pub fn failed_sends(&self) -> u64 {
         self.failed_sends
     }
-
-    /// How many servers there are.
-    pub fn servers(&self) -> usize {
-        self.servers.len()
-    }
 }
 
 impl Answers {
@@ -83,9 +78,9 @@ impl Answers {
         Ok(n)
     }
 
-    /// Waits up to `timeout_ms` for an answer.
-    pub fn wait(&self, timeout_ms: i32) {
+    /// The socket's descriptor, to wait on.
+    pub fn fd(&self) -> std::os::fd::RawFd {
         use std::os::fd::AsRawFd;
-        sys::wait_readable(&[self.socket.as_raw_fd()], timeout_ms);
+        self.socket.as_raw_fd()
     }
 }

@@ -172,11 +172,11 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         },
     };
     match xdp {
-        Ok(source) => {
-            if let Some(native) = source.native_refused() {
+        Ok(mut source) => {
+            if let Some(native) = source.take_native_refused() {
                 eprintln!(
                     "ticklane run: warning: native XDP refused ({:#}); running in generic mode (slower)",
-                    anyhow::Error::msg(native.to_string())
+                    anyhow::Error::from(native)
                 );
             }
             let path = PathInfo {

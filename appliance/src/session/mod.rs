@@ -337,13 +337,6 @@ pub struct SessionTracker {
     stats: SessionStats,
 }
 
-/// Sequence number after the packet's last message (saturating).
-fn packet_end(packet: &Packet<&[u8]>) -> u64 {
-    packet
-        .sequence_number()
-        .saturating_add(u64::from(packet.messages_len()))
-}
-
 fn deliver(
     packet: &Packet<&[u8]>,
     next_seq: &mut u64,
@@ -356,7 +349,7 @@ fn deliver(
             stats.delivered += 1;
         }
     }
-    *next_seq = (*next_seq).max(packet_end(packet));
+    *next_seq = (*next_seq).max(packet.next_sequence_number());
 }
 
 impl SessionTracker {
@@ -438,7 +431,8 @@ impl SessionTracker {
             Some(_) => {}
         }
         let seq = packet.sequence_number();
-        let end = packet_end(packet);
+        // Cannot overflow: the parser refuses packets whose numbers would.
+        let end = packet.next_sequence_number();
         let kind = packet.kind();
         match kind {
             PacketKind::Heartbeat => self.stats.heartbeats += 1,

@@ -84,9 +84,4 @@ impl SessionTable {
         self.iter()
             .any(|(_, a)| a.tracker().awaiting_retransmission())
     }
-
-    /// True while some session is stale (a hole open).
-    pub fn is_stale(&self) -> bool {
-        self.iter().any(|(_, a)| a.tracker().is_stale())
-    }
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ticklane_capture::feed::{DecodeCounts, FeedDecoder, FeedFilter, FeedSink, Location, Problem};
+use ticklane_capture::feed::{FeedDecoder, FeedFilter, FeedSink, Location, Problem};
 use ticklane_capture::pace::CaptureClock;
 use ticklane_capture::{Record, read_until};
 use ticklane_protocols::itch::MessageRef;
@@ -97,14 +97,6 @@ impl CaptureSource {
     /// Every malformed record, counted.
     pub fn problems_total(&self) -> u64 {
         self.problems.total
-    }
-
-    /// Frames that were not the feed's, or malformed below MoldUDP64.
-    pub fn decode_counts(&self) -> DecodeCounts {
-        DecodeCounts {
-            records: self.records,
-            ..self.decoder.counts()
-        }
     }
 }
 

@@ -59,21 +59,6 @@ impl MemorySource {
     pub fn position(&self) -> usize {
         self.next
     }
-
-    /// Packets held.
-    pub fn len(&self) -> usize {
-        self.packets.len()
-    }
-
-    /// True when it holds no packet.
-    pub fn is_empty(&self) -> bool {
-        self.packets.is_empty()
-    }
-
-    /// Starts over from the first packet.
-    pub fn rewind(&mut self) {
-        self.next = 0;
-    }
 }
 
 impl Source for MemorySource {

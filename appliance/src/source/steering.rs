@@ -218,9 +218,10 @@ impl Steering {
         self.mode
     }
 
-    /// Why native mode was refused, when `Auto` fell back to generic.
-    pub fn native_refused(&self) -> Option<&SteeringError> {
-        self.native_refused.as_ref()
+    /// Why native mode was refused, when `Auto` fell back to generic
+    /// (handed over once, to be reported).
+    pub fn take_native_refused(&mut self) -> Option<SteeringError> {
+        self.native_refused.take()
     }
 
     fn subs(&mut self) -> Result<HashMap<&mut MapData, SubKey, u8>, SteeringError> {

@@ -88,9 +88,10 @@ impl XdpSource {
         self.steering.mode()
     }
 
-    /// Why native mode was refused, when it fell back to generic.
-    pub fn native_refused(&self) -> Option<&SteeringError> {
-        self.steering.native_refused()
+    /// Why native mode was refused, when it fell back to generic (handed
+    /// over once, to be reported).
+    pub fn take_native_refused(&mut self) -> Option<SteeringError> {
+        self.steering.take_native_refused()
     }
 
     /// True when the socket is bound in zero-copy mode.
