@@ -38,3 +38,26 @@ fn several_files_decode_in_order() {
         + &std::fs::read_to_string(b.with_extension("expected.jsonl")).unwrap();
     assert_eq!(run.stdout, expected);
 }
+
+/// A real capture that begins in the middle of the day: its first packet is
+/// where the feed is, so its order rests in the book, the day before it is
+/// reported lost, and the missing end of session is said, not hidden.
+#[test]
+fn a_real_mid_day_capture_builds_its_book_and_says_what_it_lacks() {
+    let path = captures_dir().join("Nasdaq-AddOrderNoMpidAttributionMessage.pcap");
+    let run = ticklane_ok(&["book", path.to_str().unwrap()]);
+    assert_eq!(
+        run.stdout,
+        "{\"stock\":\"IVOO\",\"bids\":[[873900,1600]],\"asks\":[]}\n"
+    );
+    assert!(
+        run.stderr.contains("14757720 messages lost"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("no end of session was seen"),
+        "{}",
+        run.stderr
+    );
+}

@@ -35,6 +35,13 @@
 //! packet numbered 2^63 neither opens a gap of 2^63 messages (that would be
 //! declared lost, or requested forever) nor ends the day.
 //!
+//! The first packet of a session is measured against nothing: the point
+//! backfill starts from (sequence number 1) is an assumption, not something
+//! the feed said, so a session joined late (or a capture that begins in the
+//! middle of the day) is taken where its first packet puts it, and the
+//! messages before it are a gap as always. Only a packet that arrives first
+//! of all can move the horizon unchecked.
+//!
 //! A suspect is *confirmed* when another packet (any line, any kind) is
 //! itself beyond `max_jump` of the horizon but within `max_jump` of the
 //! remembered suspect: the feed really is up there (joining late, a long
@@ -334,6 +341,9 @@ pub struct SessionTracker {
     primary: usize,
     /// The last suspect packet, waiting for confirmation.
     suspect: Option<Suspect>,
+    /// A packet of this session was accepted: the horizon is the feed's
+    /// word, not the backfill assumption.
+    horizon_known: bool,
     stats: SessionStats,
 }
 
@@ -370,6 +380,7 @@ impl SessionTracker {
             requested_upto: 0,
             primary: 0,
             suspect: None,
+            horizon_known: false,
             stats: SessionStats::default(),
             cfg,
         }
@@ -482,7 +493,8 @@ impl SessionTracker {
     fn sane(&mut self, at: u64, kind: PacketKind) -> bool {
         let max_jump = self.cfg.max_jump.max(u64::from(u16::MAX));
         let horizon = self.highest.max(self.next_seq);
-        if at.saturating_sub(horizon) <= max_jump {
+        if !self.horizon_known || at.saturating_sub(horizon) <= max_jump {
+            self.horizon_known = true;
             return true;
         }
         if let Some(s) = self.suspect
@@ -573,6 +585,7 @@ impl SessionTracker {
         self.in_flight.clear();
         self.requested_upto = 0;
         self.suspect = None;
+        self.horizon_known = false;
         sink.action(Action::Event(SessionEvent::NewSession { session }));
     }
 

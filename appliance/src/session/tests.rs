@@ -662,20 +662,21 @@ fn a_second_packet_far_ahead_confirms_a_real_jump() {
 }
 
 #[test]
-fn joining_late_both_lines_confirm_the_first_packet() {
-    // Backfill from 1 while the feed is far ahead: line A's copy of the
-    // first packet is suspect, line B's copy of it confirms it.
+fn joining_late_the_first_packet_sets_the_horizon() {
+    // Backfill from 1 while the feed is far ahead (a late join, a capture
+    // that begins mid-day): the first packet is all the feed has said, so
+    // it is taken where it lies, its messages held, and what came before
+    // it is the gap to request.
     let mut a = Arbiter::new(with_servers(1), 2, 100 * MS);
     let mut log = Log::default();
     let late = 50_000_000;
     let p = packet(b"S1", late, 2);
     let p = moldudp64::Packet::new_checked(&p[..]).unwrap();
     a.on_packet(0, 0, &p, &mut log);
-    assert_eq!(log.take(), vec![Rec::New(b"S1".to_vec())]);
-    a.on_packet(1, 1, &p, &mut log);
     assert_eq!(
-        log.take()[..3],
+        log.take()[..4],
         [
+            Rec::New(b"S1".to_vec()),
             Rec::Gap(1, late),
             Rec::Stale,
             Rec::Request {
@@ -685,8 +686,18 @@ fn joining_late_both_lines_confirm_the_first_packet() {
             },
         ]
     );
-    assert_eq!(a.stats().confirmed_jumps, 1);
-    assert!(a.tracker().has_gap());
+    assert_eq!(a.stats().suspect_packets, 0);
+    assert_eq!(a.stats().held_packets, 1, "its messages wait for the gap");
+    // Once the horizon is the feed's word, a lone packet far beyond it is
+    // suspect again.
+    let forged = packet(b"S1", late + (1 << 40), 1);
+    a.on_packet(
+        1,
+        1,
+        &moldudp64::Packet::new_checked(&forged[..]).unwrap(),
+        &mut log,
+    );
+    assert_eq!(a.stats().suspect_packets, 1);
 }
 
 #[test]
