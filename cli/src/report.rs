@@ -37,6 +37,7 @@ fn session_json(s: &SessionStats) -> serde_json::Map<String, Value> {
         "failovers": s.failovers, "requested_messages": s.requested_messages,
         "unrecoverable_gaps": s.unrecoverable_gaps, "lost_messages": s.unrecoverable_messages,
         "session_changes": s.session_changes,
+        "suspect_packets": s.suspect_packets, "confirmed_jumps": s.confirmed_jumps,
     });
     match v {
         Value::Object(m) => m,
@@ -163,6 +164,31 @@ pub(crate) fn warn(who: &str, v: &Value) {
     }
     if v["books"]["stale"].as_bool() == Some(true) {
         eprintln!("{who}: warning: a session is stale (a gap is open): the books may be wrong");
+    }
+    for s in v["sessions"].as_array().into_iter().flatten() {
+        if s["ended"].as_bool() != Some(true) {
+            eprintln!(
+                "{who}: warning: session \"{}\": no end of session was seen; what came after \
+                 sequence number {} is unknown (not counted as lost)",
+                s["name"].as_str().unwrap_or(""),
+                s["next_seq"].as_u64().unwrap_or(1).saturating_sub(1)
+            );
+        }
+    }
+    let suspect = v["session"]["suspect_packets"].as_u64().unwrap_or(0);
+    if suspect > 0 {
+        eprintln!(
+            "{who}: warning: {suspect} packets numbered implausibly far ahead were ignored \
+             ({} confirmed as real jumps)",
+            v["session"]["confirmed_jumps"]
+        );
+    }
+    let foreign = v["foreign_session_packets"].as_u64().unwrap_or(0);
+    if foreign > 0 {
+        eprintln!(
+            "{who}: warning: {foreign} packets of further sessions were dropped: every session \
+             slot held a live session"
+        );
     }
 }
 
