@@ -9,7 +9,7 @@ use ticklane_protocols::moldudp64::Session;
 use crate::analytics::tape::{TradeEvent, TradeKind};
 use crate::analytics::vwap::Vwap;
 use crate::book::{Books, Fill, Order};
-use crate::bus::{BboEvent, Publisher};
+use crate::bus::{BboEvent, BusConfig, Publisher, Subscribers};
 use crate::session::SessionEvent;
 
 /// Books, VWAP and tape behind one statically dispatched handler.
@@ -29,15 +29,18 @@ fn level(l: Option<crate::book::Level>) -> (u32, u64) {
 }
 
 impl Pipeline {
-    /// A pipeline publishing on `bus`.
-    pub fn new(books: Books, vwap: Vwap, bus: Publisher) -> Self {
-        Self {
+    /// A pipeline with a bus of its own sized by `bus`; the consumers'
+    /// ends of the rings come back beside it.
+    pub fn with_bus(books: Books, vwap: Vwap, bus: BusConfig) -> (Self, Subscribers) {
+        let (publisher, subscribers) = crate::bus::bus(bus);
+        let pipeline = Self {
             books,
             vwap,
-            bus,
+            bus: publisher,
             by_type: [0; MESSAGE_TYPES.len()],
             timestamp: 0,
-        }
+        };
+        (pipeline, subscribers)
     }
 
     /// The bus publisher (for its counters).

@@ -8,7 +8,7 @@ use rand::{RngExt, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use ticklane_appliance::analytics::vwap::Vwap;
 use ticklane_appliance::book::Books;
-use ticklane_appliance::bus::{self, BusConfig};
+use ticklane_appliance::bus::BusConfig;
 use ticklane_appliance::delivery::Delivery;
 use ticklane_appliance::pipeline::Pipeline;
 use ticklane_appliance::session::{Action, ActionSink, Arbiter, SessionConfig};
@@ -79,15 +79,15 @@ impl ActionSink for Intercept {
 }
 
 fn pipeline() -> Pipeline {
-    let (publisher, _subscribers) = bus::bus(BusConfig {
-        events: 16,
-        audit: 16,
-    });
-    Pipeline::new(
+    Pipeline::with_bus(
         Books::new(4096),
-        Vwap::new(1_000_000_000, 100_000_000),
-        publisher,
+        Vwap::default(),
+        BusConfig {
+            events: 16,
+            audit: 16,
+        },
     )
+    .0
 }
 
 fn books_of(p: &Pipeline) -> Vec<u8> {

@@ -12,7 +12,7 @@ use std::sync::atomic::AtomicBool;
 
 use ticklane_appliance::analytics::vwap::Vwap;
 use ticklane_appliance::book::Books;
-use ticklane_appliance::bus::{self, BusConfig};
+use ticklane_appliance::bus::BusConfig;
 use ticklane_appliance::pipeline::Pipeline;
 use ticklane_appliance::poller::{Ending, Poller, PollerConfig, TimeBase};
 use ticklane_appliance::session::SessionConfig;
@@ -227,14 +227,13 @@ fn the_production_poller_allocates_nothing_once_warm() {
 
     // A small audit ring nobody drains: it fills, and its misses are
     // recorded, also without allocating.
-    let (publisher, _subscribers) = bus::bus(BusConfig {
-        events: 1 << 12,
-        audit: 1 << 12,
-    });
-    let pipeline = Pipeline::new(
+    let (pipeline, _subscribers) = Pipeline::with_bus(
         Books::new(1 << 16),
-        Vwap::new(1_000_000_000, 100_000_000),
-        publisher,
+        Vwap::default(),
+        BusConfig {
+            events: 1 << 12,
+            audit: 1 << 12,
+        },
     );
     let cfg = PollerConfig {
         session: SessionConfig {

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 
 use ticklane_appliance::analytics::vwap::Vwap;
 use ticklane_appliance::book::Books;
-use ticklane_appliance::bus::{self, BusConfig};
+use ticklane_appliance::bus::BusConfig;
 use ticklane_appliance::delivery::SeqRange;
 use ticklane_appliance::pipeline::Pipeline;
 use ticklane_appliance::poller::{Ending, Finished, Poller, PollerConfig, TimeBase};
@@ -38,14 +38,13 @@ fn end_of_session(name: &[u8], next: u64) -> Vec<u8> {
 }
 
 fn run(source: MemorySource) -> (Finished<MemorySource>, Snapshot) {
-    let (publisher, _subscribers) = bus::bus(BusConfig {
-        events: 1 << 10,
-        audit: 1 << 10,
-    });
-    let pipeline = Pipeline::new(
+    let (pipeline, _subscribers) = Pipeline::with_bus(
         Books::new(1 << 10),
-        Vwap::new(1_000_000_000, 100_000_000),
-        publisher,
+        Vwap::default(),
+        BusConfig {
+            events: 1 << 10,
+            audit: 1 << 10,
+        },
     );
     let cfg = PollerConfig {
         session: SessionConfig {

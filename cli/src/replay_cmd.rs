@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use ticklane_appliance::analytics::vwap::Vwap;
 use ticklane_appliance::book::Books;
-use ticklane_appliance::bus::{self, BusConfig, Drain};
+use ticklane_appliance::bus::{BusConfig, Drain};
 use ticklane_appliance::pipeline::Pipeline;
 use ticklane_appliance::poller::{Finished, Poller, PollerConfig, TimeBase};
 use ticklane_appliance::session::SessionConfig;
@@ -76,16 +76,15 @@ pub(crate) fn run_pipeline(
     speed: Speed,
     show_progress: bool,
 ) -> anyhow::Result<PipelineRun> {
-    let (publisher, subscribers) = bus::bus(BusConfig::default());
-    let drain = Drain::spawn(subscribers);
-    let pipeline = Pipeline::new(
+    let (pipeline, subscribers) = Pipeline::with_bus(
         Books::new(args.max_orders),
         Vwap::new(
             args.vwap_window_ms * 1_000_000,
             args.vwap_interval_ms * 1_000_000,
         ),
-        publisher,
+        BusConfig::default(),
     );
+    let drain = Drain::spawn(subscribers);
     let filter = super::feed_filter(&args.feeds);
     let cfg = PollerConfig {
         session: SessionConfig {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use ticklane_appliance::analytics::vwap::Vwap;
 use ticklane_appliance::book::Books;
-use ticklane_appliance::bus::{self, BusConfig, Drain};
+use ticklane_appliance::bus::{BusConfig, Drain};
 use ticklane_appliance::delivery::Tap;
 use ticklane_appliance::pipeline::Pipeline;
 use ticklane_appliance::poller::{Poller, PollerConfig, TimeBase};
@@ -215,13 +215,12 @@ fn drive<S: Source>(source: S, live: &Live<'_>, path: PathInfo) -> anyhow::Resul
         )))),
         None => None,
     };
-    let (publisher, subscribers) = bus::bus(BusConfig::default());
-    let drain = Drain::spawn(subscribers);
-    let pipeline = Pipeline::new(
+    let (pipeline, subscribers) = Pipeline::with_bus(
         Books::new(args.max_orders),
-        Vwap::new(1_000_000_000, 100_000_000),
-        publisher,
+        Vwap::default(),
+        BusConfig::default(),
     );
+    let drain = Drain::spawn(subscribers);
     let (mut poller, stats) = Poller::new(source, pipeline, tap, live.cfg.clone(), live.stop)?;
     eprintln!(
         "ticklane run: ready on {} queue {} ({}{}{})",

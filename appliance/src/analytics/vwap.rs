@@ -42,6 +42,13 @@ pub struct Vwap {
     next_emit: u64,
 }
 
+impl Default for Vwap {
+    /// A one-second window emitted every 100 ms of feed time.
+    fn default() -> Self {
+        Self::new(1_000_000_000, 100_000_000)
+    }
+}
+
 impl Vwap {
     /// A window of `window_ns`, emitted every `interval_ns` (the window is
     /// rounded up to whole intervals).
