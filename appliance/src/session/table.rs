@@ -12,6 +12,8 @@ use super::{Arbiter, SessionConfig};
 #[derive(Debug)]
 pub struct SessionTable {
     slots: Vec<(Option<Session>, Arbiter)>,
+    /// The slot routed to last: a feed's packets come in runs of one session.
+    last: usize,
     foreign_packets: u64,
 }
 
@@ -23,6 +25,7 @@ impl SessionTable {
             slots: (0..capacity.max(1))
                 .map(|_| (None, Arbiter::new(cfg.clone(), lines, dead_after_ns)))
                 .collect(),
+            last: 0,
             foreign_packets: 0,
         }
     }
@@ -31,6 +34,9 @@ impl SessionTable {
     /// before; `None` (counted) when every slot holds a session still live.
     #[inline]
     pub fn route(&mut self, session: Session) -> Option<&mut Arbiter> {
+        if self.slots[self.last].0 == Some(session) {
+            return Some(&mut self.slots[self.last].1);
+        }
         let slot = match self.slots.iter().position(|(s, _)| *s == Some(session)) {
             Some(i) => i,
             None => {
@@ -46,6 +52,7 @@ impl SessionTable {
                 i
             }
         };
+        self.last = slot;
         Some(&mut self.slots[slot].1)
     }
 
