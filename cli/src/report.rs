@@ -175,6 +175,14 @@ pub(crate) fn warn(who: &str, v: &Value) {
             );
         }
     }
+    let ring_full = v["socket"]["rx_ring_full"].as_u64().unwrap_or(0);
+    if ring_full > 0 {
+        eprintln!(
+            "{who}: warning: the AF_XDP receive ring was full {ring_full} times (socket.rx_ring_full): \
+             frames were dropped before ticklane saw them; give the poller a core of its own \
+             (--core, --busy-poll) or deeper rings (--rx-ring, --fill-ring)"
+        );
+    }
     let suspect = v["session"]["suspect_packets"].as_u64().unwrap_or(0);
     if suspect > 0 {
         eprintln!(
