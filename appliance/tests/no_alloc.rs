@@ -23,7 +23,7 @@ use ticklane_appliance::source::{
 use ticklane_capture::feed::{FeedDecoder, FeedFilter, FeedSink, Location, Problem, Unit};
 use ticklane_lab::market::{MAX_MESSAGE_LEN, Market, MarketConfig};
 use ticklane_protocols::itch::{self, Handler, MessageRef};
-use ticklane_protocols::moldudp64::{Packet, PacketBuilder, Session};
+use ticklane_protocols::moldudp64::{self, Packet, PacketBuilder, Session};
 use ticklane_protocols::wire::{self, UdpFrameSpec};
 
 struct Counting;
@@ -218,6 +218,17 @@ fn the_production_poller_allocates_nothing_once_warm() {
     let mut source = MemorySource::new(32);
     for (n, &(line, i)) in arrivals.iter().enumerate() {
         source.push_at(line, payloads[i], Some(n as u64 * 1_000));
+    }
+    // The feed ends as a feed does, with its end of session on both lines:
+    // it vouches for the last packet held after the last hole.
+    let last = Packet::new_checked(payloads[payloads.len() - 1]).unwrap();
+    let eos = moldudp64::header(
+        last.session(),
+        last.next_sequence_number(),
+        moldudp64::END_OF_SESSION,
+    );
+    for line in [0, 1] {
+        source.push_at(line, &eos, Some(arrivals.len() as u64 * 1_000));
     }
     let both_lost: u64 = (0..payloads.len())
         .filter(|i| i % 77 == 3)

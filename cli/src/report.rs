@@ -38,6 +38,7 @@ fn session_json(s: &SessionStats) -> serde_json::Map<String, Value> {
         "unrecoverable_gaps": s.unrecoverable_gaps, "lost_messages": s.unrecoverable_messages,
         "session_changes": s.session_changes,
         "suspect_packets": s.suspect_packets, "confirmed_jumps": s.confirmed_jumps,
+        "contradicted_ends": s.contradicted_ends, "unconfirmed_packets": s.unconfirmed_packets,
     });
     match v {
         Value::Object(m) => m,

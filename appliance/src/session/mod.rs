@@ -46,12 +46,41 @@
 //! itself beyond `max_jump` of the horizon but within `max_jump` of the
 //! remembered suspect: the feed really is up there (joining late, a long
 //! outage). Both are then trusted ([`SessionStats::confirmed_jumps`]): the
-//! horizon moves to the further of the two, the current packet is processed
-//! as usual, and the hole before it is reported and requested (or lost) as
-//! any other. The suspect packet itself was not kept, so its messages are
-//! part of that hole. Packets within `max_jump` of the horizon are trusted
-//! at once, as before. This rule stops a lone forged packet, not an attacker
-//! who can send two.
+//! suspect is acted on first, then the current packet, and the hole before
+//! them is reported and requested (or lost) as any other. Packets within
+//! `max_jump` of the horizon are trusted at once. This rule stops a lone
+//! forged packet, not an attacker who can send two.
+//!
+//! The suspect packet is kept aside (one slot, its bytes copied) and acted
+//! on if confirmed, so a real jump loses nothing to the check.
+//!
+//! An end of session ends the session only as long as the feed agrees: a
+//! packet positioned beyond an accepted end is suspect too, and once a
+//! second one confirms it the end is taken back
+//! ([`SessionStats::contradicted_ends`]). A forged end of session at the
+//! horizon therefore costs nothing but a moment's [`SessionEvent::EndOfSession`].
+//!
+//! # Held packets
+//!
+//! A packet that arrives ahead of a hole is held, and is delivered only
+//! once the feed has *vouched* for it: a later packet (any line, any kind)
+//! started at or beyond its end, or a heartbeat or end of session named a
+//! sequence number there. Until then it waits, however long, when delivery
+//! reaches it; meanwhile a server (if any) is asked for its messages, and
+//! any other copy that covers the next message (the genuine packet, a
+//! retransmission, a lost range) takes precedence and the unvouched packet
+//! is dropped ([`SessionStats::unconfirmed_packets`]). So a packet forged a
+//! few thousand messages ahead (within `max_jump`, so not suspect) is never
+//! applied in place of the real messages: the real packet arrives before
+//! anything starts beyond the forgery. A live feed vouches within one packet
+//! interval, so this costs latency only on the last packet before a pause,
+//! and only after a loss. At the end of input, an unvouched packet's range
+//! is reported lost.
+//!
+//! Without servers, every hole older than the reorder wait is given up in
+//! one pass: a hole is as old as the earliest packet beyond it (each of
+//! them revealed it). The arbiter lengthens the wait while one line lags
+//! behind another (see [`Arbiter`]).
 //!
 //! All sequence arithmetic saturates: numbers near `u64::MAX` cannot panic
 //! or wrap.
@@ -253,6 +282,12 @@ pub struct SessionStats {
     pub suspect_packets: u64,
     /// Suspects confirmed by a second packet far ahead (trusted jumps).
     pub confirmed_jumps: u64,
+    /// Ends of session contradicted by the feed going on beyond them
+    /// (confirmed by two packets).
+    pub contradicted_ends: u64,
+    /// Packets held ahead of a hole that nothing corroborated before their
+    /// range was given up or recovered (not delivered).
+    pub unconfirmed_packets: u64,
 }
 
 impl std::ops::AddAssign for SessionStats {
@@ -278,6 +313,8 @@ impl std::ops::AddAssign for SessionStats {
             (&mut self.session_changes, o.session_changes),
             (&mut self.suspect_packets, o.suspect_packets),
             (&mut self.confirmed_jumps, o.confirmed_jumps),
+            (&mut self.contradicted_ends, o.contradicted_ends),
+            (&mut self.unconfirmed_packets, o.unconfirmed_packets),
         ];
         for (to, from) in fields {
             *to = to.saturating_add(from);
@@ -293,6 +330,25 @@ struct Held {
     end: u64,
     slot: usize,
     len: usize,
+    /// When it arrived (`u64::MAX` for a lost range).
+    arrived: u64,
+    /// The earliest arrival among this entry and those after it: since
+    /// then the hole before it is known (scratch of `settle_old_holes`).
+    revealed: u64,
+}
+
+impl Held {
+    /// The range `seq..end`, given up.
+    fn lost(seq: u64, end: u64) -> Self {
+        Self {
+            seq,
+            end,
+            slot: LOST,
+            len: 0,
+            arrived: u64::MAX,
+            revealed: u64::MAX,
+        }
+    }
 }
 
 const LOST: usize = usize::MAX;
@@ -306,11 +362,24 @@ struct InFlight {
     deadline: u64,
 }
 
-/// The last packet found too far ahead: its position and kind.
+/// The last packet found too far ahead: its position and kind; its bytes
+/// are in `SessionTracker::suspect_bytes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Suspect {
     at: u64,
     kind: PacketKind,
+    len: usize,
+}
+
+/// What sequence sanity makes of a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sanity {
+    /// Within reach of the horizon: act on it.
+    Trusted,
+    /// Too far ahead (or beyond an end of session): keep it aside.
+    Suspect,
+    /// Corroborates the suspect kept aside: act on both.
+    Confirms,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -341,9 +410,20 @@ pub struct SessionTracker {
     primary: usize,
     /// The last suspect packet, waiting for confirmation.
     suspect: Option<Suspect>,
+    /// Its bytes (`max_packet` long).
+    suspect_bytes: Box<[u8]>,
     /// A packet of this session was accepted: the horizon is the feed's
     /// word, not the backfill assumption.
     horizon_known: bool,
+    /// When `highest` last moved.
+    highest_at: u64,
+    /// The furthest sequence number a trusted packet started at (or a
+    /// heartbeat or end of session named): the feed has moved past every
+    /// held packet that ends there or before (see *Held packets*).
+    vouched: u64,
+    /// How long a hole may wait for a late copy before it is lost, without
+    /// servers (`reorder_wait_ns`, or longer while a line lags).
+    reorder_wait: u64,
     stats: SessionStats,
 }
 
@@ -369,7 +449,8 @@ impl SessionTracker {
         Self {
             arena: vec![0; window * cfg.max_packet],
             free_slots: (0..window).rev().collect(),
-            held: VecDeque::with_capacity(window + cfg.max_in_flight + 1),
+            // Held packets, plus at most one lost range per hole between them.
+            held: VecDeque::with_capacity(2 * window + cfg.max_in_flight + 2),
             in_flight: Vec::with_capacity(cfg.max_in_flight.max(1)),
             session: None,
             next_seq: 0,
@@ -380,7 +461,11 @@ impl SessionTracker {
             requested_upto: 0,
             primary: 0,
             suspect: None,
+            suspect_bytes: vec![0; cfg.max_packet].into_boxed_slice(),
             horizon_known: false,
+            highest_at: 0,
+            vouched: 0,
+            reorder_wait: cfg.reorder_wait_ns,
             stats: SessionStats::default(),
             cfg,
         }
@@ -429,6 +514,30 @@ impl SessionTracker {
         !self.in_flight.is_empty()
     }
 
+    /// One past the highest sequence number known to exist, from message
+    /// packets, heartbeats and the end of session (suspects excluded).
+    pub fn known_end(&self) -> u64 {
+        self.highest
+    }
+
+    /// True once an end of session was accepted (its messages may still be
+    /// settling; see [`Self::is_finished`]).
+    pub fn end_seen(&self) -> bool {
+        self.ended
+    }
+
+    /// How long a hole waits for a late copy before it is lost (without
+    /// servers).
+    pub fn reorder_wait(&self) -> u64 {
+        self.reorder_wait
+    }
+
+    /// Lengthens the reorder wait (the arbiter does while a line lags behind
+    /// the other); never below [`SessionConfig::reorder_wait_ns`].
+    pub fn set_reorder_wait(&mut self, ns: u64) {
+        self.reorder_wait = ns.max(self.cfg.reorder_wait_ns);
+    }
+
     /// Feeds one packet received at `now` (nanoseconds, any monotonic clock).
     pub fn on_packet(&mut self, now: u64, packet: &Packet<&[u8]>, sink: &mut impl ActionSink) {
         let session = packet.session();
@@ -441,33 +550,52 @@ impl SessionTracker {
             }
             Some(_) => {}
         }
-        let seq = packet.sequence_number();
-        // Cannot overflow: the parser refuses packets whose numbers would.
-        let end = packet.next_sequence_number();
         let kind = packet.kind();
         match kind {
             PacketKind::Heartbeat => self.stats.heartbeats += 1,
             PacketKind::Messages => self.stats.packets += 1,
             PacketKind::EndOfSession => {}
         }
+        // Cannot overflow: the parser refuses packets whose numbers would.
         let at = if kind == PacketKind::Messages {
-            end
+            packet.next_sequence_number()
         } else {
-            seq
+            packet.sequence_number()
         };
-        if !self.sane(at, kind) {
-            return;
+        match self.sane(at, kind) {
+            Sanity::Trusted => {}
+            Sanity::Suspect => {
+                self.keep_suspect(at, kind, packet.as_bytes());
+                return;
+            }
+            Sanity::Confirms => self.apply_suspect(now, sink),
         }
-        match kind {
+        self.apply(now, packet, sink);
+    }
+
+    /// Acts on a trusted packet.
+    fn apply(&mut self, now: u64, packet: &Packet<&[u8]>, sink: &mut impl ActionSink) {
+        let seq = packet.sequence_number();
+        let end = packet.next_sequence_number();
+        match packet.kind() {
             PacketKind::Heartbeat => {
-                self.highest = self.highest.max(seq);
+                self.raise(now, seq);
+                self.vouched = self.vouched.max(seq);
             }
             PacketKind::EndOfSession => {
-                self.highest = self.highest.max(seq);
+                self.raise(now, seq);
+                self.vouched = self.vouched.max(seq);
                 self.ended = true;
             }
             PacketKind::Messages => {
-                self.highest = self.highest.max(end);
+                self.raise(now, end);
+                let waiting = self.front_unconfirmed().is_some();
+                self.vouched = self.vouched.max(seq);
+                if waiting && seq > self.next_seq {
+                    // This packet may vouch for the one delivery waits on,
+                    // and then follow it at once rather than be held.
+                    self.progress(now, sink);
+                }
                 if let Some(max) = self.cfg.max_message_len
                     && packet.messages().any(|(_, m)| m.len() > max)
                 {
@@ -487,39 +615,77 @@ impl SessionTracker {
         self.progress(now, sink);
     }
 
-    /// Sequence sanity: true if a packet positioned at `at` may be acted on;
-    /// false if it is suspect (then remembered). Confirms a remembered suspect
-    /// that `at` corroborates (and trusts its position too).
-    fn sane(&mut self, at: u64, kind: PacketKind) -> bool {
+    fn raise(&mut self, now: u64, to: u64) {
+        if to > self.highest {
+            self.highest = to;
+            self.highest_at = now;
+        }
+    }
+
+    /// Sequence sanity (see the module's documentation): whether a packet
+    /// positioned at `at` may be acted on, is suspect, or confirms the
+    /// suspect kept aside (whose position is then trusted too).
+    fn sane(&mut self, at: u64, kind: PacketKind) -> Sanity {
         let max_jump = self.cfg.max_jump.max(u64::from(u16::MAX));
         let horizon = self.highest.max(self.next_seq);
-        if !self.horizon_known || at.saturating_sub(horizon) <= max_jump {
+        let beyond_end = self.ended && at > horizon;
+        if !self.horizon_known || (at.saturating_sub(horizon) <= max_jump && !beyond_end) {
             self.horizon_known = true;
-            return true;
+            return Sanity::Trusted;
         }
         if let Some(s) = self.suspect
             && at.abs_diff(s.at) <= max_jump
         {
-            self.suspect = None;
             self.stats.confirmed_jumps += 1;
-            self.highest = self.highest.max(s.at);
-            return true;
+            if beyond_end {
+                // The feed goes on: the end of session was not the end.
+                self.ended = false;
+                self.end_reported = false;
+                self.stats.contradicted_ends += 1;
+            }
+            return Sanity::Confirms;
         }
-        self.suspect = Some(Suspect { at, kind });
+        self.suspect = Some(Suspect { at, kind, len: 0 });
         self.stats.suspect_packets += 1;
-        false
+        Sanity::Suspect
+    }
+
+    /// Keeps the bytes of the packet just found suspect, so that it can be
+    /// acted on if confirmed.
+    fn keep_suspect(&mut self, at: u64, kind: PacketKind, bytes: &[u8]) {
+        let len = if bytes.len() <= self.suspect_bytes.len() {
+            self.suspect_bytes[..bytes.len()].copy_from_slice(bytes);
+            bytes.len()
+        } else {
+            0 // too large to keep: confirmed, its messages are a hole
+        };
+        self.suspect = Some(Suspect { at, kind, len });
+    }
+
+    /// Acts on the suspect kept aside, now confirmed.
+    fn apply_suspect(&mut self, now: u64, sink: &mut impl ActionSink) {
+        let Some(s) = self.suspect.take() else { return };
+        let bytes = std::mem::take(&mut self.suspect_bytes);
+        if let Ok(p) = Packet::new_checked(&bytes[..s.len]) {
+            self.apply(now, &p, sink);
+        } else {
+            self.raise(now, s.at);
+        }
+        self.suspect_bytes = bytes;
+    }
+
+    /// True for a lost range, and for a held packet the feed has moved
+    /// past (see *Held packets*).
+    fn vouched_for(&self, h: &Held) -> bool {
+        h.slot == LOST || h.end <= self.vouched
     }
 
     /// Drives time: retries, fail-overs, giving up, reorder waits. Call it
     /// regularly (every millisecond or so), also when nothing arrives.
     pub fn on_timer(&mut self, now: u64, sink: &mut impl ActionSink) {
         if self.cfg.servers == 0 {
-            if let Some(g) = self.gap
-                && now.saturating_sub(g.since) >= self.cfg.reorder_wait_ns
-                && self.has_gap()
-            {
-                let end = self.hole_end();
-                self.give_up(now, self.next_seq, end);
+            if self.has_gap() {
+                self.settle_old_holes(now);
                 self.progress(now, sink);
             }
             return;
@@ -561,10 +727,47 @@ impl SessionTracker {
         self.progress(now, sink);
     }
 
+    /// Without servers: every hole that has waited `reorder_wait` for a late
+    /// copy is declared lost, all in one pass. A hole is as old as the first
+    /// packet beyond it that revealed it (or, at the tail, as the horizon).
+    fn settle_old_holes(&mut self, now: u64) {
+        let wait = self.reorder_wait;
+        let mut revealed = u64::MAX;
+        for h in self.held.iter_mut().rev() {
+            revealed = revealed.min(h.arrived);
+            h.revealed = revealed;
+        }
+        let mut cover = self.next_seq;
+        let mut k = 0;
+        while k < self.held.len() {
+            let h = self.held[k];
+            if h.seq > cover && now.saturating_sub(h.revealed) >= wait {
+                self.held.insert(k, Held::lost(cover, h.seq));
+                k += 1;
+                cover = h.seq;
+            }
+            // A held packet nothing vouched for yet is no hole: it waits for
+            // the feed (or the server) however long, but never for time.
+            cover = cover.max(h.end);
+            k += 1;
+        }
+        if cover < self.highest && now.saturating_sub(self.highest_at) >= wait {
+            self.insert_held(Held::lost(cover, self.highest));
+        }
+    }
+
     /// End of input (a replay's end of file): every hole still open is lost.
     pub fn finish(&mut self, now: u64, sink: &mut impl ActionSink) {
         while self.has_gap() {
-            let end = self.hole_end();
+            // A held packet nothing vouched for will stay so: its range is
+            // part of the hole.
+            let after = self.held.partition_point(|h| h.seq <= self.next_seq);
+            let end = self
+                .held
+                .range(after..)
+                .find(|h| self.vouched_for(h))
+                .map_or(self.highest, |h| h.seq)
+                .min(self.highest);
             self.give_up(now, self.next_seq, end);
             self.progress(now, sink);
         }
@@ -586,6 +789,8 @@ impl SessionTracker {
         self.requested_upto = 0;
         self.suspect = None;
         self.horizon_known = false;
+        self.vouched = 0;
+        self.reorder_wait = self.cfg.reorder_wait_ns;
         sink.action(Action::Event(SessionEvent::NewSession { session }));
     }
 
@@ -607,12 +812,16 @@ impl SessionTracker {
             self.stats.rejected_packets += 1;
             return;
         }
-        // The held packet starting closest below `seq` is the one that could
-        // cover it (binary search: the window may hold thousands).
+        // The held entry starting closest below `seq` is the one that could
+        // cover it (binary search: the window may hold thousands). One that
+        // nothing vouches for does not: this packet may be the genuine copy.
         let below = self.held.partition_point(|h| h.seq <= seq);
-        if below > 0 && self.held[below - 1].end >= end {
-            self.stats.duplicate_packets += 1;
-            return;
+        if below > 0 {
+            let h = self.held[below - 1];
+            if h.end >= end && self.vouched_for(&h) {
+                self.stats.duplicate_packets += 1;
+                return;
+            }
         }
         if self.free_slots.is_empty() && self.cfg.servers == 0 {
             // Only time could fill the front hole; with the window full,
@@ -640,6 +849,8 @@ impl SessionTracker {
             end,
             slot,
             len: bytes.len(),
+            arrived: now,
+            revealed: now,
         });
         self.stats.held_packets += 1;
     }
@@ -659,12 +870,7 @@ impl SessionTracker {
         if end <= self.next_seq {
             return;
         }
-        self.insert_held(Held {
-            seq: from.max(self.next_seq),
-            end,
-            slot: LOST,
-            len: 0,
-        });
+        self.insert_held(Held::lost(from.max(self.next_seq), end));
         if let Some(g) = &mut self.gap {
             g.since = now;
         }
@@ -694,25 +900,59 @@ impl SessionTracker {
         });
     }
 
+    /// Whether the front of the window is a packet that delivery has reached
+    /// but nothing corroborates yet: it waits (see *Held packets*).
+    fn front_unconfirmed(&self) -> Option<Held> {
+        self.held
+            .front()
+            .filter(|h| !self.vouched_for(h) && h.seq <= self.next_seq)
+            .copied()
+    }
+
     /// Delivers what the window allows, then opens, pursues or closes the gap.
     fn progress(&mut self, now: u64, sink: &mut impl ActionSink) {
         while let Some(&h) = self.held.front() {
             if h.seq > self.next_seq {
                 break;
             }
+            let vouched = self.vouched_for(&h);
+            if !vouched && h.end > self.next_seq {
+                // Delivery waits for the feed to vouch for it, unless another
+                // copy or a lost range already covers the next message.
+                let Some(&n) = self.held.get(1).filter(|n| n.seq <= self.next_seq) else {
+                    break;
+                };
+                self.held.pop_front();
+                self.free_slots.push(h.slot);
+                if n.slot == LOST {
+                    self.stats.unconfirmed_packets += 1;
+                } else {
+                    self.stats.duplicate_packets += 1;
+                }
+                continue;
+            }
             self.held.pop_front();
             if h.slot == LOST {
-                if h.end > self.next_seq {
+                // Adjoining lost ranges are one loss.
+                let mut end = h.end;
+                while let Some(n) = self.held.front()
+                    && n.slot == LOST
+                    && n.seq <= end
+                {
+                    end = end.max(n.end);
+                    self.held.pop_front();
+                }
+                if end > self.next_seq {
                     sink.action(Action::Event(SessionEvent::Unrecoverable {
                         from: self.next_seq,
-                        end: h.end,
+                        end,
                     }));
                     self.stats.unrecoverable_gaps += 1;
                     self.stats.unrecoverable_messages = self
                         .stats
                         .unrecoverable_messages
-                        .saturating_add(h.end - self.next_seq);
-                    self.next_seq = h.end;
+                        .saturating_add(end - self.next_seq);
+                    self.next_seq = end;
                     if let Some(g) = &mut self.gap {
                         g.lost = true;
                     }
@@ -725,6 +965,8 @@ impl SessionTracker {
                 Ok(p) if h.end > self.next_seq => {
                     deliver(&p, &mut self.next_seq, &mut self.stats, sink)
                 }
+                // Passed by delivery before anything vouched for it.
+                _ if !vouched => self.stats.unconfirmed_packets += 1,
                 _ => self.stats.duplicate_packets += 1,
             }
         }
@@ -745,6 +987,7 @@ impl SessionTracker {
                 sink.action(Action::Event(SessionEvent::Stale));
             }
             if self.cfg.servers > 0 {
+                self.request_unconfirmed(now, sink);
                 self.request_missing(now, sink);
             }
             return;
@@ -765,6 +1008,35 @@ impl SessionTracker {
                 next_seq: self.next_seq,
             }));
         }
+    }
+
+    /// Asks the server for the messages of an uncorroborated packet that
+    /// delivery has reached: its copy settles what they are.
+    fn request_unconfirmed(&mut self, now: u64, sink: &mut impl ActionSink) {
+        let Some(h) = self.front_unconfirmed() else {
+            return;
+        };
+        let next = self.next_seq;
+        if self.in_flight.len() >= self.cfg.max_in_flight
+            || self
+                .in_flight
+                .iter()
+                .any(|r| r.from <= next && r.end > next)
+        {
+            return;
+        }
+        let end = h
+            .end
+            .min(next.saturating_add(u64::from(self.cfg.max_request.max(1))));
+        let server = self.primary;
+        self.in_flight.push(InFlight {
+            from: next,
+            end,
+            server,
+            attempts: 1,
+            deadline: now.saturating_add(self.timeout(1)),
+        });
+        self.send(server, next, end, sink);
     }
 
     /// Requests the missing ranges not yet asked for, in pieces, within the
