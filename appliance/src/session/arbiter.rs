@@ -1,7 +1,11 @@
 //! A/B line arbitration: feeds that carry the same session are merged into
 //! one [`SessionTracker`], so the first copy of each sequence number wins and
 //! the other is dropped as a duplicate. A message is lost only if every line
-//! lost it and recovery failed. Per-line counters tell how each line fares.
+//! lost it and recovery failed. Without servers, a hole is given up only
+//! once every line still sending has gone past it (or after
+//! [`SessionConfig::max_line_wait_ns`]): a line that lags behind the other
+//! fills what the other lost, however large the lag. Per-line counters tell
+//! how each line fares.
 
 use ticklane_protocols::moldudp64::{Packet, PacketKind};
 
@@ -36,6 +40,8 @@ pub struct Arbiter {
     lines: Vec<LineStats>,
     line_next: Vec<u64>,
     dead_after_ns: u64,
+    /// When the first packet of any line arrived.
+    started_at: Option<u64>,
 }
 
 impl Arbiter {
@@ -48,6 +54,7 @@ impl Arbiter {
             lines: vec![LineStats::default(); lines],
             line_next: vec![0; lines],
             dead_after_ns,
+            started_at: None,
         }
     }
 
@@ -76,6 +83,7 @@ impl Arbiter {
     ) {
         let line = line.min(self.lines.len() - 1);
         let delivered = self.tracker.next_seq();
+        self.started_at.get_or_insert(now);
         let st = &mut self.lines[line];
         st.packets += 1;
         st.last_seen = now;
@@ -126,6 +134,24 @@ impl Arbiter {
                 sink.action(Action::Event(SessionEvent::LineDown { line }));
             }
         }
+        // Holes wait for the slowest line still sending (its copy may be on
+        // the way: a line that lags by 40 ms fills what the other lost), and
+        // for a line not heard from yet, for a while after the first packet.
+        let starting = self
+            .started_at
+            .is_some_and(|t| now.saturating_sub(t) < self.dead_after_ns);
+        let slowest = self
+            .lines
+            .iter()
+            .zip(&self.line_next)
+            .filter(|(st, _)| (st.last_seen == 0 && starting) || (!st.down && alive(st)))
+            .map(|(_, &next)| next);
+        let position = if self.lines.len() > 1 {
+            slowest.min()
+        } else {
+            None
+        };
+        self.tracker.set_slowest_line(position);
         self.tracker.on_timer(now, sink);
     }
 

@@ -117,6 +117,9 @@ pub struct SessionConfig {
     /// Without servers: how long a hole may wait for a late (reordered)
     /// packet before it is declared lost.
     pub reorder_wait_ns: u64,
+    /// Without servers, with several lines: how long a hole may wait for a
+    /// live line that lags behind and has not reached it yet.
+    pub max_line_wait_ns: u64,
     /// Packets the reorder window holds.
     pub window_packets: usize,
     /// Largest packet the window can hold, in bytes.
@@ -148,6 +151,7 @@ impl Default for SessionConfig {
             max_attempts: 6,
             attempts_per_server: 2,
             reorder_wait_ns: 10_000_000,
+            max_line_wait_ns: 1_000_000_000,
             window_packets: 16_384,
             max_packet: 2048,
             max_message_len: None,
@@ -421,9 +425,9 @@ pub struct SessionTracker {
     /// heartbeat or end of session named): the feed has moved past every
     /// held packet that ends there or before (see *Held packets*).
     vouched: u64,
-    /// How long a hole may wait for a late copy before it is lost, without
-    /// servers (`reorder_wait_ns`, or longer while a line lags).
-    reorder_wait: u64,
+    /// Without servers: the position of the slowest live line the arbiter
+    /// knows of (holes it has not passed wait for it).
+    slowest_line: Option<u64>,
     stats: SessionStats,
 }
 
@@ -465,7 +469,7 @@ impl SessionTracker {
             horizon_known: false,
             highest_at: 0,
             vouched: 0,
-            reorder_wait: cfg.reorder_wait_ns,
+            slowest_line: None,
             stats: SessionStats::default(),
             cfg,
         }
@@ -526,16 +530,12 @@ impl SessionTracker {
         self.ended
     }
 
-    /// How long a hole waits for a late copy before it is lost (without
-    /// servers).
-    pub fn reorder_wait(&self) -> u64 {
-        self.reorder_wait
-    }
-
-    /// Lengthens the reorder wait (the arbiter does while a line lags behind
-    /// the other); never below [`SessionConfig::reorder_wait_ns`].
-    pub fn set_reorder_wait(&mut self, ns: u64) {
-        self.reorder_wait = ns.max(self.cfg.reorder_wait_ns);
+    /// Tells where the slowest live feed line is (one past the last message
+    /// it sent), or `None` with fewer than two lines: without servers, a
+    /// hole that line has not passed yet waits for it (up to
+    /// [`SessionConfig::max_line_wait_ns`]), since its copy may be on the way.
+    pub fn set_slowest_line(&mut self, position: Option<u64>) {
+        self.slowest_line = position;
     }
 
     /// Feeds one packet received at `now` (nanoseconds, any monotonic clock).
@@ -731,7 +731,13 @@ impl SessionTracker {
     /// copy is declared lost, all in one pass. A hole is as old as the first
     /// packet beyond it that revealed it (or, at the tail, as the horizon).
     fn settle_old_holes(&mut self, now: u64) {
-        let wait = self.reorder_wait;
+        let (wait, line_wait) = (self.cfg.reorder_wait_ns, self.cfg.max_line_wait_ns);
+        let slowest = self.slowest_line;
+        // Old enough, and passed by every live line (or waited for long enough).
+        let due = |from: u64, since: u64| {
+            let age = now.saturating_sub(since);
+            age >= wait && (slowest.is_none_or(|p| p > from) || age >= line_wait)
+        };
         let mut revealed = u64::MAX;
         for h in self.held.iter_mut().rev() {
             revealed = revealed.min(h.arrived);
@@ -741,7 +747,7 @@ impl SessionTracker {
         let mut k = 0;
         while k < self.held.len() {
             let h = self.held[k];
-            if h.seq > cover && now.saturating_sub(h.revealed) >= wait {
+            if h.seq > cover && due(cover, h.revealed) {
                 self.held.insert(k, Held::lost(cover, h.seq));
                 k += 1;
                 cover = h.seq;
@@ -751,7 +757,7 @@ impl SessionTracker {
             cover = cover.max(h.end);
             k += 1;
         }
-        if cover < self.highest && now.saturating_sub(self.highest_at) >= wait {
+        if cover < self.highest && due(cover, self.highest_at) {
             self.insert_held(Held::lost(cover, self.highest));
         }
     }
@@ -790,7 +796,7 @@ impl SessionTracker {
         self.suspect = None;
         self.horizon_known = false;
         self.vouched = 0;
-        self.reorder_wait = self.cfg.reorder_wait_ns;
+        self.slowest_line = None;
         sink.action(Action::Event(SessionEvent::NewSession { session }));
     }
 

@@ -697,6 +697,46 @@ fn arbiter_merges_lines_first_copy_wins() {
 }
 
 #[test]
+fn without_servers_a_line_lagging_by_40_ms_fills_what_the_other_lost() {
+    // Both lines send packets 1..=200 (one message each), one per ms; B runs
+    // 40 ms behind A. A loses 5, 50 and 120; B loses 120 and 150.
+    let cfg = SessionConfig {
+        reorder_wait_ns: 10 * MS,
+        ..SessionConfig::default()
+    };
+    let mut a = Arbiter::new(cfg, 2, 100 * MS);
+    let mut log = Log::default();
+    let mut lost_at = None;
+    for t in 0..260u64 {
+        let now = t * MS;
+        for (line, seq, lost) in [
+            (0, t + 1, [5, 50, 120]),
+            (1, t.wrapping_sub(39), [120, 150, 0]),
+        ] {
+            if (1..=200).contains(&seq) && !lost.contains(&seq) {
+                a.on_packet(
+                    line,
+                    now,
+                    &moldudp64::Packet::new_checked(&packet(b"S1", seq, 1)[..]).unwrap(),
+                    &mut log,
+                );
+            }
+        }
+        a.on_timer(now, &mut log);
+        if lost_at.is_none() && log.0.contains(&Rec::Lost(120, 121)) {
+            lost_at = Some(t);
+        }
+    }
+    let delivered = log.delivered();
+    assert_eq!(delivered.len(), 199, "all but the one both lines lost");
+    assert!(!delivered.contains(&120));
+    assert_eq!(a.stats().unrecoverable_messages, 1);
+    // A lost 120 at 119 ms; B passed it at 160 ms; then the reorder wait.
+    let t = lost_at.expect("120 is reported lost");
+    assert!((160..=175).contains(&t), "given up at {t} ms");
+}
+
+#[test]
 fn arbiter_reports_a_dead_line_and_its_return() {
     let mut a = Arbiter::new(SessionConfig::default(), 2, 10 * MS);
     let mut log = Log::default();
