@@ -20,7 +20,7 @@ use ticklane_protocols::moldudp64::Packet;
 use crate::delivery::{Delivery, RangeLog, Tap};
 use crate::pipeline::Pipeline;
 use crate::recovery::{self, Answers};
-use crate::session::{SessionConfig, SessionTable};
+use crate::session::{Arbiter, Pending, Route, SessionConfig, SessionTable};
 use crate::source::{Arrival, Payload, Polled, Source, SourceError, Verdict, Wait};
 use crate::stats::{
     self, MAX_LINES, MAX_SESSIONS, SessionSnapshot, Snapshot, StatsReader, StatsWriter,
@@ -313,6 +313,10 @@ impl<'a, S: Source> Poller<'a, S> {
         let core = &mut self.core;
         core.clock.tick();
         let now = core.clock.session;
+        if let Some((session, arbiter, pending)) = core.sessions.settle_candidates() {
+            core.delivery.set_session(session);
+            sequence_pending(arbiter, pending, &mut core.delivery);
+        }
         for (session, arbiter) in core.sessions.iter_mut() {
             core.delivery.set_session(session);
             arbiter.finish(now, &mut core.delivery);
@@ -336,6 +340,15 @@ impl<'a, S: Source> Poller<'a, S> {
     }
 }
 
+/// Sequences the packets a session kept aside before it was confirmed.
+fn sequence_pending(arbiter: &mut Arbiter, pending: Pending<'_>, delivery: &mut Delivery) {
+    for (line, at, kept) in pending {
+        if let Ok(p) = Packet::new_checked(kept) {
+            arbiter.on_packet(line, at, &p, delivery);
+        }
+    }
+}
+
 impl Core<'_> {
     /// One arrival from the source.
     #[inline]
@@ -347,8 +360,11 @@ impl Core<'_> {
                     self.packets += 1;
                     let session = packet.session();
                     let now = self.clock.session;
-                    if let Some(arbiter) = self.sessions.route(session) {
+                    if let Route::To(arbiter, pending) =
+                        self.sessions.route(session, a.line, now, bytes)
+                    {
                         self.delivery.set_session(session);
+                        sequence_pending(arbiter, pending, &mut self.delivery);
                         arbiter.on_packet(a.line, now, &packet, &mut self.delivery);
                     }
                     Verdict::Taken
@@ -448,6 +464,7 @@ impl Core<'_> {
                 next_seq: tracker.next_seq(),
                 stale: tracker.is_stale(),
                 ended: tracker.is_finished(),
+                known_end: tracker.known_end(),
                 line_count: lines.len().min(MAX_LINES),
                 ..SessionSnapshot::default()
             };

@@ -29,6 +29,10 @@ pub struct SessionSnapshot {
     pub stale: bool,
     /// The end of session was seen and everything before it settled.
     pub ended: bool,
+    /// One past the highest sequence number known to exist (from packets,
+    /// heartbeats and the end of session). Without the end of session,
+    /// what comes after it is unknown: neither delivered nor counted lost.
+    pub known_end: u64,
     /// Feed lines in use (the first entries of `lines`).
     pub line_count: usize,
     /// Per-line counters.

@@ -38,6 +38,16 @@ fn end_of_session(name: &[u8], next: u64) -> Vec<u8> {
 }
 
 fn run(source: MemorySource) -> (Finished<MemorySource>, Snapshot) {
+    run_with(source, 1, None)
+}
+
+/// Runs the poller over `source` with `lines` lines and, if given, the
+/// session expected.
+fn run_with(
+    source: MemorySource,
+    lines: usize,
+    expected: Option<&[u8]>,
+) -> (Finished<MemorySource>, Snapshot) {
     let (pipeline, _subscribers) = Pipeline::with_bus(
         Books::new(1 << 10),
         Vwap::default(),
@@ -50,8 +60,10 @@ fn run(source: MemorySource) -> (Finished<MemorySource>, Snapshot) {
         session: SessionConfig {
             window_packets: 64,
             reorder_wait_ns: MS,
+            session: expected.map(session),
             ..SessionConfig::default()
         },
+        lines,
         time: TimeBase::Capture,
         ..PollerConfig::default()
     };
@@ -135,16 +147,19 @@ fn a_full_session_table_counts_what_it_drops_and_frees_ended_slots() {
         t += MS / 10;
         source.push_at(0, bytes, Some(t));
     };
-    // MAX_SESSIONS live sessions fill the table: one more is dropped.
+    // MAX_SESSIONS sessions, three packets each (confirmed), fill the table:
+    // the three packets of one more are dropped.
     for name in &names {
-        at(&mut source, &packet(name, 1));
+        for seq in 1..=3 {
+            at(&mut source, &packet(name, seq));
+        }
     }
-    // The first one ends: its slot takes the next newcomer.
-    at(&mut source, &end_of_session(&names[0], 2));
+    // The first one ends: the next newcomer takes its slot at once.
+    at(&mut source, &end_of_session(&names[0], 4));
     at(&mut source, &packet(&names[MAX_SESSIONS], 1));
     let (finished, _) = run(source);
     let snap = finished.snapshot;
-    assert_eq!(snap.foreign_session_packets, 1, "one packet found no slot");
+    assert_eq!(snap.foreign_session_packets, 3, "one session found no slot");
     assert_eq!(snap.sessions().len(), MAX_SESSIONS);
     assert!(
         snap.sessions()
@@ -152,5 +167,83 @@ fn a_full_session_table_counts_what_it_drops_and_frees_ended_slots() {
             .any(|s| s.session == session(&names[MAX_SESSIONS])),
         "the ended session's slot was reused"
     );
-    assert_eq!(snap.delivered, MAX_SESSIONS as u64 + 1);
+    assert_eq!(snap.delivered, 3 * MAX_SESSIONS as u64 + 1);
+}
+
+/// The day's feed, `DAY` 1..=`n`, one message per packet, 0.1 ms apart,
+/// with `stray` (a packet of another session) after the fifth.
+fn day_with_a_stray(n: u64, stray: &[u8]) -> MemorySource {
+    let mut source = MemorySource::new(1);
+    for seq in 1..=n {
+        source.push_at(0, &packet(b"DAY", seq), Some(seq * MS / 10));
+        if seq == 5 {
+            source.push_at(0, stray, Some(seq * MS / 10));
+        }
+    }
+    source.push_at(0, &end_of_session(b"DAY", n + 1), Some((n + 1) * MS / 10));
+    source
+}
+
+#[test]
+fn a_stray_packet_of_another_session_changes_nothing() {
+    for stray in [
+        packet(b"FORGED", 1),
+        packet(b"FORGED", 6),
+        end_of_session(b"FORGED", 1),
+    ] {
+        let (finished, _) = run(day_with_a_stray(20, &stray));
+        let snap = finished.snapshot;
+        assert_eq!(snap.sessions().len(), 1, "no slot for the stray session");
+        let day = snap.sessions()[0];
+        assert_eq!(day.session, session(b"DAY"));
+        assert_eq!(
+            (
+                day.stats.delivered,
+                day.stats.unrecoverable_messages,
+                day.stats.session_changes
+            ),
+            (20, 0, 0)
+        );
+        assert!(day.ended);
+        assert_eq!(snap.delivered, 20, "the stray message reached no book");
+        assert_eq!(snap.foreign_session_packets, 1);
+    }
+}
+
+#[test]
+fn a_new_session_waits_for_confirmation_and_loses_nothing_to_it() {
+    // Alone, a short feed is taken at the end of input.
+    let mut source = MemorySource::new(1);
+    source.push_at(0, &packet(b"DAY", 1), Some(MS));
+    source.push_at(0, &packet(b"DAY", 2), Some(2 * MS));
+    let (finished, _) = run(source);
+    assert_eq!(finished.snapshot.delivered, 2);
+    assert_eq!(finished.snapshot.foreign_session_packets, 0);
+
+    // The configured session is taken at its first packet: a forgery before
+    // it does not take its place.
+    let mut source = MemorySource::new(1);
+    source.push_at(0, &packet(b"FORGED", 1), Some(MS));
+    for seq in 1..=4 {
+        source.push_at(0, &packet(b"DAY", seq), Some((seq + 1) * MS));
+    }
+    source.push_at(0, &end_of_session(b"DAY", 5), Some(9 * MS));
+    let (finished, _) = run_with(source, 1, Some(b"DAY"));
+    let snap = finished.snapshot;
+    assert_eq!(snap.sessions().len(), 1);
+    assert_eq!(snap.sessions()[0].session, session(b"DAY"));
+    assert_eq!(snap.delivered, 4);
+    assert_eq!(snap.foreign_session_packets, 1);
+
+    // Seen on both lines, a session is confirmed at its second packet.
+    let mut source = MemorySource::new(1);
+    source.push_at(0, &packet(b"DAY", 1), Some(MS));
+    source.push_at(1, &packet(b"DAY", 1), Some(2 * MS));
+    source.push_at(0, &packet(b"FORGED", 1), Some(3 * MS));
+    source.push_at(0, &packet(b"DAY", 2), Some(4 * MS));
+    let (finished, _) = run_with(source, 2, None);
+    let snap = finished.snapshot;
+    assert_eq!(snap.sessions().len(), 1);
+    assert_eq!(snap.delivered, 2);
+    assert_eq!(snap.foreign_session_packets, 1);
 }

@@ -2,9 +2,11 @@
 //! nothing of clap).
 
 use clap::ValueEnum;
+use ticklane_appliance::session::SessionConfig;
 use ticklane_appliance::source::steering::XdpModeRequest;
 use ticklane_appliance::source::xsk::BindRequest;
 use ticklane_capture::Format;
+use ticklane_protocols::moldudp64::Session;
 
 /// A capture format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -78,4 +80,48 @@ impl From<BindArg> for BindRequest {
             BindArg::Copy => BindRequest::Copy,
         }
     }
+}
+
+/// How sessions are sequenced and trusted (shared by `run`, `replay` and
+/// `book`).
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct SequencingArgs {
+    /// Start at the first packet seen instead of backfilling from sequence
+    /// 1 (a late join: the messages before it are not there to build books
+    /// from; by default they count as lost).
+    #[arg(long)]
+    join_live: bool,
+    /// The MoldUDP64 session expected (e.g. the day's name): taken at its
+    /// first packet. Without it, a new session is taken once 3 of its
+    /// packets (or one on each of two lines) arrived, so that a stray or
+    /// forged packet of another session changes nothing; its first packets
+    /// are kept aside meanwhile, not lost.
+    #[arg(long, value_name = "NAME", value_parser = parse_session)]
+    session: Option<Session>,
+    /// Furthest a packet may claim to be beyond the last known sequence
+    /// number and still be trusted on its own; further, it waits for a
+    /// second packet to confirm the jump (a single forged packet numbered
+    /// 2^63 then moves nothing).
+    #[arg(long, default_value_t = 1_000_000, value_name = "MESSAGES")]
+    max_jump: u64,
+}
+
+impl SequencingArgs {
+    /// The session layer's configuration these options make.
+    pub(crate) fn config(&self) -> SessionConfig {
+        SessionConfig {
+            backfill_from: if self.join_live { None } else { Some(1) },
+            session: self.session,
+            max_jump: self.max_jump,
+            ..SessionConfig::default()
+        }
+    }
+}
+
+fn parse_session(name: &str) -> Result<Session, String> {
+    if name.is_empty() || !name.is_ascii() {
+        return Err("a session name is 1 to 10 ASCII characters".into());
+    }
+    Session::from_name(name.as_bytes())
+        .ok_or_else(|| format!("\"{name}\" is longer than a session name (10 characters)"))
 }

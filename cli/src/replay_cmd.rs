@@ -16,6 +16,7 @@ use ticklane_appliance::session::SessionConfig;
 use ticklane_appliance::source::capture::CaptureSource;
 
 use super::GroupPort;
+use super::args::SequencingArgs;
 use super::report::{self, PathInfo};
 
 /// Options of the pipeline behind `replay` and `book`.
@@ -39,11 +40,8 @@ pub(crate) struct PipelineArgs {
     /// Seconds to keep recovering gaps after the end of the capture.
     #[arg(long, default_value_t = 30)]
     recovery_secs: u64,
-    /// Start at the first packet seen instead of treating the messages before
-    /// it as a gap (a capture that begins mid-session has no earlier
-    /// messages to build books from; by default they count as lost).
-    #[arg(long)]
-    join_live: bool,
+    #[command(flatten)]
+    sequencing: SequencingArgs,
     /// Capacity of the order pool (resting orders) before it must grow.
     #[arg(long, default_value_t = 1 << 20)]
     max_orders: usize,
@@ -90,8 +88,7 @@ pub(crate) fn run_pipeline(
         session: SessionConfig {
             max_request: args.max_request.max(1),
             request_timeout_ns: args.request_timeout_ms.max(1) * 1_000_000,
-            backfill_from: if args.join_live { None } else { Some(1) },
-            ..SessionConfig::default()
+            ..args.sequencing.config()
         },
         lines: filter.feeds.len().max(1),
         retrans: args.retrans.clone(),

@@ -73,6 +73,10 @@ pub(crate) fn summary<S>(f: &Finished<S>, path: &PathInfo, drained: &DrainStats)
     }
     let mut session = session_json(&total);
     session.insert("lost_ranges".into(), ranges(&f.lost));
+    // Complete only when every session was seen to its end: otherwise
+    // what came after the last known message is unknown, not "0 lost".
+    let complete = !snap.sessions().is_empty() && snap.sessions().iter().all(|s| s.ended);
+    session.insert("complete".into(), complete.into());
     let books = &f.pipeline.books;
     let bs = books.stats();
     let bus = snap.bus;
@@ -103,6 +107,13 @@ pub(crate) fn summary<S>(f: &Finished<S>, path: &PathInfo, drained: &DrainStats)
             m.insert("next_seq".into(), s.next_seq.into());
             m.insert("stale".into(), s.stale.into());
             m.insert("ended".into(), s.ended.into());
+            m.insert("end_of_session_seen".into(), s.ended.into());
+            m.insert("highest_known_seq".into(), s.known_end.saturating_sub(1).into());
+            m.insert("tail".into(), if s.ended {
+                "complete".into()
+            } else {
+                format!("unknown after sequence number {}", s.known_end.saturating_sub(1)).into()
+            });
             m.insert("lines".into(), s.lines().iter().map(|l| json!({
                 "packets": l.packets, "duplicates": l.duplicates, "gaps": l.gaps,
                 "gaps_covered_by_other": l.gaps_covered_by_other, "lag_messages": l.lag_messages,
@@ -172,7 +183,7 @@ pub(crate) fn warn(who: &str, v: &Value) {
                 "{who}: warning: session \"{}\": no end of session was seen; what came after \
                  sequence number {} is unknown (not counted as lost)",
                 s["name"].as_str().unwrap_or(""),
-                s["next_seq"].as_u64().unwrap_or(1).saturating_sub(1)
+                s["highest_known_seq"]
             );
         }
     }
@@ -195,8 +206,24 @@ pub(crate) fn warn(who: &str, v: &Value) {
     let foreign = v["foreign_session_packets"].as_u64().unwrap_or(0);
     if foreign > 0 {
         eprintln!(
-            "{who}: warning: {foreign} packets of further sessions were dropped: every session \
-             slot held a live session"
+            "{who}: warning: {foreign} packets of other sessions were dropped: sessions never \
+             confirmed (fewer than 3 packets, e.g. stray or forged ones) or with every session \
+             slot held by a live session (--session NAME names the expected one)"
+        );
+    }
+    let unvouched = v["session"]["unconfirmed_packets"].as_u64().unwrap_or(0);
+    if unvouched > 0 {
+        eprintln!(
+            "{who}: warning: {unvouched} packets held after a gap were not applied: nothing the \
+             feed sent afterwards vouched for them (their messages came from another copy, a \
+             server, or are counted lost)"
+        );
+    }
+    let contradicted = v["session"]["contradicted_ends"].as_u64().unwrap_or(0);
+    if contradicted > 0 {
+        eprintln!(
+            "{who}: warning: {contradicted} ends of session were contradicted by the feed going \
+             on past them (forged or misordered) and taken back"
         );
     }
 }
@@ -212,11 +239,16 @@ pub(crate) fn print(v: &Value) {
     );
     let s = &v["session"];
     println!(
-        "session: {} gaps ({} filled, {} unrecoverable, {} messages lost), {} duplicate and {} held packets, {} requests",
+        "session: {} gaps ({} filled, {} unrecoverable, {} messages lost{}), {} duplicate and {} held packets, {} requests",
         s["gaps"],
         s["gaps_filled"],
         s["unrecoverable_gaps"],
         s["lost_messages"],
+        if s["complete"].as_bool() == Some(true) {
+            ""
+        } else {
+            "; INCOMPLETE: the end of session was not seen, the tail is unknown"
+        },
         s["duplicate_packets"],
         s["held_packets"],
         s["requests"]

@@ -13,7 +13,6 @@ use ticklane_appliance::bus::{BusConfig, Drain};
 use ticklane_appliance::delivery::Tap;
 use ticklane_appliance::pipeline::Pipeline;
 use ticklane_appliance::poller::{Poller, PollerConfig, TimeBase};
-use ticklane_appliance::session::SessionConfig;
 use ticklane_appliance::source::steering::SteeringError;
 use ticklane_appliance::source::udp::{FeedSocket, UdpSource};
 use ticklane_appliance::source::xdp::{XdpConfig, XdpError, XdpSource};
@@ -26,7 +25,7 @@ use ticklane_capture::pace;
 use ticklane_lab::send::FrameSender;
 
 use super::GroupPort;
-use super::args::{BindArg, ModeArg, XdpModeArg};
+use super::args::{BindArg, ModeArg, SequencingArgs, XdpModeArg};
 use super::report::{self, PathInfo};
 
 /// Receive live feeds on one interface queue: XDP → AF_XDP → in-place parse.
@@ -79,9 +78,8 @@ pub(crate) struct RunArgs {
     /// MoldUDP64 re-request server HOST:PORT (repeatable).
     #[arg(long = "retrans", value_name = "HOST:PORT")]
     retrans: Vec<SocketAddr>,
-    /// Start at the first packet seen instead of backfilling from sequence 1.
-    #[arg(long)]
-    join_live: bool,
+    #[command(flatten)]
+    sequencing: SequencingArgs,
     /// Write the final summary as JSON here.
     #[arg(long)]
     summary_json: Option<PathBuf>,
@@ -114,10 +112,7 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .map(|(g, p)| FeedSocket::join(*g, *p, ifindex, 8 << 20))
         .collect::<Result<_, _>>()?;
     let cfg = PollerConfig {
-        session: SessionConfig {
-            backfill_from: if args.join_live { None } else { Some(1) },
-            ..SessionConfig::default()
-        },
+        session: args.sequencing.config(),
         lines: feeds.len(),
         retrans: args.retrans.clone(),
         wait: if args.spin {

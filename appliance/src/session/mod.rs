@@ -75,7 +75,8 @@
 //! anything starts beyond the forgery. A live feed vouches within one packet
 //! interval, so this costs latency only on the last packet before a pause,
 //! and only after a loss. At the end of input, an unvouched packet's range
-//! is reported lost.
+//! is reported lost. The first packet of a session, which places it, needs
+//! no voucher.
 //!
 //! Without servers, every hole older than the reorder wait is given up in
 //! one pass: a hole is as old as the earliest packet beyond it (each of
@@ -91,7 +92,7 @@ mod arbiter;
 mod table;
 
 pub use arbiter::{Arbiter, LineStats};
-pub use table::SessionTable;
+pub use table::{PENDING, Pending, Route, SessionTable};
 
 use std::collections::VecDeque;
 
@@ -138,6 +139,12 @@ pub struct SessionConfig {
     /// below one packet's worth (65,535) act as 65,535; `u64::MAX` turns
     /// the check off.
     pub max_jump: u64,
+    /// The session expected (the day's name, when known): taken at its first
+    /// packet. Other new sessions wait for confirmation (see
+    /// [`SessionTable`]).
+    pub session: Option<Session>,
+    /// Packets of a new session that confirm it (or one on a second line).
+    pub confirm_session_packets: u32,
 }
 
 impl Default for SessionConfig {
@@ -157,6 +164,8 @@ impl Default for SessionConfig {
             max_message_len: None,
             backfill_from: Some(1),
             max_jump: 1_000_000,
+            session: None,
+            confirm_session_packets: 3,
         }
     }
 }
@@ -562,7 +571,11 @@ impl SessionTracker {
         } else {
             packet.sequence_number()
         };
+        let first = !self.horizon_known;
         match self.sane(at, kind) {
+            // The first packet places the session: it is taken at its word
+            // (see *Sequence sanity*), so nothing further vouches for it.
+            Sanity::Trusted if first => self.vouched = self.vouched.max(at),
             Sanity::Trusted => {}
             Sanity::Suspect => {
                 self.keep_suspect(at, kind, packet.as_bytes());
