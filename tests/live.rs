@@ -10,76 +10,9 @@ use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use ticklane_e2e::{Killed, Lab, arg, assert_success, netns_available, ticklane_ok};
-
-/// The live tests measure loss: they run one at a time, not competing for
-/// the machine's cores with each other.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// A running `ticklane run`, its stdout and stderr going to files (a pipe
-/// that nobody drains while the poller runs must not be what slows it).
-struct Running {
-    child: Killed,
-    out: std::path::PathBuf,
-    err: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-/// Starts `ticklane run` in the lab's b side and waits until it is ready.
-fn start_run(lab: &Lab, args: &[&str]) -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let (out, err) = (dir.path().join("run.out"), dir.path().join("run.err"));
-    let child = lab
-        .ticklane_in(&lab.b)
-        .args(["run", "--iface", &lab.vb, "--duration", "60"])
-        .args(args)
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .spawn()
-        .unwrap();
-    let running = Running {
-        child: Killed(child),
-        out,
-        err,
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let log = std::fs::read_to_string(&running.err).unwrap_or_default();
-        if log.contains("ready on") {
-            return running;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "ticklane run never became ready:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Stops the run with SIGINT and waits for it; returns its stdout and stderr.
-fn stop_run(mut run: Running) -> (String, String) {
-    // SAFETY: kill(2) on the PID of a child we started and have not reaped.
-    unsafe { libc::kill(run.child.0.id() as i32, libc::SIGINT) };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while run.child.0.try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "ticklane run did not stop on SIGINT"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (
-        std::fs::read_to_string(&run.out).unwrap(),
-        std::fs::read_to_string(&run.err).unwrap(),
-    )
-}
+use ticklane_e2e::{
+    Lab, arg, assert_success, netns_available, serial, start_run, stop_run, ticklane_ok,
+};
 
 /// Sends a generated feed at `pps` to `ticklane run --mode MODE` and checks
 /// that every message arrived, per type, and (with `tap`) that the tap equals

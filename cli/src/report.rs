@@ -228,6 +228,20 @@ pub(crate) fn warn(who: &str, v: &Value) {
     }
 }
 
+/// The messages lost, and whether that is the whole story: without the end
+/// of session, the tail is unknown and the count only a lower bound.
+pub(crate) fn lost_text(v: &Value) -> String {
+    let s = &v["session"];
+    if s["complete"].as_bool() == Some(true) {
+        format!("{} messages lost", s["lost_messages"])
+    } else {
+        format!(
+            "{} messages lost so far; INCOMPLETE: no end of session was seen, the tail is unknown",
+            s["lost_messages"]
+        )
+    }
+}
+
 /// The summary as text lines.
 pub(crate) fn print(v: &Value) {
     println!(
@@ -239,16 +253,11 @@ pub(crate) fn print(v: &Value) {
     );
     let s = &v["session"];
     println!(
-        "session: {} gaps ({} filled, {} unrecoverable, {} messages lost{}), {} duplicate and {} held packets, {} requests",
+        "session: {} gaps ({} filled, {} unrecoverable, {}), {} duplicate and {} held packets, {} requests",
         s["gaps"],
         s["gaps_filled"],
         s["unrecoverable_gaps"],
-        s["lost_messages"],
-        if s["complete"].as_bool() == Some(true) {
-            ""
-        } else {
-            "; INCOMPLETE: the end of session was not seen, the tail is unknown"
-        },
+        lost_text(v),
         s["duplicate_packets"],
         s["held_packets"],
         s["requests"]

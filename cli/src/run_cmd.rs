@@ -242,12 +242,12 @@ fn drive<S: Source>(source: S, live: &Live<'_>, path: PathInfo) -> anyhow::Resul
     let summary = report::summary(&finished, &path, &drained);
     report::warn("ticklane run", &summary);
     println!(
-        "ticklane run: {} packets, {} messages in {:.1} s via {}; {} lost",
+        "ticklane run: {} packets, {} messages in {:.1} s via {}; {}",
         summary["packets"],
         summary["messages"],
         summary["seconds"].as_f64().unwrap_or(0.0),
         path.mode,
-        summary["session"]["lost_messages"]
+        report::lost_text(&summary)
     );
     if let Some(path) = &args.summary_json {
         std::fs::write(path, serde_json::to_vec_pretty(&summary)?)
