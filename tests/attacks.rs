@@ -334,10 +334,6 @@ fn a_line_lagging_by_40_ms_fills_what_the_other_lost_without_a_server() {
         lines[1]["gaps_covered_by_other"].as_u64().unwrap() >= 20,
         "{lines}"
     );
-    assert!(
-        lines[1]["lag_messages"].as_u64().unwrap() > 500,
-        "B lags: {lines}"
-    );
 }
 
 #[test]
