@@ -163,10 +163,6 @@ fn attacked_run(
         &summary,
         "--book-out",
         &book_out,
-        "--rx-ring",
-        "8192",
-        "--fill-ring",
-        "16384",
     ];
     for f in feeds {
         args.extend(["--feed", f]);

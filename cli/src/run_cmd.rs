@@ -57,11 +57,14 @@ pub(crate) struct RunArgs {
     /// AF_XDP bind: auto tries zero-copy then copy.
     #[arg(long, value_enum, default_value = "auto")]
     bind: BindArg,
-    /// Socket rx ring slots (power of two).
-    #[arg(long, default_value_t = 4096)]
+    /// Socket rx ring slots (power of two). Deep enough to ride out the
+    /// scheduling stalls of a poller that shares its core (the summary's
+    /// socket.rx_ring_full counts overflows).
+    #[arg(long, default_value_t = XskConfig::DEFAULT.rx_size)]
     rx_ring: u32,
-    /// Fill ring slots and UMEM frames (power of two, ≥ NIC ring + rx ring).
-    #[arg(long, default_value_t = 8192)]
+    /// Fill ring slots and UMEM frames of 2 KiB (power of two, ≥ NIC ring +
+    /// rx ring; the default takes 64 MiB).
+    #[arg(long, default_value_t = XskConfig::DEFAULT.fill_size)]
     fill_ring: u32,
     /// Busy polling on the socket: microseconds (SO_BUSY_POLL, with SO_PREFER_BUSY_POLL).
     #[arg(long)]
