@@ -28,7 +28,10 @@
 //! end of session. The *horizon* is the furthest position accepted so far
 //! (the larger of the next message to deliver and one past the highest
 //! message known to exist). A packet positioned more than
-//! [`SessionConfig::max_jump`] beyond the horizon is *suspect*: it is counted
+//! [`SessionConfig::max_jump`] beyond the horizon, or further than the feed
+//! could have sent since the last trusted packet at
+//! [`SessionConfig::max_rate`] (plus one packet's worth), is *suspect*: it
+//! is counted
 //! ([`SessionStats::suspect_packets`]) and remembered in a single slot (the
 //! last suspect only), but otherwise ignored: it moves nothing, is not held,
 //! and a suspect end of session does not end the session. So one forged
@@ -139,6 +142,11 @@ pub struct SessionConfig {
     /// below one packet's worth (65,535) act as 65,535; `u64::MAX` turns
     /// the check off.
     pub max_jump: u64,
+    /// Most messages per second the feed can send: a packet further beyond
+    /// the horizon than the feed could have sent since the last trusted
+    /// packet (plus one packet's worth) is suspect too, however small
+    /// `max_jump`'s share. `u64::MAX` turns this bound off.
+    pub max_rate: u64,
     /// The session expected (the day's name, when known): taken at its first
     /// packet. Other new sessions wait for confirmation (see
     /// [`SessionTable`]).
@@ -164,6 +172,7 @@ impl Default for SessionConfig {
             max_message_len: None,
             backfill_from: Some(1),
             max_jump: 1_000_000,
+            max_rate: 10_000_000,
             session: None,
             confirm_session_packets: 3,
         }
@@ -430,6 +439,8 @@ pub struct SessionTracker {
     horizon_known: bool,
     /// When `highest` last moved.
     highest_at: u64,
+    /// When the last trusted packet arrived.
+    trusted_at: u64,
     /// The furthest sequence number a trusted packet started at (or a
     /// heartbeat or end of session named): the feed has moved past every
     /// held packet that ends there or before (see *Held packets*).
@@ -477,6 +488,7 @@ impl SessionTracker {
             suspect_bytes: vec![0; cfg.max_packet].into_boxed_slice(),
             horizon_known: false,
             highest_at: 0,
+            trusted_at: 0,
             vouched: 0,
             slowest_line: None,
             stats: SessionStats::default(),
@@ -572,7 +584,7 @@ impl SessionTracker {
             packet.sequence_number()
         };
         let first = !self.horizon_known;
-        match self.sane(at, kind) {
+        match self.sane(now, at, kind) {
             // The first packet places the session: it is taken at its word
             // (see *Sequence sanity*), so nothing further vouches for it.
             Sanity::Trusted if first => self.vouched = self.vouched.max(at),
@@ -638,18 +650,31 @@ impl SessionTracker {
     /// Sequence sanity (see the module's documentation): whether a packet
     /// positioned at `at` may be acted on, is suspect, or confirms the
     /// suspect kept aside (whose position is then trusted too).
-    fn sane(&mut self, at: u64, kind: PacketKind) -> Sanity {
-        let max_jump = self.cfg.max_jump.max(u64::from(u16::MAX));
+    fn sane(&mut self, now: u64, at: u64, kind: PacketKind) -> Sanity {
+        let one_packet = u64::from(u16::MAX);
+        // What the feed could have sent since the last trusted packet.
+        let could_send = u64::try_from(
+            u128::from(now.saturating_sub(self.trusted_at)) * u128::from(self.cfg.max_rate)
+                / 1_000_000_000,
+        )
+        .unwrap_or(u64::MAX);
+        let max_jump = self
+            .cfg
+            .max_jump
+            .min(one_packet.saturating_add(could_send))
+            .max(one_packet);
         let horizon = self.highest.max(self.next_seq);
         let beyond_end = self.ended && at > horizon;
         if !self.horizon_known || (at.saturating_sub(horizon) <= max_jump && !beyond_end) {
             self.horizon_known = true;
+            self.trusted_at = now;
             return Sanity::Trusted;
         }
         if let Some(s) = self.suspect
             && at.abs_diff(s.at) <= max_jump
         {
             self.stats.confirmed_jumps += 1;
+            self.trusted_at = now;
             if beyond_end {
                 // The feed goes on: the end of session was not the end.
                 self.ended = false;

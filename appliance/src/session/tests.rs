@@ -1046,3 +1046,20 @@ mod hostile {
         }
     }
 }
+
+#[test]
+fn a_jump_further_than_the_feed_could_have_sent_is_suspect() {
+    // 500,000 messages ahead is within max_jump (1M), but not 1 ms after the
+    // last packet at 10M messages/s: the forged heartbeat stalls nothing.
+    let mut r = Rig::new(SessionConfig::default());
+    r.feed(0, &packet(b"S1", 1, 3));
+    r.feed(MS, &heartbeat(b"S1", 500_000));
+    assert_eq!(r.t.stats().suspect_packets, 1);
+    assert!(!r.t.is_stale());
+    r.feed(2 * MS, &packet(b"S1", 4, 3));
+    assert_eq!(r.log.delivered(), (1..7).collect::<Vec<_>>());
+    // After 100 ms of silence the same jump is plausible: a real outage.
+    r.feed(102 * MS, &heartbeat(b"S1", 500_000));
+    assert_eq!(r.t.stats().suspect_packets, 1);
+    assert!(r.t.is_stale(), "the hole it reveals is real");
+}
