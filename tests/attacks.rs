@@ -93,6 +93,17 @@ fn mold(session: Session, seq: u64, messages: &[&[u8]]) -> Vec<u8> {
     b.finish().to_vec()
 }
 
+/// Writes `frames` with `forged` (a payload, sent as the feed's own
+/// source) inserted before frame `at`; returns the capture's path.
+fn with_forgery(dir: &Path, name: &str, frames: &Frames, at: usize, forged: &[u8]) -> String {
+    let mut attacked = frames.clone();
+    let genuine = &frames[at.min(frames.len() - 1)];
+    attacked.insert(at, (genuine.0, reframe(&genuine.1, forged)));
+    let path = arg(dir, &format!("{name}.pcap"));
+    write_frames(&path, &attacked);
+    path
+}
+
 /// Index and packet of the frame in the middle of the feed.
 fn middle(frames: &Frames) -> (usize, u64, u64, Session) {
     let i = frames.len() / 2;
@@ -201,6 +212,33 @@ fn attacked_run(
     }
 }
 
+/// What every attack starts from: the clean day, its books, its frames and
+/// a forged order to slip in; `None` where namespaces cannot be made.
+struct Setup {
+    dir: tempfile::TempDir,
+    clean: String,
+    book: String,
+    frames: Frames,
+    order: Vec<u8>,
+}
+
+fn setup() -> Option<Setup> {
+    if !netns_available() {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (clean, book) = day(dir.path(), "c", FEED);
+    let frames = frames_of(&clean);
+    let order = forged_order(&frames);
+    Some(Setup {
+        dir,
+        clean,
+        book,
+        frames,
+        order,
+    })
+}
+
 /// Checks the run delivered the whole clean day, books and all.
 fn assert_whole_day(o: &Outcome) {
     let s = &o.summary;
@@ -212,13 +250,16 @@ fn assert_whole_day(o: &Outcome) {
 
 #[test]
 fn a_packet_numbered_2_63_changes_nothing_as_message_heartbeat_or_end() {
-    if !netns_available() {
+    let Some(Setup {
+        dir,
+        clean: _,
+        book,
+        frames,
+        order,
+    }) = setup()
+    else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let (clean, book) = day(dir.path(), "c", FEED);
-    let frames = frames_of(&clean);
-    let order = forged_order(&frames);
+    };
     let (i, _, _, session) = middle(&frames);
     let far = 1u64 << 63;
     for (kind, forged) in [
@@ -229,10 +270,7 @@ fn a_packet_numbered_2_63_changes_nothing_as_message_heartbeat_or_end() {
             moldudp64::header(session, far, END_OF_SESSION).to_vec(),
         ),
     ] {
-        let mut attacked = frames.clone();
-        attacked.insert(i, (frames[i].0, reframe(&frames[i].1, &forged)));
-        let path = arg(dir.path(), &format!("{kind}.pcap"));
-        write_frames(&path, &attacked);
+        let path = with_forgery(dir.path(), kind, &frames, i, &forged);
         let o = attacked_run("f", &[&path], &[FEED], &book, None, Duration::ZERO);
         assert_whole_day(&o);
         assert_eq!(o.summary["session"]["suspect_packets"], 1, "{kind}");
@@ -242,19 +280,19 @@ fn a_packet_numbered_2_63_changes_nothing_as_message_heartbeat_or_end() {
 
 #[test]
 fn a_packet_of_a_foreign_session_changes_nothing() {
-    if !netns_available() {
+    let Some(Setup {
+        dir,
+        clean: _,
+        book,
+        frames,
+        order,
+    }) = setup()
+    else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let (clean, book) = day(dir.path(), "c", FEED);
-    let frames = frames_of(&clean);
-    let order = forged_order(&frames);
+    };
     let (i, seq, _, _) = middle(&frames);
     let forged = mold(Session::from_name(b"FORGED").unwrap(), seq, &[&order]);
-    let mut attacked = frames.clone();
-    attacked.insert(i, (frames[i].0, reframe(&frames[i].1, &forged)));
-    let path = arg(dir.path(), "a.pcap");
-    write_frames(&path, &attacked);
+    let path = with_forgery(dir.path(), "a", &frames, i, &forged);
     let o = attacked_run("s", &[&path], &[FEED], &book, None, Duration::ZERO);
     assert_whole_day(&o);
     assert_eq!(o.summary["foreign_session_packets"], 1, "{}", o.summary);
@@ -264,19 +302,19 @@ fn a_packet_of_a_foreign_session_changes_nothing() {
 
 #[test]
 fn a_packet_forged_ahead_of_the_horizon_never_replaces_the_real_one() {
-    if !netns_available() {
+    let Some(Setup {
+        dir,
+        clean,
+        book,
+        frames,
+        order,
+    }) = setup()
+    else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let (clean, book) = day(dir.path(), "c", FEED);
-    let frames = frames_of(&clean);
-    let order = forged_order(&frames);
+    };
     let (i, _, end, session) = middle(&frames);
     let forged = mold(session, end + 5_000, &[&order]);
-    let mut attacked = frames.clone();
-    attacked.insert(i + 1, (frames[i].0, reframe(&frames[i].1, &forged)));
-    let path = arg(dir.path(), "a.pcap");
-    write_frames(&path, &attacked);
+    let path = with_forgery(dir.path(), "a", &frames, i + 1, &forged);
     for server in [None, Some(clean.as_str())] {
         let o = attacked_run("h", &[&path], &[FEED], &book, server, Duration::ZERO);
         assert_whole_day(&o);
@@ -334,12 +372,15 @@ fn a_line_lagging_by_40_ms_fills_what_the_other_lost_without_a_server() {
 
 #[test]
 fn a_feed_cut_before_its_end_is_reported_incomplete() {
-    if !netns_available() {
+    let Some(Setup {
+        dir,
+        book,
+        mut frames,
+        ..
+    }) = setup()
+    else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let (clean, book) = day(dir.path(), "c", FEED);
-    let mut frames = frames_of(&clean);
+    };
     // The last 500 packets never arrive, the end of session with them.
     frames.truncate(frames.len() - 500);
     let last_seq = Packet::new_checked(payload(&frames[frames.len() - 1].1))

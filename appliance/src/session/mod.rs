@@ -1072,15 +1072,20 @@ impl SessionTracker {
         let end = h
             .end
             .min(next.saturating_add(u64::from(self.cfg.max_request.max(1))));
+        self.ask(now, next, end, sink);
+    }
+
+    /// Asks the primary server for `from..end`, tracked in flight.
+    fn ask(&mut self, now: u64, from: u64, end: u64, sink: &mut impl ActionSink) {
         let server = self.primary;
         self.in_flight.push(InFlight {
-            from: next,
+            from,
             end,
             server,
             attempts: 1,
             deadline: now.saturating_add(self.timeout(1)),
         });
-        self.send(server, next, end, sink);
+        self.send(server, from, end, sink);
     }
 
     /// Requests the missing ranges not yet asked for, in pieces, within the
@@ -1102,15 +1107,7 @@ impl SessionTracker {
             let end = limit
                 .min(cursor.saturating_add(u64::from(self.cfg.max_request.max(1))))
                 .min(self.highest);
-            let server = self.primary;
-            self.in_flight.push(InFlight {
-                from: cursor,
-                end,
-                server,
-                attempts: 1,
-                deadline: now.saturating_add(self.timeout(1)),
-            });
-            self.send(server, cursor, end, sink);
+            self.ask(now, cursor, end, sink);
             self.requested_upto = end;
             cursor = end;
         }
