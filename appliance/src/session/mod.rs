@@ -651,27 +651,16 @@ impl SessionTracker {
     /// positioned at `at` may be acted on, is suspect, or confirms the
     /// suspect kept aside (whose position is then trusted too).
     fn sane(&mut self, now: u64, at: u64, kind: PacketKind) -> Sanity {
-        let one_packet = u64::from(u16::MAX);
-        // What the feed could have sent since the last trusted packet.
-        let could_send = u64::try_from(
-            u128::from(now.saturating_sub(self.trusted_at)) * u128::from(self.cfg.max_rate)
-                / 1_000_000_000,
-        )
-        .unwrap_or(u64::MAX);
-        let max_jump = self
-            .cfg
-            .max_jump
-            .min(one_packet.saturating_add(could_send))
-            .max(one_packet);
         let horizon = self.highest.max(self.next_seq);
+        let jump = at.saturating_sub(horizon);
         let beyond_end = self.ended && at > horizon;
-        if !self.horizon_known || (at.saturating_sub(horizon) <= max_jump && !beyond_end) {
+        if !self.horizon_known || (!beyond_end && jump <= self.allowance(now, jump)) {
             self.horizon_known = true;
             self.trusted_at = now;
             return Sanity::Trusted;
         }
         if let Some(s) = self.suspect
-            && at.abs_diff(s.at) <= max_jump
+            && at.abs_diff(s.at) <= self.cfg.max_jump.max(u64::from(u16::MAX))
         {
             self.stats.confirmed_jumps += 1;
             self.trusted_at = now;
@@ -686,6 +675,27 @@ impl SessionTracker {
         self.suspect = Some(Suspect { at, kind, len: 0 });
         self.stats.suspect_packets += 1;
         Sanity::Suspect
+    }
+
+    /// How far beyond the horizon a packet arriving at `now` may lie: one
+    /// packet's worth always; beyond that, no more than `max_jump` and than
+    /// the feed could have sent since the last trusted packet (computed
+    /// only for a `jump` that needs it: the common case costs a compare).
+    #[inline]
+    fn allowance(&self, now: u64, jump: u64) -> u64 {
+        let one_packet = u64::from(u16::MAX);
+        if jump <= one_packet {
+            return one_packet;
+        }
+        let could_send = u64::try_from(
+            u128::from(now.saturating_sub(self.trusted_at)) * u128::from(self.cfg.max_rate)
+                / 1_000_000_000,
+        )
+        .unwrap_or(u64::MAX);
+        self.cfg
+            .max_jump
+            .min(one_packet.saturating_add(could_send))
+            .max(one_packet)
     }
 
     /// Keeps the bytes of the packet just found suspect, so that it can be
