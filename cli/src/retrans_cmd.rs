@@ -132,7 +132,7 @@ pub(crate) fn run(args: &RetransArgs) -> anyhow::Result<ExitCode> {
     eprintln!(
         "ticklane retrans-server: {} requests received; {} answered with {} messages in {} packets ({} bytes); \
          {} refused ({}); cut short: {} by --max-count, {} by --max-packets, {} by the client rate; \
-         {} failed sends; {} clients tracked",
+         {} failed sends; clients tracked: {}",
         stats.received,
         stats.answered,
         stats.messages,

@@ -219,7 +219,7 @@ pub struct ServeConfig {
     pub max_clients: usize,
 }
 
-/// Requests whose answer a limit cut short (each limit counted on its own).
+/// Answered requests that a limit cut short (each limit counted on its own).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Clamps {
     /// Asked for more than `max_count` messages.
@@ -336,14 +336,10 @@ impl<'a> Server<'a> {
         if self.store.message(from).is_none() {
             return Err(Refusal::OutOfRange(from));
         }
-        let mut count = request.message_count;
-        if count == 0 {
+        if request.message_count == 0 {
             return Err(Refusal::NoMessages);
         }
-        if count > self.cfg.max_count {
-            self.stats.clamped.max_count += 1;
-            count = self.cfg.max_count;
-        }
+        let count = request.message_count.min(self.cfg.max_count);
         let bucket = self
             .clients
             .bucket(peer, now)
@@ -365,21 +361,25 @@ impl<'a> Server<'a> {
         stats.messages += sent.messages;
         stats.packets += sent.packets;
         stats.bytes += sent.bytes;
+        if sent.stop == Stop::SendFailed {
+            stats.send_failures += 1;
+        }
+        if sent.messages == 0 {
+            return match sent.stop {
+                Stop::Budget => Err(Refusal::RateLimited(budget)),
+                Stop::TooLarge => Err(Refusal::TooLarge(from)),
+                // The first packet could not be sent: a send failure, counted.
+                Stop::SendFailed | Stop::Done | Stop::Packets => Ok(()),
+            };
+        }
+        stats.answered += 1;
+        stats.clamped.max_count += u64::from(request.message_count > count);
         match sent.stop {
-            Stop::Done | Stop::TooLarge => {}
             Stop::Packets => stats.clamped.max_packets += 1,
             Stop::Budget => stats.clamped.rate += 1,
-            Stop::SendFailed => stats.send_failures += 1,
+            Stop::Done | Stop::TooLarge | Stop::SendFailed => {}
         }
-        match (sent.messages, sent.stop) {
-            (0, Stop::Budget) => Err(Refusal::RateLimited(budget)),
-            (0, Stop::TooLarge) => Err(Refusal::TooLarge(from)),
-            (0, _) => Ok(()), // the first packet could not be sent: counted above
-            _ => {
-                stats.answered += 1;
-                Ok(())
-            }
-        }
+        Ok(())
     }
 
     /// What the server did so far.
@@ -736,6 +736,12 @@ mod tests {
         );
         assert_eq!(s.stats().refused.get(Reason::RateLimited), 2);
         assert_eq!(s.stats().bytes, 60 + 30);
+        assert_eq!(
+            s.stats().clamped.rate,
+            1,
+            "a refusal is not an answer cut short"
+        );
+        assert_eq!(s.stats().answered, 2);
     }
 
     #[test]
