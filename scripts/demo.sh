@@ -47,8 +47,8 @@ ip -n "$X" link set "$VX" mtu 1500 up; ip -n "$A" link set "$VA" mtu 1500 up
 ip -n "$X" link set lo up; ip -n "$A" link set lo up
 
 echo "==> exchange side: a MoldUDP64 re-request server answering from the clean feed"
-ip netns exec "$X" "$bin" retrans-server "$work/day.pcap" --listen 198.18.50.1:9000 --duration 300 \
-  2> "$work/retrans.log" &
+ip netns exec "$X" "$bin" retrans-server "$work/day.pcap" --listen 198.18.50.1:9000 --allow 198.18.50.2/32 \
+  --duration 300 2> "$work/retrans.log" &
 pids+=($!)
 
 echo "==> appliance side: ticklane run (XDP steering, AF_XDP, books, VWAP, gap recovery)"
