@@ -182,6 +182,22 @@ fn bad_pipeline_options_are_refused() {
         assert_eq!(run.code, Some(2));
         assert!(run.stderr.contains(why), "{}", run.stderr);
     }
+    let run = ticklane(&[
+        "retrans-server",
+        "x.pcap",
+        "--listen",
+        "127.0.0.1:1",
+        "--client-burst",
+        "1000",
+    ]);
+    assert_eq!(run.code, Some(1));
+    assert!(
+        run.stderr.contains(
+            "cannot pay for a whole answer of --max-packets 40 × --max-payload 1400 = 56000 bytes"
+        ),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use ticklane_lab::retrans::{self, Allowlist, Cidr, LogSampler, RetransStore, ServeConfig, Server};
 
@@ -23,18 +23,22 @@ use ticklane_lab::retrans::{self, Allowlist, Cidr, LogSampler, RetransStore, Ser
 /// - One answer is at most --max-count messages in at most --max-packets
 ///   packets of at most --max-payload bytes. A request is a 62-byte frame
 ///   (Ethernet, IPv4, UDP headers and 20 bytes), its answer at most
-///   max-packets × (max-payload + 42) frame bytes: by default 8 × 1442 =
-///   11,536, an amplification of at most 186× per request.
+///   max-packets × (max-payload + 42) frame bytes. The defaults answer the
+///   1,000 messages the ticklane client asks for at most, whole (40 packets
+///   hold 1,000 ITCH messages of any type): about 32 KB for a day's mix,
+///   500× the request, 57,680 bytes (930×) at worst. Smaller limits give a
+///   smaller bound, but answers cut short make a client ask again.
 ///
-/// - Each client address has a bucket of --client-burst bytes (UDP payload)
-///   refilled at --client-rate bytes per second: however many requests are
-///   made in its name, it receives at most burst + rate × seconds (by
-///   default 64 KiB + 1 MB/s). Requests that find the bucket empty are
-///   refused (`rate_limited`); answers it cannot pay in full are cut short.
-///   At most --max-clients addresses are tracked; when every one still has a
-///   partly spent bucket, a new address is refused (`too_many_clients`), so
-///   all clients together receive at most max-clients × (burst + rate ×
-///   seconds).
+/// - What bounds a flood is the bucket: each client address has one of
+///   --client-burst bytes (UDP payload) refilled at --client-rate bytes per
+///   second, so however many requests are made in its name it receives at
+///   most burst + rate × seconds (by default 64 KiB + 4 MB/s; a flood of
+///   200 requests for 65,535 messages draws 64 KiB, about 5× its own
+///   bytes). An answer is sent whole or refused (`rate_limited`), so a
+///   client's retry gets it whole. At most --max-clients addresses are
+///   tracked; when every one still has a partly spent bucket, a new address
+///   is refused (`too_many_clients`), so all clients together receive at
+///   most max-clients × (burst + rate × seconds).
 ///
 /// Refusals are logged on stderr, the first --log-lines of each second one
 /// by one, the rest summed up by reason once a second. At exit a summary
@@ -56,15 +60,16 @@ pub(crate) struct RetransArgs {
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u16).range(1..))]
     max_count: u16,
     /// Most packets sent per request.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u16).range(1..))]
     max_packets: u16,
     /// Largest UDP payload sent, in bytes.
     #[arg(long, default_value_t = 1400, value_parser = clap::value_parser!(u16).range(100..=65_000))]
     max_payload: u16,
     /// Answer bytes (UDP payload) per second each client address may receive.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = 4_000_000)]
     client_rate: u64,
-    /// Answer bytes a client address may receive at once.
+    /// Answer bytes a client address may receive at once; at least one
+    /// whole answer (max-packets × max-payload).
     #[arg(long, default_value_t = 65_536, value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
     client_burst: u64,
     /// Client addresses tracked at once.
@@ -84,6 +89,16 @@ pub(crate) struct RetransArgs {
 const LOG_INTERVAL_NS: u64 = 1_000_000_000;
 
 pub(crate) fn run(args: &RetransArgs) -> anyhow::Result<ExitCode> {
+    let largest_answer = u64::from(args.max_packets) * u64::from(args.max_payload);
+    if args.client_burst < largest_answer {
+        bail!(
+            "--client-burst {} cannot pay for a whole answer of --max-packets {} × --max-payload {} \
+             = {largest_answer} bytes: raise it or lower those",
+            args.client_burst,
+            args.max_packets,
+            args.max_payload
+        );
+    }
     let store = RetransStore::load(&args.file)?;
     let socket = UdpSocket::bind(args.listen).with_context(|| {
         format!(

@@ -44,7 +44,7 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ticklane_protocols::moldudp64::{PacketBuilder, Request, Session};
+use ticklane_protocols::moldudp64::{END_OF_SESSION, HEADER_LEN, PacketBuilder, Request, Session};
 
 /// Why a request was not answered: each has its own counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +61,7 @@ pub enum Reason {
     TooLarge,
     /// The client table is full of clients still within their rate.
     TooManyClients,
-    /// The sender's bucket cannot pay for a single message now.
+    /// The sender's bucket cannot pay for the whole answer now.
     RateLimited,
 }
 
@@ -156,8 +156,13 @@ pub enum Refusal {
     TooLarge(u64),
     /// No slot for another client.
     TooManyClients,
-    /// Only this many bytes left in the sender's bucket.
-    RateLimited(u64),
+    /// The answer would cost `cost` bytes; the sender's bucket holds `left`.
+    RateLimited {
+        /// Bytes of the whole answer.
+        cost: u64,
+        /// Bytes left in the bucket.
+        left: u64,
+    },
 }
 
 impl Refusal {
@@ -170,7 +175,7 @@ impl Refusal {
             Refusal::OutOfRange(_) => Reason::OutOfRange,
             Refusal::TooLarge(_) => Reason::TooLarge,
             Refusal::TooManyClients => Reason::TooManyClients,
-            Refusal::RateLimited(_) => Reason::RateLimited,
+            Refusal::RateLimited { .. } => Reason::RateLimited,
         }
     }
 }
@@ -192,11 +197,8 @@ impl fmt::Display for Refusal {
                 write!(f, "message {seq} does not fit in one packet")
             }
             Refusal::TooManyClients => f.write_str("the client table is full"),
-            Refusal::RateLimited(left) => {
-                write!(
-                    f,
-                    "{left} bytes left in its bucket, not enough for a message"
-                )
+            Refusal::RateLimited { cost, left } => {
+                write!(f, "the answer is {cost} bytes, its bucket holds {left}")
             }
         }
     }
@@ -258,12 +260,86 @@ enum Stop {
     Done,
     /// `max_packets` reached.
     Packets,
-    /// The bucket's bytes were spent.
-    Budget,
     /// The next message does not fit in an empty packet.
     TooLarge,
+    /// The bucket's bytes were spent (only when even a full bucket cannot
+    /// pay for the whole answer).
+    Budget,
     /// The socket refused a packet.
     SendFailed,
+}
+
+/// One packet of an answer: `count` messages from `from`, `len` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Planned {
+    from: u64,
+    count: u16,
+    len: usize,
+}
+
+/// The packets answering messages `from..end`: packed in order into
+/// packets of at most `payload` bytes, at most `packets` of them, up to the
+/// first message not held. Sizes only, nothing is copied: the server learns
+/// what an answer costs before it sends any of it.
+#[derive(Debug)]
+struct Plan<'a> {
+    store: &'a RetransStore,
+    seq: u64,
+    end: u64,
+    payload: usize,
+    packets_left: u16,
+    stop: Stop,
+}
+
+impl<'a> Plan<'a> {
+    fn new(store: &'a RetransStore, from: u64, end: u64, payload: usize, packets: u16) -> Self {
+        Self {
+            store,
+            seq: from,
+            end,
+            payload,
+            packets_left: packets,
+            stop: Stop::Done,
+        }
+    }
+}
+
+impl Iterator for Plan<'_> {
+    type Item = Planned;
+
+    fn next(&mut self) -> Option<Planned> {
+        if self.seq >= self.end || self.store.message(self.seq).is_none() {
+            return None;
+        }
+        if self.packets_left == 0 {
+            self.stop = Stop::Packets;
+            return None;
+        }
+        let mut p = Planned {
+            from: self.seq,
+            count: 0,
+            len: HEADER_LEN,
+        };
+        // Bounded by `end` and by the message count a header can say.
+        while self.seq < self.end && p.count < END_OF_SESSION - 1 {
+            let Some(m) = self.store.message(self.seq) else {
+                break;
+            };
+            let len = p.len + 2 + m.len();
+            if len > self.payload {
+                break;
+            }
+            p.len = len;
+            p.count += 1;
+            self.seq += 1;
+        }
+        if p.count == 0 {
+            self.stop = Stop::TooLarge;
+            return None;
+        }
+        self.packets_left -= 1;
+        Some(p)
+    }
 }
 
 /// What one answer sent.
@@ -273,6 +349,53 @@ struct Sent {
     packets: u64,
     bytes: u64,
     stop: Stop,
+}
+
+/// Sends the packets of `plan`, built in `buf`, while their bytes stay
+/// within `budget`.
+fn send_plan(
+    store: &RetransStore,
+    buf: &mut [u8],
+    mut plan: Plan<'_>,
+    budget: u64,
+    mut send: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> Sent {
+    let mut sent = Sent {
+        messages: 0,
+        packets: 0,
+        bytes: 0,
+        stop: Stop::Done,
+    };
+    for p in plan.by_ref() {
+        if sent.bytes + p.len as u64 > budget {
+            sent.stop = Stop::Budget;
+            return sent;
+        }
+        // The plan sized the packet for this buffer and these messages;
+        // should it not hold after all, it is left out, never sent short.
+        let Some(mut b) = buf
+            .get_mut(..p.len)
+            .and_then(|b| PacketBuilder::new(b, store.session(), p.from))
+        else {
+            sent.stop = Stop::TooLarge;
+            return sent;
+        };
+        let complete = (p.from..p.from + u64::from(p.count))
+            .all(|seq| store.message(seq).is_some_and(|m| b.push(m).is_ok()));
+        if !complete {
+            sent.stop = Stop::TooLarge;
+            return sent;
+        }
+        if send(b.finish()).is_err() {
+            sent.stop = Stop::SendFailed;
+            return sent;
+        }
+        sent.messages += u64::from(p.count);
+        sent.packets += 1;
+        sent.bytes += p.len as u64;
+    }
+    sent.stop = plan.stop;
+    sent
 }
 
 /// The re-request server's decisions: who is answered, with how much. It
@@ -340,22 +463,28 @@ impl<'a> Server<'a> {
             return Err(Refusal::NoMessages);
         }
         let count = request.message_count.min(self.cfg.max_count);
+        let (store, payload, packets) = (self.store, self.buf.len(), self.cfg.max_packets.max(1));
+        let plan = || {
+            let end = from.saturating_add(u64::from(count));
+            Plan::new(store, from, end, payload, packets)
+        };
+        let cost: u64 = plan().map(|p| p.len as u64).sum();
+        if cost == 0 {
+            return Err(Refusal::TooLarge(from));
+        }
         let bucket = self
             .clients
             .bucket(peer, now)
             .ok_or(Refusal::TooManyClients)?;
-        let budget = bucket.available(now);
-        let sent = write_answer(
-            self.store,
-            &mut self.buf,
-            from,
-            from.saturating_add(u64::from(count)),
-            Limits {
-                packets: self.cfg.max_packets.max(1),
-                bytes: budget,
-            },
-            send,
-        );
+        // Whole answers or none: a client retries a refused request as it
+        // was, while after a partial answer it must work out what is still
+        // missing (the ticklane client asks again from the start). Only an
+        // answer dearer than a full bucket is cut to the bucket.
+        let left = bucket.available(now);
+        if cost > left && !bucket.is_full(now) {
+            return Err(Refusal::RateLimited { cost, left });
+        }
+        let sent = send_plan(store, &mut self.buf, plan(), cost.min(left), send);
         bucket.spend(sent.bytes);
         let stats = &mut self.stats;
         stats.messages += sent.messages;
@@ -366,10 +495,10 @@ impl<'a> Server<'a> {
         }
         if sent.messages == 0 {
             return match sent.stop {
-                Stop::Budget => Err(Refusal::RateLimited(budget)),
-                Stop::TooLarge => Err(Refusal::TooLarge(from)),
-                // The first packet could not be sent: a send failure, counted.
-                Stop::SendFailed | Stop::Done | Stop::Packets => Ok(()),
+                // A full bucket smaller than one packet.
+                Stop::Budget => Err(Refusal::RateLimited { cost, left }),
+                // The first packet could not be sent (counted above).
+                Stop::Done | Stop::Packets | Stop::TooLarge | Stop::SendFailed => Ok(()),
             };
         }
         stats.answered += 1;
@@ -396,72 +525,6 @@ impl<'a> Server<'a> {
     pub fn allowlist(&self) -> &Allowlist {
         &self.allow
     }
-}
-
-/// The bounds of one answer beyond its message count.
-#[derive(Debug, Clone, Copy)]
-struct Limits {
-    packets: u16,
-    bytes: u64,
-}
-
-/// Sends messages `from..end` (stopping at the first not held) in packets
-/// built in `buf`, within `limits`.
-fn write_answer(
-    store: &RetransStore,
-    buf: &mut [u8],
-    from: u64,
-    end: u64,
-    limits: Limits,
-    mut send: impl FnMut(&[u8]) -> std::io::Result<()>,
-) -> Sent {
-    let mut sent = Sent {
-        messages: 0,
-        packets: 0,
-        bytes: 0,
-        stop: Stop::Done,
-    };
-    let mut seq = from;
-    while seq < end && store.message(seq).is_some() {
-        if sent.packets == u64::from(limits.packets) {
-            sent.stop = Stop::Packets;
-            break;
-        }
-        let left = usize::try_from(limits.bytes.saturating_sub(sent.bytes)).unwrap_or(usize::MAX);
-        let room = buf.len().min(left);
-        let full_size = room == buf.len();
-        let mut b = match PacketBuilder::new(&mut buf[..room], store.session(), seq) {
-            Some(b) => b,
-            None => {
-                sent.stop = Stop::Budget;
-                break;
-            }
-        };
-        while seq < end {
-            let Some(m) = store.message(seq) else { break };
-            if b.push(m).is_err() {
-                break;
-            }
-            seq += 1;
-        }
-        if b.is_empty() {
-            sent.stop = if full_size {
-                Stop::TooLarge
-            } else {
-                Stop::Budget
-            };
-            break;
-        }
-        let (count, len) = (u64::from(b.count()), b.len() as u64);
-        if send(b.finish()).is_err() {
-            sent.stop = Stop::SendFailed;
-            break;
-        }
-        sent.messages += count;
-        sent.packets += 1;
-        sent.bytes += len;
-    }
-    sent
 }
 
 /// A line for the log.
@@ -537,7 +600,7 @@ pub fn serve(
 mod tests {
     use super::store::tests::{store, store_of};
     use super::*;
-    use ticklane_protocols::moldudp64::{HEADER_LEN, Packet};
+    use ticklane_protocols::moldudp64::Packet;
 
     const MS: u64 = 1_000_000;
 
@@ -701,47 +764,46 @@ mod tests {
     }
 
     #[test]
-    fn a_client_gets_its_burst_then_its_rate() {
+    fn a_client_gets_whole_answers_within_its_burst_and_rate() {
         let store = store();
-        // 30 bytes: a header and one 10-byte block.
+        // Two 10-byte blocks per 40-byte packet.
         let mut s = server(
             &store,
             ServeConfig {
-                client_rate: 300,
-                client_burst: 65,
+                max_payload: 40,
+                client_rate: 400,
+                client_burst: 100,
                 ..cfg()
             },
         );
-        let (r, seqs, sizes) = ask(&mut s, 0, listed(), &request(&store, 10, 10));
         assert_eq!(
-            (r, seqs),
-            (Ok(()), vec![10, 11, 12, 13]),
-            "65 bytes hold 20 + 4 × 10"
-        );
-        assert_eq!(sizes, [60]);
-        assert_eq!(s.stats().clamped.rate, 1);
-        assert_eq!(
-            ask(&mut s, 0, listed(), &request(&store, 14, 1)).0,
-            Err(Refusal::RateLimited(5))
+            ask(&mut s, 0, listed(), &request(&store, 10, 4)).1,
+            [10, 11, 12, 13]
         );
         assert_eq!(
-            ask(&mut s, 50 * MS, listed(), &request(&store, 14, 1)).0,
-            Err(Refusal::RateLimited(20)),
-            "15 more bytes after 50 ms at 300 B/s"
+            ask(&mut s, 0, listed(), &request(&store, 14, 2)),
+            (
+                Err(Refusal::RateLimited { cost: 40, left: 20 }),
+                vec![],
+                vec![]
+            ),
+            "nothing rather than part of an answer"
         );
         assert_eq!(
-            ask(&mut s, 100 * MS, listed(), &request(&store, 14, 1)).1,
-            [14],
-            "30 bytes after 100 ms"
+            ask(&mut s, 50 * MS, listed(), &request(&store, 14, 2)).1,
+            [14, 15],
+            "20 more bytes after 50 ms at 400 B/s"
         );
-        assert_eq!(s.stats().refused.get(Reason::RateLimited), 2);
-        assert_eq!(s.stats().bytes, 60 + 30);
+        let (r, seqs, sizes) = ask(&mut s, 1000 * MS, listed(), &request(&store, 10, 10));
         assert_eq!(
-            s.stats().clamped.rate,
-            1,
-            "a refusal is not an answer cut short"
+            (r, seqs, sizes),
+            (Ok(()), vec![10, 11, 12, 13], vec![40, 40]),
+            "an answer of 200 bytes, dearer than a full bucket of 100, is cut to the bucket"
         );
-        assert_eq!(s.stats().answered, 2);
+        let st = s.stats();
+        assert_eq!((st.answered, st.bytes), (3, 80 + 40 + 80));
+        assert_eq!(st.refused.get(Reason::RateLimited), 1);
+        assert_eq!(st.clamped.rate, 1, "a refusal is not an answer cut short");
     }
 
     #[test]
@@ -751,15 +813,15 @@ mod tests {
         let mut s = server(
             &store,
             ServeConfig {
-                max_count: u16::MAX,
-                max_packets: u16::MAX,
+                max_count: 100,
                 client_rate: rate,
                 client_burst: burst,
                 ..cfg()
             },
         );
         let mut received = 0u64;
-        // 1,000 requests for everything in one second.
+        // 1,000 requests for 65,535 messages (answered with 100: 1,020 bytes)
+        // in one second.
         for i in 0..1000u64 {
             let now = i * MS;
             let (_, _, sizes) = ask(&mut s, now, listed(), &request(&store, 1, u16::MAX));
@@ -768,9 +830,10 @@ mod tests {
         assert_eq!(received, s.stats().bytes);
         assert!(received <= burst + rate, "{received} bytes in 1 s");
         assert!(
-            received > burst + rate * 9 / 10,
+            received > burst + rate - 2 * 1020,
             "{received}: the rate is served"
         );
+        assert!(s.stats().refused.get(Reason::RateLimited) > 800);
     }
 
     #[test]
