@@ -156,7 +156,7 @@ fn a_flood_of_oversized_requests_from_an_unlisted_address_is_refused_and_counted
     ]);
     let server_addr: SocketAddr = format!("{}:9000", lab.addr(false)).parse().unwrap();
     let (summary, log) = (arg(dir.path(), "s.json"), dir.path().join("server.log"));
-    let (burst, rate) = (20_000u64, 100_000u64);
+    let (burst, rate) = (60_000u64, 50_000u64);
     let mut server = start_retrans_server_with(
         lab.ticklane_in(&lab.a),
         &feed,

@@ -26,15 +26,15 @@ use ticklane_lab::retrans::{self, Allowlist, Cidr, LogSampler, RetransStore, Ser
 ///   max-packets × (max-payload + 42) frame bytes. The defaults answer the
 ///   1,000 messages the ticklane client asks for at most, whole (40 packets
 ///   hold 1,000 ITCH messages of any type): about 32 KB for a day's mix,
-///   500× the request, 57,680 bytes (930×) at worst. Smaller limits give a
+///   530× the request frame, 57,680 bytes (930×) at worst. Smaller limits give a
 ///   smaller bound, but answers cut short make a client ask again.
 ///
 /// - What bounds a flood is the bucket: each client address has one of
 ///   --client-burst bytes (UDP payload) refilled at --client-rate bytes per
 ///   second, so however many requests are made in its name it receives at
-///   most burst + rate × seconds (by default 64 KiB + 4 MB/s; a flood of
-///   200 requests for 65,535 messages draws 64 KiB, about 5× its own
-///   bytes). An answer is sent whole or refused (`rate_limited`), so a
+///   most burst + rate × seconds (by default 64 KiB + 4 MB/s: 100 requests
+///   for 65,535 messages sent at once draw two whole answers, 63 KB, 10×
+///   their frames, where they drew 3.2 MB before there were limits). An answer is sent whole or refused (`rate_limited`), so a
 ///   client's retry gets it whole. At most --max-clients addresses are
 ///   tracked; when every one still has a partly spent bucket, a new address
 ///   is refused (`too_many_clients`), so all clients together receive at

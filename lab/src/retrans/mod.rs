@@ -15,12 +15,14 @@
 //!    ([`Reason::TooManyClients`]) and bytes left in its [`TokenBucket`]
 //!    ([`Reason::RateLimited`]).
 //!
-//! An answer is then bounded three ways: at most `max_count` messages, at
-//! most `max_packets` packets of at most `max_payload` bytes, and at most the
-//! bytes left in the sender's bucket; the bucket is charged with the UDP
-//! payload bytes actually sent. So one 20-byte request brings back at most
-//! `max_packets × max_payload` bytes, and a listed address receives at most
-//! `burst + rate × seconds` bytes however many requests are made in its name.
+//! An answer holds at most `max_count` messages in at most `max_packets`
+//! packets of at most `max_payload` bytes. It is planned (sizes only) before
+//! anything is sent, and sent whole if the sender's bucket can pay for it,
+//! else refused, so that a client's retry gets it whole; only an answer
+//! dearer than a full bucket is cut to the bucket. The bucket is charged
+//! with the UDP payload bytes sent. So one 20-byte request brings back at
+//! most `max_packets × max_payload` bytes, and a listed address receives at
+//! most `burst + rate × seconds` however many requests are made in its name.
 //!
 //! Every refusal is counted by reason ([`ServeStats`]); [`serve`] logs them
 //! through a [`LogSampler`], which logs the first few per interval and sums
