@@ -34,11 +34,15 @@ use ticklane_lab::retrans::{self, Allowlist, Cidr, LogSampler, RetransStore, Ser
 ///   second, so however many requests are made in its name it receives at
 ///   most burst + rate × seconds (by default 64 KiB + 4 MB/s: 100 requests
 ///   for 65,535 messages sent at once draw two whole answers, 63 KB, 10×
-///   their frames, where they drew 3.2 MB before there were limits). An answer is sent whole or refused (`rate_limited`), so a
-///   client's retry gets it whole. At most --max-clients addresses are
-///   tracked; when every one still has a partly spent bucket, a new address
-///   is refused (`too_many_clients`), so all clients together receive at
-///   most max-clients × (burst + rate × seconds).
+///   their frames, where they drew 3.2 MB before there were limits). An
+///   answer is sent whole or refused (`rate_limited`), so a client's retry
+///   gets it whole. Size the bucket for the loss you expect: a client that
+///   falls behind asks for all it missed within its retry budget
+///   (scripts/demo.sh, 2% loss of a 1.1 Gbit/s feed, gives 1 MiB and
+///   16 MB/s). At most --max-clients addresses are tracked; when every one
+///   still has a partly spent bucket, a new address is refused
+///   (`too_many_clients`), so all clients together receive at most
+///   max-clients × (burst + rate × seconds).
 ///
 /// Refusals are logged on stderr, the first --log-lines of each second one
 /// by one, the rest summed up by reason once a second. At exit a summary
