@@ -167,6 +167,37 @@ fn bad_pipeline_options_are_refused() {
     let run = ticklane(&["retrans-server", "missing.pcap", "--listen", "127.0.0.1:1"]);
     assert_eq!(run.code, Some(1));
     assert!(run.stderr.contains("missing.pcap"), "{}", run.stderr);
+    for (allow, why) in [
+        ("198.18.3.0/33", "not a prefix length of 0 to 32"),
+        ("198.18.3/24", "not an IP address"),
+    ] {
+        let run = ticklane(&[
+            "retrans-server",
+            "x.pcap",
+            "--listen",
+            "127.0.0.1:1",
+            "--allow",
+            allow,
+        ]);
+        assert_eq!(run.code, Some(2));
+        assert!(run.stderr.contains(why), "{}", run.stderr);
+    }
+    let run = ticklane(&[
+        "retrans-server",
+        "x.pcap",
+        "--listen",
+        "127.0.0.1:1",
+        "--client-burst",
+        "1000",
+    ]);
+    assert_eq!(run.code, Some(1));
+    assert!(
+        run.stderr.contains(
+            "cannot pay for a whole answer of --max-packets 40 × --max-payload 1400 = 56000 bytes"
+        ),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! to run the binary and see everything it did.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -245,6 +245,18 @@ impl Drop for Lab {
 /// A child process killed (and reaped) on drop.
 pub struct Killed(pub std::process::Child);
 
+impl Killed {
+    /// Stops the process as Ctrl-C would (SIGINT) and waits for it to exit.
+    pub fn interrupt(&mut self) -> std::process::ExitStatus {
+        let pid = libc::pid_t::try_from(self.0.id()).expect("a pid fits pid_t");
+        // SAFETY: kill(2) touches no memory; `pid` is our own child, not yet
+        // reaped (we wait below), so it cannot name another process.
+        let r = unsafe { libc::kill(pid, libc::SIGINT) };
+        assert_eq!(r, 0, "SIGINT to {pid}: {}", std::io::Error::last_os_error());
+        self.0.wait().expect("waiting for the interrupted process")
+    }
+}
+
 impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -254,7 +266,18 @@ impl Drop for Killed {
 
 /// Starts `ticklane retrans-server FILE --listen ADDR` through `command`
 /// (the binary, or `ip netns exec NS` with it) and gives it time to bind.
-pub fn start_retrans_server(mut command: Command, file: &str, listen: &str) -> Killed {
+pub fn start_retrans_server(command: Command, file: &str, listen: &str) -> Killed {
+    start_retrans_server_with(command, file, listen, &[], Stdio::null())
+}
+
+/// [`start_retrans_server`] with more arguments, its stderr going to `stderr`.
+pub fn start_retrans_server_with(
+    mut command: Command,
+    file: &str,
+    listen: &str,
+    more: &[&str],
+    stderr: Stdio,
+) -> Killed {
     let child = command
         .args([
             "retrans-server",
@@ -264,7 +287,8 @@ pub fn start_retrans_server(mut command: Command, file: &str, listen: &str) -> K
             "--duration",
             "120",
         ])
-        .stderr(std::process::Stdio::null())
+        .args(more)
+        .stderr(stderr)
         .spawn()
         .expect("the retrans-server starts");
     std::thread::sleep(std::time::Duration::from_millis(500));
