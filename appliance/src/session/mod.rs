@@ -745,12 +745,19 @@ impl SessionTracker {
                 i += 1;
                 continue;
             }
-            if r.attempts >= self.cfg.max_attempts {
+            // Ask again only for what is still missing; a request that made
+            // progress since (a partial answer) starts its attempts afresh.
+            let from = self.first_missing(r.from.max(self.next_seq), r.end);
+            if from >= r.end {
+                self.in_flight.swap_remove(i);
+                continue;
+            }
+            let progressed = from > r.from;
+            if !progressed && r.attempts >= self.cfg.max_attempts {
                 self.in_flight.swap_remove(i);
                 self.give_up(now, r.from, r.end);
                 continue;
             }
-            let from = r.from.max(self.next_seq);
             let mut server = r.server;
             if r.attempts
                 .is_multiple_of(self.cfg.attempts_per_server.max(1))
@@ -760,7 +767,7 @@ impl SessionTracker {
                 self.primary = server;
                 self.stats.failovers += 1;
             }
-            let attempts = r.attempts + 1;
+            let attempts = if progressed { 1 } else { r.attempts + 1 };
             self.stats.retries += 1;
             self.in_flight[i] = InFlight {
                 from,
@@ -773,6 +780,22 @@ impl SessionTracker {
             i += 1;
         }
         self.progress(now, sink);
+    }
+
+    /// The first sequence number from `cursor` (before `end`) that neither a
+    /// held packet nor a range given up covers.
+    fn first_missing(&self, mut cursor: u64, end: u64) -> u64 {
+        let mut i = self.held.partition_point(|h| h.seq <= cursor);
+        // An entry starting before `cursor` may still cover it.
+        i = i.saturating_sub(1);
+        while cursor < end
+            && let Some(h) = self.held.get(i)
+            && h.seq <= cursor
+        {
+            cursor = cursor.max(h.end);
+            i += 1;
+        }
+        cursor
     }
 
     /// Without servers: every hole that has waited `reorder_wait` for a late

@@ -1063,3 +1063,43 @@ fn a_jump_further_than_the_feed_could_have_sent_is_suspect() {
     assert_eq!(r.t.stats().suspect_packets, 1);
     assert!(r.t.is_stale(), "the hole it reveals is real");
 }
+
+#[test]
+fn a_request_answered_in_part_asks_only_for_the_rest_and_keeps_trying() {
+    let cfg = SessionConfig {
+        max_attempts: 2,
+        ..with_servers(1)
+    };
+    let mut r = Rig::new(cfg);
+    r.feed(0, &packet(b"S1", 1, 1));
+    r.feed(0, &packet(b"S1", 20, 1));
+    r.feed(0, &packet(b"S1", 21, 1));
+    assert!(r.log.take().contains(&Rec::Request {
+        server: 0,
+        from: 2,
+        count: 18
+    }));
+    // The server answers a little at a time, each part after a timeout:
+    // every retry asks only for what is still missing, and the budget of
+    // attempts counts retries without progress only.
+    let (mut now, mut delivered) = (0, Vec::new());
+    for from in (2..20).step_by(3) {
+        now += 40 * MS;
+        r.timer(now);
+        delivered.extend(r.log.delivered());
+        let asked: Vec<Rec> = r.log.take();
+        assert!(
+            asked.contains(&Rec::Request {
+                server: 0,
+                from,
+                count: u16::try_from(20 - from).unwrap()
+            }),
+            "from {from}: {asked:?}"
+        );
+        r.feed(now, &packet(b"S1", from, 3));
+    }
+    delivered.extend(r.log.delivered());
+    // (21, the last packet held, waits for something to vouch for it.)
+    assert_eq!(delivered, (2..21).collect::<Vec<_>>());
+    assert_eq!(r.t.stats().unrecoverable_messages, 0);
+}
