@@ -127,7 +127,10 @@ mod tests {
     /// whose sum is ddf2.
     #[test]
     fn rfc_1071_example() {
-        assert_eq!(sum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]), 0xddf2);
+        assert_eq!(
+            sum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
+            0xddf2
+        );
     }
 
     /// The textbook loop, 16 bits at a time, against which the fast sum is checked.
@@ -173,7 +176,11 @@ mod tests {
         for at in 0..d.len() {
             let mut bad = d;
             bad[at] ^= 0x01;
-            assert_ne!(verify_udp(src, dst, &bad), UdpChecksum::Valid, "bit flip at {at}");
+            assert_ne!(
+                verify_udp(src, dst, &bad),
+                UdpChecksum::Valid,
+                "bit flip at {at}"
+            );
         }
         assert_eq!(
             verify_udp([198, 18, 0, 9], dst, &d),
