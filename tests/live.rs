@@ -510,19 +510,23 @@ fn live_forgery(mode: &str, f: &Forgery) {
         writer.write_frame(*ts, frame).unwrap();
     }
     writer.finish().unwrap();
+    let expected = std::fs::read_to_string(&book).unwrap();
     let taken = ticklane_ok(&["book", &attack]).stdout;
     assert_ne!(
-        taken,
-        std::fs::read_to_string(&book).unwrap(),
+        taken, expected,
         "the forgery, if taken, makes the books wrong"
     );
-
-    let (summary, book_out) = (arg(dir.path(), "s.json"), arg(dir.path(), "out.book"));
     let feed_arg = if f.at_source {
         format!("239.7.7.7:30001@{source}")
     } else {
         "239.7.7.7:30001".to_owned()
     };
+    if f.at_source {
+        let filtered = ticklane_ok(&["book", &attack, "--feed", &feed_arg]).stdout;
+        assert_eq!(filtered, expected, "a replay honours @SOURCE too");
+    }
+
+    let (summary, book_out) = (arg(dir.path(), "s.json"), arg(dir.path(), "out.book"));
     let run = start_run(
         &lab,
         &[
@@ -558,7 +562,7 @@ fn live_forgery(mode: &str, f: &Forgery) {
     );
     assert_eq!(
         std::fs::read_to_string(&book_out).unwrap(),
-        std::fs::read_to_string(&book).unwrap(),
+        expected,
         "the books equal the clean feed's"
     );
     let expected_rejections = u64::from(mode == "xdp");
