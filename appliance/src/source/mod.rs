@@ -4,7 +4,8 @@
 //!
 //! - [`xdp::XdpSource`]: the XDP program steers the subscribed feeds of one
 //!   NIC queue into an AF_XDP socket; frames are parsed where they lie in
-//!   the UMEM ([`steering`], [`xsk`]);
+//!   the UMEM ([`steering`], [`xsk`]) and checked as the kernel would have
+//!   ([`admission`]: feed, source, checksums);
 //! - [`udp::UdpSource`]: kernel UDP sockets joined to the groups, read with
 //!   `recvmmsg` (the fallback where XDP is not possible);
 //! - [`capture::CaptureSource`]: a pcap, pcapng or BinaryFILE capture, as
