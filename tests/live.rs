@@ -554,6 +554,10 @@ fn live_forgery(mode: &str, f: &Forgery) {
     let (_, stderr) = stop_run(run);
     let s: Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
     assert_eq!(s["mode"], mode, "{stderr}");
+    assert_eq!(
+        s["checksums"],
+        if mode == "xdp" { "verified" } else { "kernel" }
+    );
     assert_eq!(s["messages"], 20_000, "{s}\n{stderr}");
     assert_eq!(s["session"]["lost_messages"], 0);
     assert_eq!(
