@@ -281,6 +281,83 @@ fn feed_filter_selects_by_group_and_port() {
 }
 
 #[test]
+fn feed_filter_honours_a_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let (feed, _) = gen_feed(
+        dir.path(),
+        "feed.pcap",
+        &[
+            "--messages",
+            "300",
+            "--group",
+            "239.9.9.9:4000",
+            "--source",
+            "198.18.3.1",
+        ],
+    );
+    let run = ticklane_ok(&["decode", "--feed", "239.9.9.9:4000@198.18.3.1", &feed]);
+    assert_eq!(lines(&run.stdout).len(), 300);
+    let run = ticklane(&["decode", "--feed", "239.9.9.9:4000@198.18.3.2", &feed]);
+    assert_eq!(run.code, Some(1), "no frame from that source");
+    assert!(run.stderr.contains("check --feed"), "{}", run.stderr);
+}
+
+#[test]
+fn integrity_options_that_cannot_be_honoured_are_refused() {
+    let run = ticklane(&[
+        "run",
+        "--iface",
+        "lo",
+        "--mode",
+        "udp",
+        "--vlan",
+        "100",
+        "--feed",
+        "239.1.1.1:1",
+    ]);
+    assert_eq!(run.code, Some(1));
+    assert!(
+        run.stderr.contains("--vlan is for the XDP path"),
+        "{}",
+        run.stderr
+    );
+    let run = ticklane(&[
+        "run",
+        "--iface",
+        "lo",
+        "--feed",
+        "239.1.1.1:1@198.18.0.1",
+        "--feed",
+        "239.1.1.1:1@198.18.0.2",
+    ]);
+    assert_eq!(run.code, Some(1));
+    assert!(run.stderr.contains("is given twice"), "{}", run.stderr);
+    let run = ticklane(&[
+        "run",
+        "--iface",
+        "lo",
+        "--vlan",
+        "4095",
+        "--feed",
+        "239.1.1.1:1",
+    ]);
+    assert_eq!(run.code, Some(2));
+    assert!(run.stderr.contains("not a VLAN ID"), "{}", run.stderr);
+    let run = ticklane(&["run", "--iface", "lo", "--feed", "239.1.1.1:1@239.2.2.2"]);
+    assert_eq!(run.code, Some(2));
+    assert!(
+        run.stderr.contains("not a unicast address"),
+        "{}",
+        run.stderr
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = arg(dir.path(), "x.pcap");
+    let run = ticklane(&["gen", "-o", &out, "--group", "239.1.1.1:1@198.18.0.1"]);
+    assert_eq!(run.code, Some(1));
+    assert!(run.stderr.contains("--source"), "{}", run.stderr);
+}
+
+#[test]
 fn bad_gen_options_are_refused_with_reasons() {
     let dir = tempfile::tempdir().unwrap();
     let out = arg(dir.path(), "x.pcap");

@@ -325,3 +325,256 @@ fn a_second_appliance_on_the_same_interface_is_refused_clearly() {
     assert!(err.contains("another XDP program is attached"), "{err}");
     stop_run(first);
 }
+
+/// Byte offset of the price of an Add Order ('A') message.
+const ADD_ORDER_PRICE: usize = 32;
+
+/// How a forged copy of a genuine frame is made, and what must catch it.
+struct Forgery {
+    /// Lab tag.
+    tag: &'static str,
+    /// The forged copy of `frame`, whose price byte at `price` is already
+    /// changed (so its UDP checksum is wrong), in a lab whose feed source
+    /// address is `source`.
+    forge: fn(frame: Vec<u8>, price: usize, lab: &Lab) -> Vec<u8>,
+    /// Run with `--feed GROUP:PORT@SOURCE`.
+    at_source: bool,
+    /// The kind of `rejected` in the summary that must count it, and the
+    /// XDP program's counter that must too (if it is the one that refuses).
+    rejected: &'static str,
+    xdp_counter: Option<&'static str>,
+}
+
+/// `frame`'s IPv4 and UDP checksums computed again (an untagged frame).
+fn fix_checksums(mut frame: Vec<u8>, ip_at: usize) -> Vec<u8> {
+    use ticklane_protocols::wire::{checksum, ipv4};
+    let ip_end = ip_at + usize::from(u16::from_be_bytes([frame[ip_at + 2], frame[ip_at + 3]]));
+    frame[ip_at + 10..ip_at + 12].fill(0);
+    let sum = ipv4::checksum(&frame[ip_at..ip_at + 20]);
+    frame[ip_at + 10..ip_at + 12].copy_from_slice(&sum.to_be_bytes());
+    let (src, dst): ([u8; 4], [u8; 4]) = (
+        frame[ip_at + 12..ip_at + 16].try_into().unwrap(),
+        frame[ip_at + 16..ip_at + 20].try_into().unwrap(),
+    );
+    let udp = ip_at + 20;
+    frame[udp + 6..udp + 8].fill(0);
+    let sum = checksum::udp(src, dst, &frame[udp..ip_end]);
+    frame[udp + 6..udp + 8].copy_from_slice(&sum.to_be_bytes());
+    frame
+}
+
+/// The genuine feed, from the lab's exchange side (its a-side address),
+/// with a forged copy of one packet put on the wire just before the
+/// genuine one: the packet holding the feed's last Add Order, its price one
+/// tick off. Taken, the forgery would be delivered and the genuine copy
+/// dropped as a duplicate, and the books would be wrong (checked on the
+/// capture itself, which `ticklane book` takes whole). The live run must end
+/// with every genuine message delivered, the generator's books, no
+/// duplicate, and the forgery counted under its kind, and nothing else
+/// rejected.
+fn live_forgery(mode: &str, f: &Forgery) {
+    if !netns_available() {
+        return;
+    }
+    let _serial = serial();
+    let lab = Lab::new(f.tag, 1);
+    let source = lab.addr(false);
+    let dir = tempfile::tempdir().unwrap();
+    let (feed, book, attack) = (
+        arg(dir.path(), "f.pcap"),
+        arg(dir.path(), "f.book"),
+        arg(dir.path(), "attack.pcap"),
+    );
+    ticklane_ok(&[
+        "gen",
+        "--messages",
+        "20000",
+        "--stocks",
+        "20",
+        "--seed",
+        "7",
+        "-o",
+        &feed,
+        "--group",
+        "239.7.7.7:30001",
+        "--source",
+        &source,
+        "--expect-book",
+        &book,
+    ]);
+
+    let mut frames: Vec<(u64, Vec<u8>)> = Vec::new();
+    ticklane_capture::read(std::path::Path::new(&feed), |r| {
+        if let ticklane_capture::Record::Frame(fr) = r {
+            frames.push((fr.ts_nanos, fr.data.to_vec()));
+        }
+    })
+    .unwrap();
+    // The packet with the last Add Order, and that order's price offset.
+    let (target, price) = frames
+        .iter()
+        .enumerate()
+        .rev()
+        .find_map(|(i, (_, frame))| {
+            let udp = ticklane_protocols::wire::parse_ethernet_udp(frame).ok()?;
+            let packet = ticklane_protocols::moldudp64::Packet::new_checked(udp.payload).ok()?;
+            let at = packet
+                .messages()
+                .filter(|(_, m)| m.first() == Some(&b'A'))
+                .last()
+                .map(|(_, m)| m.as_ptr() as usize - frame.as_ptr() as usize)?;
+            Some((i, at + ADD_ORDER_PRICE + 3))
+        })
+        .expect("the feed has Add Orders");
+    let mut writer = ticklane_capture::CaptureWriter::create(
+        std::path::Path::new(&attack),
+        ticklane_capture::Format::Pcap,
+    )
+    .unwrap();
+    for (i, (ts, frame)) in frames.iter().enumerate() {
+        if i == target {
+            let mut forged = frame.clone();
+            forged[price] = forged[price].wrapping_add(1);
+            writer
+                .write_frame(*ts, &(f.forge)(forged, price, &lab))
+                .unwrap();
+        }
+        writer.write_frame(*ts, frame).unwrap();
+    }
+    writer.finish().unwrap();
+    let expected = std::fs::read_to_string(&book).unwrap();
+    let taken = ticklane_ok(&["book", &attack]).stdout;
+    assert_ne!(
+        taken, expected,
+        "the forgery, if taken, makes the books wrong"
+    );
+    let feed_arg = if f.at_source {
+        format!("239.7.7.7:30001@{source}")
+    } else {
+        "239.7.7.7:30001".to_owned()
+    };
+    if f.at_source {
+        let filtered = ticklane_ok(&["book", &attack, "--feed", &feed_arg]).stdout;
+        assert_eq!(filtered, expected, "a replay honours @SOURCE too");
+    }
+
+    let (summary, book_out) = (arg(dir.path(), "s.json"), arg(dir.path(), "out.book"));
+    let run = start_run(
+        &lab,
+        &[
+            "--feed",
+            &feed_arg,
+            "--mode",
+            mode,
+            "--summary-json",
+            &summary,
+            "--book-out",
+            &book_out,
+            "--rx-ring",
+            "8192",
+            "--fill-ring",
+            "16384",
+        ],
+    );
+    let sent = lab
+        .ticklane_in(&lab.a)
+        .args(["send", &attack, "--iface", &lab.va, "--pps", "20000"])
+        .output()
+        .unwrap();
+    assert_success(&sent);
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, stderr) = stop_run(run);
+    let s: Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    assert_eq!(s["mode"], mode, "{stderr}");
+    assert_eq!(
+        s["checksums"],
+        if mode == "xdp" { "verified" } else { "kernel" }
+    );
+    assert_eq!(s["messages"], 20_000, "{s}\n{stderr}");
+    assert_eq!(s["session"]["lost_messages"], 0);
+    assert_eq!(
+        s["session"]["duplicate_packets"], 0,
+        "the genuine copy was not taken for a duplicate: {s}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&book_out).unwrap(),
+        expected,
+        "the books equal the clean feed's"
+    );
+    let expected_rejections = u64::from(mode == "xdp");
+    for (kind, n) in s["rejected"].as_object().unwrap() {
+        let want = if kind == f.rejected {
+            expected_rejections
+        } else {
+            0
+        };
+        assert_eq!(n.as_u64(), Some(want), "rejected.{kind}: {s}");
+    }
+    if mode == "xdp" {
+        if let Some(c) = f.xdp_counter {
+            assert_eq!(s["xdp_counters"][c], 1, "{s}");
+        }
+        assert!(
+            stderr.contains(&format!("frames rejected ({} 1)", f.rejected)),
+            "the operator is told: {stderr}"
+        );
+    }
+}
+
+const BAD_CHECKSUM: Forgery = Forgery {
+    tag: "c",
+    // The changed price byte, with the checksum left as it was.
+    forge: |frame, _, _| frame,
+    at_source: false,
+    rejected: "udp_checksum",
+    xdp_counter: None,
+};
+
+const VLAN_FORGERY: Forgery = Forgery {
+    tag: "v",
+    // Checksums right, tagged VLAN 7 on an interface without VLANs.
+    forge: |frame, _, _| {
+        let frame = fix_checksums(frame, 14);
+        let mut tagged = frame[..12].to_vec();
+        tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x07]);
+        tagged.extend_from_slice(&frame[12..]);
+        tagged
+    },
+    at_source: false,
+    rejected: "vlan",
+    xdp_counter: Some("vlan_mismatch"),
+};
+
+const OTHER_SOURCE: Forgery = Forgery {
+    tag: "s",
+    // Checksums right, from 198.18.N.9 instead of the feed's 198.18.N.1.
+    forge: |mut frame, _, lab| {
+        frame[14 + 12..14 + 16].copy_from_slice(&[198, 18, lab.net, 9]);
+        fix_checksums(frame, 14)
+    },
+    at_source: true,
+    rejected: "source",
+    xdp_counter: Some("wrong_source"),
+};
+
+#[test]
+fn a_frame_with_a_wrong_udp_checksum_is_refused() {
+    live_forgery("xdp", &BAD_CHECKSUM);
+}
+
+#[test]
+fn a_vlan_tagged_forgery_on_an_untagged_interface_is_not_steered() {
+    live_forgery("xdp", &VLAN_FORGERY);
+}
+
+#[test]
+fn a_frame_from_another_source_than_the_feeds_is_not_steered() {
+    live_forgery("xdp", &OTHER_SOURCE);
+}
+
+/// On kernel sockets, the source-specific join makes the kernel drop the
+/// other source's datagram: it never reaches the appliance.
+#[test]
+fn a_source_specific_join_keeps_another_source_out_of_the_udp_path() {
+    live_forgery("udp", &OTHER_SOURCE);
+}

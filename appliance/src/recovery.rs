@@ -73,7 +73,7 @@ impl Answers {
     pub fn receive(&mut self, mut f: impl FnMut(&[u8])) -> io::Result<usize> {
         let n = sys::receive_batch(&self.socket, &mut self.batch)?;
         for datagram in self.batch.iter() {
-            f(datagram);
+            f(datagram.payload);
         }
         Ok(n)
     }

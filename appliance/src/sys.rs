@@ -33,6 +33,28 @@ fn check(r: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// Sets a socket option whose value is the plain C struct or integer `T`.
+fn set_option<T: Copy>(
+    fd: RawFd,
+    level: libc::c_int,
+    opt: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
+    // SAFETY: `value` is a live `T` whose size is passed; setsockopt reads
+    // only those bytes, and a bad descriptor or option is an error, not UB.
+    // The callers pass the C type the option is documented to take.
+    check(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            opt,
+            std::ptr::from_ref(value).cast(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
 /// Sets an integer socket option.
 pub fn set_int(
     fd: RawFd,
@@ -40,18 +62,7 @@ pub fn set_int(
     opt: libc::c_int,
     value: libc::c_int,
 ) -> io::Result<()> {
-    // SAFETY: `value` is a live c_int whose size is passed; setsockopt reads
-    // only those bytes, and a bad descriptor is an error, not UB.
-    check(unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            opt,
-            (&raw const value).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    })
-    .map(drop)
+    set_option(fd, level, opt, &value)
 }
 
 /// Asks for a receive buffer of `bytes`: past `net.core.rmem_max` with
@@ -67,10 +78,43 @@ pub fn set_receive_buffer(socket: &impl AsRawFd, bytes: usize) {
     }
 }
 
+fn in_addr(addr: Ipv4Addr) -> libc::in_addr {
+    libc::in_addr {
+        s_addr: u32::from_ne_bytes(addr.octets()),
+    }
+}
+
+/// `addr` as the `sockaddr_storage` the RFC 3678 requests take.
+fn storage(addr: Ipv4Addr) -> libc::sockaddr_storage {
+    // SAFETY: sockaddr_storage is a plain C struct; all-zero bytes are a
+    // valid value.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: in_addr(addr),
+        sin_zero: [0; 8],
+    };
+    // SAFETY: sockaddr_storage is made to be at least as large and as
+    // aligned as every socket address, sockaddr_in included, so a
+    // sockaddr_in written at its start lies inside it, aligned.
+    unsafe { (&raw mut storage).cast::<libc::sockaddr_in>().write(sin) };
+    storage
+}
+
 /// A non-blocking UDP socket bound to `group:port` (so only that group's
-/// datagrams arrive) and joined to the group on interface `ifindex`.
-/// Dropping the socket leaves the group.
-pub fn multicast_socket(group: Ipv4Addr, port: u16, ifindex: u32) -> io::Result<UdpSocket> {
+/// datagrams arrive) and joined to the group on interface `ifindex`: from
+/// `source` only when given (IGMPv3 source-specific membership, so that
+/// switches forward only that sender's traffic), else from any source.
+/// It receives only what it joined itself (IP_MULTICAST_ALL off), not the
+/// groups other sockets of the host joined. Dropping the socket leaves the
+/// group.
+pub fn multicast_socket(
+    group: Ipv4Addr,
+    port: u16,
+    ifindex: u32,
+    source: Option<Ipv4Addr>,
+) -> io::Result<UdpSocket> {
     // SAFETY: plain socket(2) call; the result is checked before use.
     let fd = check(unsafe {
         libc::socket(
@@ -83,12 +127,11 @@ pub fn multicast_socket(group: Ipv4Addr, port: u16, ifindex: u32) -> io::Result<
     // takes ownership and closes it on drop (also on the error paths below).
     let socket = unsafe { UdpSocket::from_raw_fd(fd) };
     set_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    set_int(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_ALL, 0)?;
     let addr = libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from_ne_bytes(group.octets()),
-        },
+        sin_addr: in_addr(group),
         sin_zero: [0; 8],
     };
     // SAFETY: `addr` is a valid sockaddr_in for the whole call, its size given.
@@ -99,23 +142,24 @@ pub fn multicast_socket(group: Ipv4Addr, port: u16, ifindex: u32) -> io::Result<
             size_of::<libc::sockaddr_in>() as libc::socklen_t,
         )
     })?;
-    let mreq = libc::ip_mreqn {
-        imr_multiaddr: libc::in_addr {
-            s_addr: u32::from_ne_bytes(group.octets()),
-        },
-        imr_address: libc::in_addr { s_addr: 0 },
-        imr_ifindex: ifindex as libc::c_int,
-    };
-    // SAFETY: `mreq` is a valid ip_mreqn for the whole call, its size given.
-    check(unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_IP,
-            libc::IP_ADD_MEMBERSHIP,
-            (&raw const mreq).cast(),
-            size_of::<libc::ip_mreqn>() as libc::socklen_t,
-        )
-    })?;
+    match source {
+        Some(source) => {
+            let req = libc::group_source_req {
+                gsr_interface: ifindex,
+                gsr_group: storage(group),
+                gsr_source: storage(source),
+            };
+            set_option(fd, libc::IPPROTO_IP, libc::MCAST_JOIN_SOURCE_GROUP, &req)?;
+        }
+        None => {
+            let mreq = libc::ip_mreqn {
+                imr_multiaddr: in_addr(group),
+                imr_address: libc::in_addr { s_addr: 0 },
+                imr_ifindex: ifindex as libc::c_int,
+            };
+            set_option(fd, libc::IPPROTO_IP, libc::IP_ADD_MEMBERSHIP, &mreq)?;
+        }
+    }
     Ok(socket)
 }
 
@@ -124,6 +168,7 @@ pub fn multicast_socket(group: Ipv4Addr, port: u16, ifindex: u32) -> io::Result<
 pub struct Batch {
     bufs: Box<[[u8; DATAGRAM]; MAX_BATCH]>,
     lens: [usize; MAX_BATCH],
+    sources: [Ipv4Addr; MAX_BATCH],
     len: usize,
 }
 
@@ -132,23 +177,38 @@ impl Default for Batch {
         Self {
             bufs: Box::new([[0; DATAGRAM]; MAX_BATCH]),
             lens: [0; MAX_BATCH],
+            sources: [Ipv4Addr::UNSPECIFIED; MAX_BATCH],
             len: 0,
         }
     }
 }
 
+/// One datagram of a batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Datagram<'a> {
+    /// The address it came from.
+    pub source: Ipv4Addr,
+    /// Its payload.
+    pub payload: &'a [u8],
+}
+
 impl Batch {
     /// The datagrams of the last receive.
-    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+    pub fn iter(&self) -> impl Iterator<Item = Datagram<'_>> {
         self.bufs[..self.len]
             .iter()
             .zip(&self.lens)
-            .map(|(b, n)| &b[..(*n).min(DATAGRAM)])
+            .zip(&self.sources)
+            .map(|((b, n), source)| Datagram {
+                source: *source,
+                payload: &b[..(*n).min(DATAGRAM)],
+            })
     }
 }
 
 /// Receives up to [`MAX_BATCH`] datagrams from `socket` in one `recvmmsg`
-/// without blocking. Returns how many arrived (0 when none was waiting).
+/// without blocking, with the addresses they came from. Returns how many
+/// arrived (0 when none was waiting).
 pub fn receive_batch(socket: &impl AsRawFd, batch: &mut Batch) -> io::Result<usize> {
     batch.len = 0;
     // SAFETY: iovec is a plain C struct; all-zero bytes are a valid value
@@ -157,10 +217,13 @@ pub fn receive_batch(socket: &impl AsRawFd, batch: &mut Batch) -> io::Result<usi
     // SAFETY: mmsghdr is a plain C struct; all-zero bytes are a valid value
     // (null pointers, zero lengths and flags).
     let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
-    for ((v, m), buf) in iov
+    // SAFETY: sockaddr_in is a plain C struct; all-zero bytes are a valid value.
+    let mut names: [libc::sockaddr_in; MAX_BATCH] = unsafe { std::mem::zeroed() };
+    for (((v, m), buf), name) in iov
         .iter_mut()
         .zip(msgs.iter_mut())
         .zip(batch.bufs.iter_mut())
+        .zip(names.iter_mut())
     {
         *v = libc::iovec {
             iov_base: buf.as_mut_ptr().cast(),
@@ -168,10 +231,13 @@ pub fn receive_batch(socket: &impl AsRawFd, batch: &mut Batch) -> io::Result<usi
         };
         m.msg_hdr.msg_iov = v;
         m.msg_hdr.msg_iovlen = 1;
+        m.msg_hdr.msg_name = std::ptr::from_mut(name).cast();
+        m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
     }
-    // SAFETY: `msgs` point at `iov`, which point at `batch.bufs`, all alive
-    // and exclusively borrowed for the call; the kernel writes at most
-    // `iov_len` bytes into each buffer and fills at most MAX_BATCH entries.
+    // SAFETY: `msgs` point at `iov` and `names`, `iov` at `batch.bufs`, all
+    // alive and exclusively borrowed for the call; the kernel writes at most
+    // `iov_len` bytes into each buffer and `msg_namelen` bytes into each
+    // name, and fills at most MAX_BATCH entries.
     let got = unsafe {
         libc::recvmmsg(
             socket.as_raw_fd(),
@@ -190,8 +256,15 @@ pub fn receive_batch(socket: &impl AsRawFd, batch: &mut Batch) -> io::Result<usi
         };
     }
     let got = (got as usize).min(MAX_BATCH);
-    for (len, m) in batch.lens.iter_mut().zip(&msgs[..got]) {
+    for (((len, source), m), name) in batch
+        .lens
+        .iter_mut()
+        .zip(batch.sources.iter_mut())
+        .zip(&msgs[..got])
+        .zip(&names)
+    {
         *len = m.msg_len as usize;
+        *source = Ipv4Addr::from(name.sin_addr.s_addr.to_ne_bytes());
     }
     batch.len = got;
     Ok(got)

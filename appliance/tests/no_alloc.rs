@@ -1,6 +1,7 @@
 //! The hot path allocates nothing: a counting global allocator watches this
-//! thread while generated MoldUDP64 frames go through Ethernet/IPv4/UDP →
-//! MoldUDP64 → ITCH → a handler, through the capture decoder's per-packet
+//! thread while generated MoldUDP64 frames go through the AF_XDP source's
+//! checks (Ethernet/IPv4/UDP, feed and source, both checksums, refusals
+//! counted) → MoldUDP64 → ITCH → a handler, through the capture decoder's per-packet
 //! path, and, above all, through the production poller and delivery path
 //! (A/B arbitration, session trackers, books, VWAP, tape, bus, audit ring)
 //! with loss, duplicates, reordering and an unrecoverable gap.
@@ -16,11 +17,12 @@ use ticklane_appliance::bus::BusConfig;
 use ticklane_appliance::pipeline::Pipeline;
 use ticklane_appliance::poller::{Ending, Poller, PollerConfig, TimeBase};
 use ticklane_appliance::session::SessionConfig;
+use ticklane_appliance::source::admission::{Admission, Checksums};
 use ticklane_appliance::source::memory::MemorySource;
 use ticklane_appliance::source::{
     Arrival, Polled, Source, SourceCounters, SourceError, Verdict, Wait,
 };
-use ticklane_capture::feed::{FeedDecoder, FeedFilter, FeedSink, Location, Problem, Unit};
+use ticklane_capture::feed::{Feed, FeedDecoder, FeedFilter, FeedSink, Location, Problem, Unit};
 use ticklane_lab::market::{MAX_MESSAGE_LEN, Market, MarketConfig};
 use ticklane_protocols::itch::{self, Handler, MessageRef};
 use ticklane_protocols::moldudp64::{self, Packet, PacketBuilder, Session};
@@ -133,11 +135,28 @@ fn parsing_and_dispatch_allocate_nothing_per_packet() {
     let mut decoder = FeedDecoder::new(FeedFilter::default());
     let mut sink = CountingSink::default();
     let mut dispatched = 0u64;
+    let feed = Feed {
+        group: [239, 1, 1, 1].into(),
+        port: 26477,
+        source: Some([198, 18, 0, 1].into()),
+    };
+    let mut admission = Admission::new(FeedFilter { feeds: vec![feed] }, Checksums::Verify);
+    // Refused frames are counted without allocating too: one with a
+    // damaged payload after every good one.
+    let damaged: Vec<Vec<u8>> = frames
+        .iter()
+        .map(|f| {
+            let mut d = f.clone();
+            *d.last_mut().unwrap() ^= 1;
+            d
+        })
+        .collect();
 
     let before = allocations();
-    for frame in &frames {
-        let udp = wire::parse_ethernet_udp(frame).expect("valid frame");
-        let packet = Packet::new_checked(udp.payload).expect("valid packet");
+    for (frame, damaged) in frames.iter().zip(&damaged) {
+        let (_, payload) = admission.admit(frame).expect("a valid frame of the feed");
+        assert!(admission.admit(damaged).is_none());
+        let packet = Packet::new_checked(payload).expect("valid packet");
         for (_, message) in packet.messages() {
             itch::dispatch(message, &mut tally).expect("valid message");
             dispatched += 1;
@@ -147,10 +166,11 @@ fn parsing_and_dispatch_allocate_nothing_per_packet() {
             number: 0,
             offset: 0,
         };
-        decoder.payload(at, udp.payload, &mut sink);
+        decoder.payload(at, payload, &mut sink);
     }
     let during = allocations() - before;
 
+    assert_eq!(admission.counters().bad_udp_checksum, frames.len() as u64);
     assert_eq!(dispatched, total);
     assert_eq!(sink.messages, total);
     assert_eq!(sink.problems, 0);

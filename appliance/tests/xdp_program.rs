@@ -1,14 +1,19 @@
 //! The XDP program run by the kernel itself (BPF_PROG_TEST_RUN) on crafted
 //! frames: truncated at every header, VLAN-tagged, fragmented, to other ports,
-//! IPv6, ARP. Every verdict and every counter is checked. (The kernel refuses
+//! IPv6, ARP, on feeds that expect VLAN tags or a source address, with the
+//! wrong tags and from the wrong source. Every verdict and every counter is
+//! checked. (The kernel refuses
 //! test runs on frames shorter than an Ethernet header, which no NIC
 //! delivers, so the first truncation tested is inside the VLAN tag.)
 //!
 //! Needs root (CAP_BPF); fails loudly without it unless TICKLANE_SKIP_BPF=1.
 
+use std::net::Ipv4Addr;
+
 use ticklane_appliance::source::steering::Steering;
+use ticklane_capture::feed::Feed;
 use ticklane_protocols::wire::{UdpFrameSpec, write_udp_frame};
-use ticklane_xdp::Counter;
+use ticklane_xdp::{Counter, Vlan};
 
 const XDP_PASS: u32 = 2;
 
@@ -26,20 +31,69 @@ fn can_run() -> bool {
     );
 }
 
-fn frame(group: [u8; 4], port: u16) -> Vec<u8> {
-    let spec = UdpFrameSpec::multicast([2, 0, 0, 0, 0, 1], [198, 18, 0, 1], group, port);
+const SOURCE: [u8; 4] = [198, 18, 0, 1];
+
+fn frame_from(source: [u8; 4], group: [u8; 4], port: u16) -> Vec<u8> {
+    let spec = UdpFrameSpec::multicast([2, 0, 0, 0, 0, 1], source, group, port);
     let mut buf = vec![0u8; 128];
     let n = write_udp_frame(&mut buf, &spec, b"payload-bytes").unwrap();
     buf.truncate(n);
     buf
 }
 
-fn with_vlan(f: &[u8], tpid: u16) -> Vec<u8> {
+fn frame(group: [u8; 4], port: u16) -> Vec<u8> {
+    frame_from(SOURCE, group, port)
+}
+
+/// `f` with a VLAN tag (`tpid`, then the TCI: priority bits and ID) pushed
+/// in front of its EtherType, outside the tags it has.
+fn tagged(f: &[u8], tpid: u16, tci: u16) -> Vec<u8> {
     let mut v = f[..12].to_vec();
     v.extend_from_slice(&tpid.to_be_bytes());
-    v.extend_from_slice(&[0x00, 0x64]);
+    v.extend_from_slice(&tci.to_be_bytes());
     v.extend_from_slice(&f[12..]);
     v
+}
+
+fn feed(group: [u8; 4], source: Option<[u8; 4]>) -> Feed {
+    Feed {
+        group: Ipv4Addr::from(group),
+        port: 26477,
+        source: source.map(Ipv4Addr::from),
+    }
+}
+
+/// Runs every case once and checks its verdict (always XDP_PASS: no socket
+/// is bound) and the counters it moved: seen, passed, its own, and matched
+/// exactly for the frames of a subscribed group:port.
+fn check(s: &mut Steering, cases: &[(&str, Vec<u8>, Counter)]) {
+    for (name, bytes, expected) in cases {
+        let before = s.counters().unwrap();
+        let verdict = s.test_run(bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let after = s.counters().unwrap();
+        assert_eq!(
+            verdict, XDP_PASS,
+            "{name}: never dropped, and no socket is bound"
+        );
+        let delta = |c: Counter| after.get(c) - before.get(c);
+        assert_eq!(delta(Counter::Seen), 1, "{name}");
+        assert_eq!(delta(Counter::Passed), 1, "{name}");
+        assert_eq!(delta(*expected), 1, "{name}: {expected:?}");
+        let matched = matches!(
+            expected,
+            Counter::NoSocket | Counter::Vlan | Counter::Source
+        );
+        assert_eq!(
+            delta(Counter::Matched),
+            u64::from(matched),
+            "{name}: matched"
+        );
+        for other in [Counter::NoSocket, Counter::Vlan, Counter::Source] {
+            if other != *expected {
+                assert_eq!(delta(other), 0, "{name}: {other:?}");
+            }
+        }
+    }
 }
 
 #[test]
@@ -48,7 +102,8 @@ fn verdicts_and_counters_on_crafted_frames() {
         return;
     }
     let mut s = Steering::load().expect("the verifier accepts the program");
-    s.subscribe([239, 1, 1, 1], 26477).unwrap();
+    let subscribed = feed([239, 1, 1, 1], None);
+    s.subscribe(&subscribed, Vlan::Untagged).unwrap();
     let sub = frame([239, 1, 1, 1], 26477);
     let cases: Vec<(&str, Vec<u8>, Counter)> = vec![
         (
@@ -56,18 +111,13 @@ fn verdicts_and_counters_on_crafted_frames() {
             sub.clone(),
             Counter::NoSocket,
         ),
-        (
-            "subscribed behind 802.1Q",
-            with_vlan(&sub, 0x8100),
-            Counter::NoSocket,
-        ),
-        (
-            "subscribed behind QinQ",
-            with_vlan(&with_vlan(&sub, 0x8100), 0x88a8),
-            Counter::NoSocket,
-        ),
         ("other port", frame([239, 1, 1, 1], 26478), Counter::Passed),
         ("other group", frame([239, 1, 1, 2], 26477), Counter::Passed),
+        (
+            "other group behind 802.1Q",
+            tagged(&frame([239, 1, 1, 2], 26477), 0x8100, 100),
+            Counter::Passed,
+        ),
         (
             "ARP",
             {
@@ -116,30 +166,12 @@ fn verdicts_and_counters_on_crafted_frames() {
         ),
         (
             "truncated VLAN tag",
-            with_vlan(&sub, 0x8100)[..17].to_vec(),
+            tagged(&sub, 0x8100, 100)[..17].to_vec(),
             Counter::Malformed,
         ),
     ];
-    for (name, bytes, expected) in &cases {
-        let before = s.counters().unwrap();
-        let verdict = s.test_run(bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let after = s.counters().unwrap();
-        assert_eq!(
-            verdict, XDP_PASS,
-            "{name}: never dropped, and no socket is bound"
-        );
-        let delta = |c: Counter| after.get(c) - before.get(c);
-        assert_eq!(delta(Counter::Seen), 1, "{name}");
-        assert_eq!(delta(Counter::Passed), 1, "{name}");
-        assert_eq!(delta(*expected), 1, "{name}: {expected:?}");
-        let matched = matches!(expected, Counter::NoSocket);
-        assert_eq!(
-            delta(Counter::Matched),
-            u64::from(matched),
-            "{name}: matched"
-        );
-    }
-    s.unsubscribe([239, 1, 1, 1], 26477).unwrap();
+    check(&mut s, &cases);
+    s.unsubscribe(&subscribed).unwrap();
     let before = s.counters().unwrap();
     s.test_run(&sub).unwrap();
     let after = s.counters().unwrap();
@@ -148,4 +180,111 @@ fn verdicts_and_counters_on_crafted_frames() {
         before.get(Counter::Matched),
         "unsubscribed at runtime"
     );
+}
+
+/// A feed's frames are steered only with the interface's VLAN tags and,
+/// when the feed names one, from its source; the others are counted and
+/// passed to the kernel.
+#[test]
+fn vlan_tags_and_sources_are_enforced_per_feed() {
+    if !can_run() {
+        return;
+    }
+    let mut s = Steering::load().expect("the verifier accepts the program");
+    let (plain, one, qinq, ssm) = (
+        [239, 1, 1, 1],
+        [239, 1, 1, 2],
+        [239, 1, 1, 3],
+        [239, 1, 1, 4],
+    );
+    s.subscribe(&feed(plain, None), Vlan::Untagged).unwrap();
+    s.subscribe(&feed(one, None), Vlan::Tagged(100)).unwrap();
+    s.subscribe(&feed(qinq, None), Vlan::QinQ(100, 200))
+        .unwrap();
+    s.subscribe(&feed(ssm, Some(SOURCE)), Vlan::Untagged)
+        .unwrap();
+    let cases: Vec<(&str, Vec<u8>, Counter)> = vec![
+        (
+            "untagged interface: untagged",
+            frame(plain, 26477),
+            Counter::NoSocket,
+        ),
+        (
+            "untagged interface: 802.1Q forgery",
+            tagged(&frame(plain, 26477), 0x8100, 100),
+            Counter::Vlan,
+        ),
+        (
+            "untagged interface: QinQ forgery",
+            tagged(&tagged(&frame(plain, 26477), 0x8100, 200), 0x88a8, 100),
+            Counter::Vlan,
+        ),
+        (
+            "untagged interface: a priority tag (ID 0) is untagged",
+            tagged(&frame(plain, 26477), 0x8100, 0xa000),
+            Counter::NoSocket,
+        ),
+        (
+            "VLAN 100: its tag",
+            tagged(&frame(one, 26477), 0x8100, 100),
+            Counter::NoSocket,
+        ),
+        (
+            "VLAN 100: its tag with priority bits",
+            tagged(&frame(one, 26477), 0x8100, 0xe000 | 100),
+            Counter::NoSocket,
+        ),
+        (
+            "VLAN 100: another VLAN",
+            tagged(&frame(one, 26477), 0x8100, 200),
+            Counter::Vlan,
+        ),
+        ("VLAN 100: untagged", frame(one, 26477), Counter::Vlan),
+        (
+            "VLAN 100: a priority tag is not VLAN 100",
+            tagged(&frame(one, 26477), 0x8100, 0),
+            Counter::Vlan,
+        ),
+        (
+            "VLAN 100: inside another tag",
+            tagged(&tagged(&frame(one, 26477), 0x8100, 100), 0x88a8, 300),
+            Counter::Vlan,
+        ),
+        (
+            "QinQ 100.200: its tags",
+            tagged(&tagged(&frame(qinq, 26477), 0x8100, 200), 0x88a8, 100),
+            Counter::NoSocket,
+        ),
+        (
+            "QinQ 100.200: swapped",
+            tagged(&tagged(&frame(qinq, 26477), 0x8100, 100), 0x88a8, 200),
+            Counter::Vlan,
+        ),
+        (
+            "QinQ 100.200: the outer tag alone",
+            tagged(&frame(qinq, 26477), 0x88a8, 100),
+            Counter::Vlan,
+        ),
+        (
+            "source 198.18.0.1: from it",
+            frame_from(SOURCE, ssm, 26477),
+            Counter::NoSocket,
+        ),
+        (
+            "source 198.18.0.1: from another",
+            frame_from([198, 18, 0, 9], ssm, 26477),
+            Counter::Source,
+        ),
+        (
+            "source 198.18.0.1: from it, on a VLAN",
+            tagged(&frame_from(SOURCE, ssm, 26477), 0x8100, 100),
+            Counter::Vlan,
+        ),
+        (
+            "any source: from another",
+            frame_from([198, 18, 0, 9], plain, 26477),
+            Counter::NoSocket,
+        ),
+    ];
+    check(&mut s, &cases);
 }

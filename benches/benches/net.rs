@@ -15,6 +15,7 @@
 //! Needs root; builds its own namespaces (198.18.0.0/15, 239.0.0.0/8) and
 //! removes them. Run: `cargo bench -p ticklane-benches --bench net`.
 
+use std::net::Ipv4Addr;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,8 +25,10 @@ use std::os::fd::AsRawFd;
 
 use ticklane_appliance::source::steering::{Steering, XdpModeRequest};
 use ticklane_appliance::source::udp::FeedSocket;
+use ticklane_appliance::source::xdp::Vlan;
 use ticklane_appliance::source::xsk::{XskConfig, XskReceiver};
 use ticklane_appliance::sys::{Batch, interface_index, receive_batch, wait_readable};
+use ticklane_capture::feed::Feed;
 use ticklane_lab::send::FrameSender;
 use ticklane_protocols::itch::{self, Alpha, Char, Header, Message, U32, U64};
 use ticklane_protocols::moldudp64::{Packet, PacketBuilder, Session};
@@ -38,6 +41,11 @@ const VA: &str = "vtlbencha";
 const VB: &str = "vtlbenchb";
 const GROUP: [u8; 4] = [239, 18, 0, 1];
 const PORT: u16 = 31000;
+const FEED: Feed = Feed {
+    group: Ipv4Addr::new(GROUP[0], GROUP[1], GROUP[2], GROUP[3]),
+    port: PORT,
+    source: None,
+};
 const MASK48: u64 = (1 << 48) - 1;
 const PACKETS_PER_TRIAL: u64 = 100_000;
 
@@ -222,7 +230,7 @@ fn trial(path: Path, threaded: bool, spin: bool, pps: u64, count: u64) -> Receiv
                 )
                 .unwrap();
                 sock.prime();
-                steering.subscribe(GROUP, PORT).unwrap();
+                steering.subscribe(&FEED, Vlan::Untagged).unwrap();
                 steering.register_socket(0, &sock).unwrap();
                 ready_r.store(1, Ordering::Release);
                 let cpu0 = thread_cpu_ns();
@@ -249,7 +257,7 @@ fn trial(path: Path, threaded: bool, spin: bool, pps: u64, count: u64) -> Receiv
                     s
                 });
                 let ifindex = interface_index(VB).unwrap();
-                let sock = FeedSocket::join(GROUP.into(), PORT, ifindex, 32 << 20).unwrap();
+                let sock = FeedSocket::join(FEED, ifindex, 32 << 20).unwrap();
                 let mut batch = Batch::default();
                 ready_r.store(1, Ordering::Release);
                 let cpu0 = thread_cpu_ns();
@@ -263,7 +271,7 @@ fn trial(path: Path, threaded: bool, spin: bool, pps: u64, count: u64) -> Receiv
                     }
                     let now48 = monotonic_ns() & MASK48;
                     for datagram in batch.iter() {
-                        handle(datagram, now48, &mut out);
+                        handle(datagram.payload, now48, &mut out);
                     }
                 }
                 out.cpu_ns = thread_cpu_ns() - cpu0;

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::Ipv4Addr;
 
 use ticklane_protocols::itch::{self, ItchError, MESSAGE_TYPES, MessageRef};
 use ticklane_protocols::moldudp64::{MoldError, Packet, PacketKind, Session};
@@ -99,20 +100,49 @@ pub trait FeedSink {
     fn problem(&mut self, at: Location, problem: Problem);
 }
 
+/// One feed line: the group and port its datagrams go to, and the one
+/// address they must come from, when it is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Feed {
+    /// Destination multicast group.
+    pub group: Ipv4Addr,
+    /// Destination UDP port.
+    pub port: u16,
+    /// Source address the feed is sent from (`GROUP:PORT@SOURCE`); `None`: any.
+    pub source: Option<Ipv4Addr>,
+}
+
+/// Why a datagram is not one of a filter's feeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotAFeed {
+    /// No feed goes to its group and port.
+    Unsubscribed,
+    /// It goes to a feed's group and port, but not from the feed's source.
+    WrongSource,
+}
+
 /// Optional filter on the frames that count as the feed.
 #[derive(Debug, Clone, Default)]
 pub struct FeedFilter {
-    /// Destination (group, port) pairs to keep; empty keeps every UDP frame.
-    pub feeds: Vec<([u8; 4], u16)>,
+    /// The feeds to keep, line = position; empty keeps every UDP frame.
+    pub feeds: Vec<Feed>,
 }
 
 impl FeedFilter {
     /// Which of the feeds (A/B line index) a datagram belongs to.
     #[inline]
-    pub fn line(&self, udp: &UdpFrame<'_>) -> Option<usize> {
-        self.feeds
+    pub fn line(&self, udp: &UdpFrame<'_>) -> Result<usize, NotAFeed> {
+        let (group, source) = (Ipv4Addr::from(udp.destination), Ipv4Addr::from(udp.source));
+        let (line, feed) = self
+            .feeds
             .iter()
-            .position(|f| *f == (udp.destination, udp.destination_port))
+            .enumerate()
+            .find(|(_, f)| f.group == group && f.port == udp.destination_port)
+            .ok_or(NotAFeed::Unsubscribed)?;
+        match feed.source {
+            Some(s) if s != source => Err(NotAFeed::WrongSource),
+            _ => Ok(line),
+        }
     }
 }
 
@@ -125,7 +155,8 @@ pub struct DecodeCounts {
     pub packets: u64,
     /// Valid messages delivered.
     pub messages: u64,
-    /// Frames that were valid but not UDP over IPv4, or not a filtered feed.
+    /// Frames that were valid but not UDP over IPv4, or not a filtered feed
+    /// (another group or port, or another source than the feed's).
     pub foreign: u64,
     /// Packets skipped as malformed.
     pub bad_packets: u64,
@@ -209,7 +240,7 @@ impl FeedDecoder {
                 return None;
             }
         };
-        if !self.filter.feeds.is_empty() && self.filter.line(&udp).is_none() {
+        if !self.filter.feeds.is_empty() && self.filter.line(&udp).is_err() {
             self.counts.foreign += 1;
             return None;
         }
@@ -453,5 +484,51 @@ impl FeedSummary {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ticklane_protocols::wire::{UdpFrameSpec, write_udp_frame};
+
+    fn frame(source: [u8; 4], group: [u8; 4], port: u16) -> Vec<u8> {
+        let spec = UdpFrameSpec::multicast([2; 6], source, group, port);
+        let mut buf = vec![0u8; 64];
+        let n = write_udp_frame(&mut buf, &spec, b"x").unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    #[test]
+    fn a_feed_line_is_found_by_group_port_and_source() {
+        let filter = FeedFilter {
+            feeds: vec![
+                Feed {
+                    group: Ipv4Addr::new(239, 1, 1, 1),
+                    port: 100,
+                    source: None,
+                },
+                Feed {
+                    group: Ipv4Addr::new(239, 1, 1, 2),
+                    port: 100,
+                    source: Some(Ipv4Addr::new(198, 18, 0, 1)),
+                },
+            ],
+        };
+        let line = |src, group, port| {
+            let f = frame(src, group, port);
+            filter.line(&wire::parse_ethernet_udp(&f).unwrap())
+        };
+        assert_eq!(line([198, 18, 0, 9], [239, 1, 1, 1], 100), Ok(0));
+        assert_eq!(line([198, 18, 0, 1], [239, 1, 1, 2], 100), Ok(1));
+        assert_eq!(
+            line([198, 18, 0, 9], [239, 1, 1, 2], 100),
+            Err(NotAFeed::WrongSource)
+        );
+        assert_eq!(
+            line([198, 18, 0, 1], [239, 1, 1, 2], 101),
+            Err(NotAFeed::Unsubscribed)
+        );
     }
 }

@@ -4,6 +4,7 @@
 use clap::ValueEnum;
 use ticklane_appliance::session::SessionConfig;
 use ticklane_appliance::source::steering::XdpModeRequest;
+use ticklane_appliance::source::xdp::Vlan;
 use ticklane_appliance::source::xsk::BindRequest;
 use ticklane_capture::Format;
 use ticklane_protocols::moldudp64::Session;
@@ -124,4 +125,30 @@ fn parse_session(name: &str) -> Result<Session, String> {
     }
     Session::from_name(name.as_bytes())
         .ok_or_else(|| format!("\"{name}\" is longer than a session name (10 characters)"))
+}
+
+/// A `--vlan`: `ID` (one 802.1Q tag) or `OUTER.INNER` (QinQ), IDs 1 to 4094.
+pub(crate) fn vlan(s: &str) -> Result<Vlan, String> {
+    let id = |t: &str| match t.parse::<u16>() {
+        Ok(id @ 1..=4094) => Ok(id),
+        _ => Err(format!("'{t}' is not a VLAN ID (1 to 4094)")),
+    };
+    match s.split_once('.') {
+        None => Ok(Vlan::Tagged(id(s)?)),
+        Some((outer, inner)) => Ok(Vlan::QinQ(id(outer)?, id(inner)?)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vlan_spellings() {
+        assert_eq!(vlan("100"), Ok(Vlan::Tagged(100)));
+        assert_eq!(vlan("100.200"), Ok(Vlan::QinQ(100, 200)));
+        for bad in ["0", "4095", "x", "100.", "1.2.3"] {
+            assert!(vlan(bad).unwrap_err().contains("not a VLAN ID"), "{bad}");
+        }
+    }
 }

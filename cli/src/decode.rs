@@ -30,8 +30,9 @@ pub(crate) struct DecodeArgs {
     /// Print per-type counts, sessions, sequence ranges and gaps instead of the messages.
     #[arg(long)]
     summary: bool,
-    /// Only decode frames sent to GROUP:PORT (repeatable); default: every UDP frame.
-    #[arg(long = "feed", value_name = "GROUP:PORT")]
+    /// Only decode frames sent to GROUP:PORT, from SOURCE when given
+    /// (repeatable); default: every UDP frame.
+    #[arg(long = "feed", value_name = "GROUP:PORT[@SOURCE]")]
     feeds: Vec<GroupPort>,
     /// Write the JSON Lines to this file instead of stdout.
     #[arg(short, long)]
@@ -96,7 +97,7 @@ pub(crate) fn run(args: &DecodeArgs) -> anyhow::Result<ExitCode> {
         )),
         None => Box::new(BufWriter::with_capacity(1 << 20, stdout.lock())),
     };
-    let filter = super::feed_filter(&args.feeds);
+    let filter = super::feed_filter(&args.feeds)?;
     let mut summary = FeedSummary::default();
     let mut totals = DecodeCounts::default();
     let mut failure = None;

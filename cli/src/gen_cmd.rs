@@ -110,6 +110,9 @@ pub(crate) fn run(args: &GenArgs) -> anyhow::Result<ExitCode> {
     if args.max_live_orders == 0 {
         bail!("--max-live-orders must be at least 1");
     }
+    if let Some(source) = args.group.source {
+        bail!("--group takes GROUP:PORT; the frames' source address is --source {source}");
+    }
     let market = MarketConfig {
         seed: args.seed,
         stocks: args.stocks,

@@ -64,20 +64,26 @@ fn main() -> ExitCode {
     }
 }
 
-/// A `GROUP:PORT` pair, e.g. `239.1.1.1:26477`.
+/// A feed on the command line: `GROUP:PORT`, e.g. `239.1.1.1:26477`, or
+/// `GROUP:PORT@SOURCE` for a feed sent from one known address only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct GroupPort {
     pub(crate) group: Ipv4Addr,
     pub(crate) port: u16,
+    pub(crate) source: Option<Ipv4Addr>,
 }
 
 impl std::str::FromStr for GroupPort {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let (g, p) = s
-            .rsplit_once(':')
-            .ok_or_else(|| format!("'{s}' is not GROUP:PORT (for example 239.1.1.1:26477)"))?;
+        let (s, source) = match s.split_once('@') {
+            Some((gp, src)) => (gp, Some(src)),
+            None => (s, None),
+        };
+        let (g, p) = s.rsplit_once(':').ok_or_else(|| {
+            format!("'{s}' is not GROUP:PORT[@SOURCE] (for example 239.1.1.1:26477)")
+        })?;
         let group: Ipv4Addr = g
             .parse()
             .map_err(|_| format!("'{g}' is not an IPv4 address"))?;
@@ -90,15 +96,62 @@ impl std::str::FromStr for GroupPort {
         if port == 0 {
             return Err("port 0 is not a feed port".into());
         }
-        Ok(Self { group, port })
+        let source = source
+            .map(|src| {
+                let a: Ipv4Addr = src
+                    .parse()
+                    .map_err(|_| format!("source '{src}' is not an IPv4 address"))?;
+                if a.is_multicast() || a.is_broadcast() || a.is_unspecified() {
+                    return Err(format!("source {a} is not a unicast address"));
+                }
+                Ok(a)
+            })
+            .transpose()?;
+        Ok(Self {
+            group,
+            port,
+            source,
+        })
     }
 }
 
-/// The feed filter of `--feed GROUP:PORT` options (line = position).
-pub(crate) fn feed_filter(feeds: &[GroupPort]) -> ticklane_capture::feed::FeedFilter {
-    ticklane_capture::feed::FeedFilter {
-        feeds: feeds.iter().map(|f| (f.group.octets(), f.port)).collect(),
+impl GroupPort {
+    /// The feed it names.
+    pub(crate) fn feed(&self) -> ticklane_capture::feed::Feed {
+        ticklane_capture::feed::Feed {
+            group: self.group,
+            port: self.port,
+            source: self.source,
+        }
     }
+}
+
+/// The feeds of `--feed` options (line = position); a GROUP:PORT given
+/// twice is refused (one line each: a second source of the same
+/// GROUP:PORT cannot be told apart by the steering, which keys on it).
+pub(crate) fn feeds(feeds: &[GroupPort]) -> anyhow::Result<Vec<ticklane_capture::feed::Feed>> {
+    for (i, f) in feeds.iter().enumerate() {
+        if feeds[..i]
+            .iter()
+            .any(|e| (e.group, e.port) == (f.group, f.port))
+        {
+            anyhow::bail!(
+                "--feed {}:{} is given twice: each GROUP:PORT is one feed line, with at most one @SOURCE",
+                f.group,
+                f.port
+            );
+        }
+    }
+    Ok(feeds.iter().map(GroupPort::feed).collect())
+}
+
+/// The feed filter of `--feed` options (line = position).
+pub(crate) fn feed_filter(
+    feeds: &[GroupPort],
+) -> anyhow::Result<ticklane_capture::feed::FeedFilter> {
+    Ok(ticklane_capture::feed::FeedFilter {
+        feeds: self::feeds(feeds)?,
+    })
 }
 
 /// A flag raised by SIGINT, SIGTERM or SIGHUP: the commands that run for a
@@ -142,9 +195,22 @@ mod tests {
             gp,
             GroupPort {
                 group: Ipv4Addr::new(239, 1, 2, 3),
-                port: 26477
+                port: 26477,
+                source: None,
             }
         );
+        let ssm: GroupPort = "239.1.2.3:26477@198.18.0.1".parse().unwrap();
+        assert_eq!(ssm.source, Some(Ipv4Addr::new(198, 18, 0, 1)));
+        assert_eq!((ssm.group, ssm.port), (gp.group, gp.port));
+        for (bad, why) in [
+            ("239.1.2.3:1@239.1.1.1", "not a unicast"),
+            ("239.1.2.3:1@0.0.0.0", "not a unicast"),
+            ("239.1.2.3:1@host", "not an IPv4"),
+            ("239.1.2.3@198.18.0.1", "GROUP:PORT"),
+        ] {
+            let e = bad.parse::<GroupPort>().unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
         assert!(
             "239.1.2.3"
                 .parse::<GroupPort>()
@@ -159,6 +225,16 @@ mod tests {
         );
         assert!("239.1.1.1:0".parse::<GroupPort>().is_err());
         assert!("239.1.1.1:99999".parse::<GroupPort>().is_err());
+    }
+
+    #[test]
+    fn a_group_port_twice_is_refused() {
+        let f = |s: &str| s.parse::<GroupPort>().unwrap();
+        let twice = [f("239.1.1.1:1@198.18.0.1"), f("239.1.1.1:1@198.18.0.2")];
+        let e = feeds(&twice).unwrap_err().to_string();
+        assert!(e.contains("239.1.1.1:1 is given twice"), "{e}");
+        let ab = [f("239.1.1.1:1"), f("239.1.1.2:1@198.18.0.2")];
+        assert_eq!(feeds(&ab).unwrap().len(), 2);
     }
 
     #[test]

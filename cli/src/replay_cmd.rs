@@ -22,10 +22,10 @@ use super::report::{self, PathInfo};
 /// Options of the pipeline behind `replay` and `book`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct PipelineArgs {
-    /// Feed lines GROUP:PORT (repeatable). Frames of the same session on
-    /// several lines are A/B arbitrated: first copy wins. Default: every UDP
-    /// frame of the capture, as one line.
-    #[arg(long = "feed", value_name = "GROUP:PORT")]
+    /// Feed lines GROUP:PORT, from SOURCE only when given (repeatable).
+    /// Frames of the same session on several lines are A/B arbitrated: first
+    /// copy wins. Default: every UDP frame of the capture, as one line.
+    #[arg(long = "feed", value_name = "GROUP:PORT[@SOURCE]")]
     feeds: Vec<GroupPort>,
     /// MoldUDP64 re-request server HOST:PORT (repeatable, fail-over in order).
     /// Gaps are requested from it over UDP and filled.
@@ -83,7 +83,7 @@ pub(crate) fn run_pipeline(
         BusConfig::default(),
     );
     let drain = Drain::spawn(subscribers);
-    let filter = super::feed_filter(&args.feeds);
+    let filter = super::feed_filter(&args.feeds)?;
     let cfg = PollerConfig {
         session: SessionConfig {
             max_request: args.max_request.max(1),

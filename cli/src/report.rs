@@ -6,6 +6,7 @@ use ticklane_appliance::bus::DrainStats;
 use ticklane_appliance::delivery::RangeLog;
 use ticklane_appliance::poller::{Ending, Finished};
 use ticklane_appliance::session::SessionStats;
+use ticklane_appliance::source::SourceCounters;
 use ticklane_appliance::stats::Snapshot;
 use ticklane_protocols::itch::MESSAGE_TYPES;
 
@@ -17,6 +18,8 @@ pub(crate) struct PathInfo {
     pub(crate) xdp_mode: Option<&'static str>,
     pub(crate) bind: Option<&'static str>,
     pub(crate) huge_pages: Option<bool>,
+    /// "verified", "trusted_nic" (XDP path), "kernel" (UDP path).
+    pub(crate) checksums: Option<&'static str>,
 }
 
 fn ending(e: Ending) -> &'static str {
@@ -99,6 +102,9 @@ pub(crate) fn summary<S>(f: &Finished<S>, path: &PathInfo, drained: &DrainStats)
             "messages": snap.bad_messages,
         },
         "foreign_frames": snap.source.foreign,
+        "checksums": path.checksums,
+        "rejected": rejected_json(&snap.source),
+        "udp_checksum_absent": snap.source.udp_checksum_absent,
         "foreign_session_packets": snap.foreign_session_packets,
         "session": session,
         "sessions": snap.sessions().iter().map(|s| {
@@ -147,6 +153,37 @@ pub(crate) fn summary<S>(f: &Finished<S>, path: &PathInfo, drained: &DrainStats)
         "failed_requests": snap.failed_requests,
         "tap_failures": f.tap.0,
     })
+}
+
+/// Every kind of rejected frame.
+fn rejected_json(source: &SourceCounters) -> Value {
+    source
+        .rejected()
+        .kinds()
+        .iter()
+        .map(|(k, n)| ((*k).to_string(), Value::from(*n)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+/// The warning of a live run for rejected frames, if any were (a capture's
+/// other traffic is no news).
+pub(crate) fn warn_rejected(who: &str, v: &Value) {
+    let Some(r) = v["rejected"].as_object() else {
+        return;
+    };
+    let kinds: Vec<String> = r
+        .iter()
+        .filter(|(_, n)| n.as_u64() > Some(0))
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    if !kinds.is_empty() {
+        eprintln!(
+            "{who}: warning: frames rejected ({}): damaged, forged or misrouted traffic \
+             (see \"rejected\" in the summary)",
+            kinds.join(", ")
+        );
+    }
 }
 
 /// Warnings the operator must see on stderr: malformed input, losses, a

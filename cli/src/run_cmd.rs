@@ -1,6 +1,6 @@
 //! `ticklane run` and `ticklane send`.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,9 +13,10 @@ use ticklane_appliance::bus::{BusConfig, Drain};
 use ticklane_appliance::delivery::Tap;
 use ticklane_appliance::pipeline::Pipeline;
 use ticklane_appliance::poller::{Poller, PollerConfig, TimeBase};
+use ticklane_appliance::source::admission::Checksums;
 use ticklane_appliance::source::steering::SteeringError;
 use ticklane_appliance::source::udp::{FeedSocket, UdpSource};
-use ticklane_appliance::source::xdp::{XdpConfig, XdpError, XdpSource};
+use ticklane_appliance::source::xdp::{Vlan, XdpConfig, XdpError, XdpSource};
 use ticklane_appliance::source::xsk::XskConfig;
 use ticklane_appliance::source::{Source, Wait};
 use ticklane_appliance::stats::StatsReader;
@@ -34,6 +35,10 @@ use super::report::{self, PathInfo};
 /// an AF_XDP socket and passes everything else to the kernel; a poller parses
 /// each frame where it lies, sequences it (gaps recovered with --retrans),
 /// arbitrates A/B lines (--feed repeated), and keeps books, VWAP and tape.
+/// On the XDP path the checks the kernel would have made are made here: a
+/// feed's frames on another VLAN than --vlan or from another source than its
+/// @SOURCE are not steered, and frames with a wrong IPv4 or UDP checksum are
+/// refused; each kind is counted ("rejected" in the summary).
 /// Stats every second on stderr; on SIGINT/SIGTERM or after --duration: a
 /// clean shutdown (program detached, groups left) and a summary. Needs root
 /// (or CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW, CAP_IPC_LOCK).
@@ -45,9 +50,21 @@ pub(crate) struct RunArgs {
     /// NIC receive queue to bind the AF_XDP socket to.
     #[arg(long, default_value_t = 0)]
     queue: u32,
-    /// Feed GROUP:PORT (repeatable; the same session on several feeds is A/B arbitrated).
-    #[arg(long = "feed", value_name = "GROUP:PORT", required = true)]
+    /// Feed GROUP:PORT (repeatable; the same session on several feeds is A/B
+    /// arbitrated). With @SOURCE, only that sender's frames are taken, and the
+    /// group is joined source-specific (IGMPv3).
+    #[arg(long = "feed", value_name = "GROUP:PORT[@SOURCE]", required = true)]
     feeds: Vec<GroupPort>,
+    /// The VLAN the feeds arrive on at this interface, as the frames carry it
+    /// (XDP path): ID (802.1Q) or OUTER.INNER (QinQ). Default: untagged; a
+    /// feed's frames with other tags are refused. With the NIC's VLAN
+    /// stripping on, XDP sees no tags: turn it off (ethtool -K IFACE rxvlan off).
+    #[arg(long, value_name = "ID[.INNER]", value_parser = super::args::vlan)]
+    vlan: Option<Vlan>,
+    /// Do not verify IPv4 header and UDP checksums on the XDP path: for a NIC
+    /// that drops frames with wrong checksums itself.
+    #[arg(long)]
+    trust_nic_checksum: bool,
     /// auto: XDP, else kernel UDP with a warning; xdp: XDP or fail; udp: kernel sockets.
     #[arg(long, value_enum, default_value = "auto")]
     mode: ModeArg,
@@ -107,12 +124,20 @@ struct Live<'a> {
 
 pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let stop = super::stop_flag()?;
-    let feeds: Vec<(Ipv4Addr, u16)> = args.feeds.iter().map(|f| (f.group, f.port)).collect();
+    let feeds = super::feeds(&args.feeds)?;
+    let vlan = args.vlan.unwrap_or_default();
+    if args.vlan.is_some() && args.mode == ModeArg::Udp {
+        bail!(
+            "--vlan is for the XDP path; kernel sockets receive a VLAN on its own interface \
+             (e.g. {}.ID): give that as --iface",
+            args.iface
+        );
+    }
     let ifindex = sys::interface_index(&args.iface)?;
     // Joined in every mode: switches forward a group only to ports that asked.
     let sockets: Vec<FeedSocket> = feeds
         .iter()
-        .map(|(g, p)| FeedSocket::join(*g, *p, ifindex, 8 << 20))
+        .map(|f| FeedSocket::join(*f, ifindex, 8 << 20))
         .collect::<Result<_, _>>()?;
     let cfg = PollerConfig {
         session: args.sequencing.config(),
@@ -127,9 +152,16 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         duration: args.duration.map(Duration::from_secs_f64),
         ..PollerConfig::default()
     };
+    let checksums = if args.trust_nic_checksum {
+        Checksums::TrustNic
+    } else {
+        Checksums::Verify
+    };
     let xdp_cfg = XdpConfig {
         iface: args.iface.clone(),
         feeds,
+        vlan,
+        checksums,
         mode: args.xdp_mode.into(),
         xsk: XskConfig {
             queue: args.queue,
@@ -160,6 +192,13 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             Err(e @ XdpError::Steering(SteeringError::InterfaceBusy { .. })) => {
                 return Err(explain(e));
             }
+            // Kernel sockets on this interface would not see the VLAN's frames.
+            Err(e) if args.vlan.is_some() => {
+                return Err(explain(e).context(
+                    "XDP is not possible here, and --vlan needs it (kernel sockets receive a \
+                     VLAN on its own interface)",
+                ));
+            }
             Err(e) => {
                 let reason = format!("{:#}", anyhow::Error::from(e));
                 eprintln!(
@@ -187,6 +226,10 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                     "copy"
                 }),
                 huge_pages: Some(source.huge_pages()),
+                checksums: Some(match checksums {
+                    Checksums::Verify => "verified",
+                    Checksums::TrustNic => "trusted_nic",
+                }),
             };
             // The sockets stay joined for the switches until the end.
             let outcome = drive(source, &live, path);
@@ -197,6 +240,7 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             let path = PathInfo {
                 mode: "udp",
                 fallback_reason,
+                checksums: Some("kernel"),
                 ..PathInfo::default()
             };
             drive(UdpSource::new(sockets), &live, path)
@@ -244,6 +288,7 @@ fn drive<S: Source>(source: S, live: &Live<'_>, path: PathInfo) -> anyhow::Resul
     }
     let summary = report::summary(&finished, &path, &drained);
     report::warn("ticklane run", &summary);
+    report::warn_rejected("ticklane run", &summary);
     println!(
         "ticklane run: {} packets, {} messages in {:.1} s via {}; {}",
         summary["packets"],
@@ -281,13 +326,14 @@ fn print_stats(mut stats: StatsReader, done: &AtomicBool) {
         let secs = at.elapsed().as_secs_f64();
         let xsk = now.source.xsk.unwrap_or_default();
         eprintln!(
-            "ticklane: {:.0} pkt/s, {:.0} msg/s, {} lost, {} dropped by the socket ({} ring full), {} fill-ring-empty{}",
+            "ticklane: {:.0} pkt/s, {:.0} msg/s, {} lost, {} dropped by the socket ({} ring full), {} fill-ring-empty, {} rejected{}",
             now.source.received.saturating_sub(last.source.received) as f64 / secs,
             now.delivered.saturating_sub(last.delivered) as f64 / secs,
             now.lost_messages,
             xsk.rx_dropped + xsk.rx_ring_full,
             xsk.rx_ring_full,
             xsk.rx_fill_ring_empty,
+            now.source.rejected().total(),
             if now.is_stale() { ", STALE" } else { "" }
         );
         last = now;

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 OR MIT */
 /*
  * The contract between ticklane's XDP program and userspace: map key and
- * counter layout. Mirrored in Rust by xdp-ebpf/src/lib.rs, whose tests read
+ * value, counter layout. Mirrored in Rust by xdp-ebpf/src/lib.rs, whose tests read
  * this file to check that both sides agree.
  */
 #ifndef TICKLANE_XDP_H
@@ -18,6 +18,20 @@ struct tl_sub_key {
 
 _Static_assert(sizeof(struct tl_sub_key) == 8, "tl_sub_key is 8 bytes");
 
+/*
+ * What a subscribed feed's frames must carry to be steered; a frame that
+ * does not is counted and passed to the kernel (which drops it, or gives it
+ * to whoever it is for: a VLAN interface, a socket joined to that source).
+ */
+struct tl_sub_val {
+	__u32 source;    /* IPv4 source address, network byte order; 0 = any */
+	__u16 vlan[2];   /* VLAN IDs, outermost first, host byte order */
+	__u8 vlan_tags;  /* tags the frames carry: 0 (untagged), 1 or 2 (QinQ) */
+	__u8 pad[3];     /* always 0 */
+};
+
+_Static_assert(sizeof(struct tl_sub_val) == 12, "tl_sub_val is 12 bytes");
+
 /* Per-CPU counters, one __u64 each, indexed by these numbers. */
 #define TL_CNT_SEEN 0        /* every frame the program ran on */
 #define TL_CNT_MATCHED 1     /* IPv4/UDP frames to a subscribed group:port */
@@ -26,7 +40,9 @@ _Static_assert(sizeof(struct tl_sub_key) == 8, "tl_sub_key is 8 bytes");
 #define TL_CNT_MALFORMED 4   /* frames cut short inside a header */
 #define TL_CNT_FRAGMENT 5    /* IPv4 fragments (passed) */
 #define TL_CNT_NO_SOCKET 6   /* matched, but no socket on this queue (passed) */
-#define TL_NUM_COUNTERS 7
+#define TL_CNT_VLAN 7        /* matched, but not the feed's VLAN tags (passed) */
+#define TL_CNT_SOURCE 8      /* matched, but not from the feed's source (passed) */
+#define TL_NUM_COUNTERS 9
 
 /* Limits of the maps. */
 #define TL_MAX_SUBSCRIPTIONS 1024

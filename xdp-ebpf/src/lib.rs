@@ -2,7 +2,8 @@
 //!
 //! The XDP program (`src/steer.bpf.c`, compiled by clang at build time and
 //! embedded here as [`PROGRAM`]) and the Rust mirror of what it shares with
-//! userspace (`include/ticklane_xdp.h`): the subscription key and the
+//! userspace (`include/ticklane_xdp.h`): the subscription key and value
+//! (what a feed's frames must carry: VLAN tags, source address) and the
 //! counter indices. The tests read the C header and check that both agree.
 #![no_std]
 #![deny(unsafe_code)]
@@ -60,6 +61,66 @@ impl SubKey {
     }
 }
 
+/// The VLAN tags a feed's frames carry on the interface, as the XDP program
+/// checks them. IDs are 12 bits; 0 (priority tag) and 4095 are not VLANs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Vlan {
+    /// No tag (a lone priority tag, ID 0, counts as none, as in the kernel).
+    #[default]
+    Untagged,
+    /// One 802.1Q tag with this ID.
+    Tagged(u16),
+    /// Two tags (QinQ): the outer ID, then the inner.
+    QinQ(u16, u16),
+}
+
+/// What a subscribed feed's frames must carry: `struct tl_sub_val`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[repr(C)]
+pub struct SubValue {
+    /// Required IPv4 source, network order; `[0; 4]` = any.
+    pub source: [u8; 4],
+    /// Expected VLAN IDs, outermost first, host order; only the first
+    /// `vlan_tags` count.
+    pub vlan: [u16; 2],
+    /// Tags the frames carry: 0, 1 or 2.
+    pub vlan_tags: u8,
+    /// Always 0.
+    pub pad: [u8; 3],
+}
+
+const _: () = assert!(size_of::<SubValue>() == 12);
+
+#[cfg(feature = "aya")]
+#[allow(
+    unsafe_code,
+    reason = "aya's Pod is an unsafe marker trait; proof below"
+)]
+// SAFETY: `SubValue` is `#[repr(C)]` with fields of 4, 2×2, 1 and 3 bytes,
+// each at an offset that is a multiple of its alignment, so it has no
+// padding (asserted 12 bytes above) and every bit pattern is a valid value;
+// it is `Copy` and holds no pointers. That is what aya's `Pod` requires of a
+// map value, and it matches `struct tl_sub_val` byte for byte (checked
+// against the C header by this crate's tests).
+unsafe impl aya::Pod for SubValue {}
+
+impl SubValue {
+    /// Frames from `source` (any when `None`) carrying the tags of `vlan`.
+    pub fn new(source: Option<[u8; 4]>, vlan: Vlan) -> Self {
+        let (vlan, vlan_tags) = match vlan {
+            Vlan::Untagged => ([0, 0], 0),
+            Vlan::Tagged(id) => ([id, 0], 1),
+            Vlan::QinQ(outer, inner) => ([outer, inner], 2),
+        };
+        Self {
+            source: source.unwrap_or([0; 4]),
+            vlan,
+            vlan_tags,
+            pad: [0; 3],
+        }
+    }
+}
+
 /// The per-CPU counters, `TL_CNT_*`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
@@ -78,11 +139,15 @@ pub enum Counter {
     Fragment = 5,
     /// Matched, but no socket on this queue (passed).
     NoSocket = 6,
+    /// Matched, but not the feed's VLAN tags (passed).
+    Vlan = 7,
+    /// Matched, but not from the feed's source (passed).
+    Source = 8,
 }
 
 impl Counter {
     /// Every counter, by index.
-    pub const ALL: [Counter; 7] = [
+    pub const ALL: [Counter; 9] = [
         Counter::Seen,
         Counter::Matched,
         Counter::Redirected,
@@ -90,6 +155,8 @@ impl Counter {
         Counter::Malformed,
         Counter::Fragment,
         Counter::NoSocket,
+        Counter::Vlan,
+        Counter::Source,
     ];
 
     /// Its name in summaries.
@@ -102,6 +169,8 @@ impl Counter {
             Counter::Malformed => "malformed",
             Counter::Fragment => "fragment",
             Counter::NoSocket => "no_socket",
+            Counter::Vlan => "vlan_mismatch",
+            Counter::Source => "wrong_source",
         }
     }
 }
@@ -146,6 +215,8 @@ mod tests {
             "MALFORMED",
             "FRAGMENT",
             "NO_SOCKET",
+            "VLAN",
+            "SOURCE",
         ];
         for (c, n) in Counter::ALL.iter().zip(names) {
             assert_eq!(*c as u32, define(&h, &std::format!("TL_CNT_{n}")), "{n}");
@@ -167,6 +238,34 @@ mod tests {
         assert_eq!(core::mem::offset_of!(SubKey, port), 4);
         assert_eq!(core::mem::offset_of!(SubKey, pad), 6);
         assert_eq!(SubKey::new([239, 1, 2, 3], 26477).port, [0x67, 0x6d]);
+    }
+
+    #[test]
+    fn value_layout_matches_the_c_struct() {
+        let h = header();
+        assert!(
+            h.contains("__u32 source;")
+                && h.contains("__u16 vlan[2];")
+                && h.contains("__u8 vlan_tags;")
+                && h.contains("__u8 pad[3];"),
+            "fields of struct tl_sub_val"
+        );
+        let fields = ["source;", "vlan[2];", "vlan_tags;", "pad[3];"].map(|f| h.find(f).unwrap());
+        assert!(
+            fields.is_sorted(),
+            "field order source, vlan, vlan_tags, pad"
+        );
+        assert!(h.contains("sizeof(struct tl_sub_val) == 12"));
+        assert_eq!(core::mem::offset_of!(SubValue, source), 0);
+        assert_eq!(core::mem::offset_of!(SubValue, vlan), 4);
+        assert_eq!(core::mem::offset_of!(SubValue, vlan_tags), 8);
+        assert_eq!(core::mem::offset_of!(SubValue, pad), 9);
+        let v = SubValue::new(Some([198, 18, 0, 1]), Vlan::QinQ(100, 200));
+        assert_eq!(
+            (v.source, v.vlan, v.vlan_tags),
+            ([198, 18, 0, 1], [100, 200], 2)
+        );
+        assert_eq!(SubValue::default(), SubValue::new(None, Vlan::Untagged));
     }
 
     #[test]

@@ -2,10 +2,13 @@
 //
 // ticklane's XDP steering program. For every frame: Ethernet (up to two VLAN
 // tags) / IPv4 / UDP, with a bounds check before every read; a subscribed
-// (destination group, destination port) goes to the AF_XDP socket of the
-// receive queue; everything else (other ports, other protocols, fragments,
-// IPv6, ARP, unicast to the host) is passed to the kernel untouched. Any
-// failure means XDP_PASS: this program never drops traffic that is not ours.
+// (destination group, destination port) that carries the feed's VLAN tags
+// and comes from its source (when one is set) goes to the AF_XDP socket of
+// the receive queue; everything else (other ports, other protocols,
+// fragments, IPv6, ARP, unicast to the host, a feed's group on another VLAN
+// or from another source) is passed to the kernel untouched, and counted.
+// Any failure means XDP_PASS: this program never drops traffic that is not
+// ours.
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -23,7 +26,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, TL_MAX_SUBSCRIPTIONS);
 	__type(key, struct tl_sub_key);
-	__type(value, __u8);
+	__type(value, struct tl_sub_val);
 } subs SEC(".maps");
 
 struct {
@@ -60,6 +63,22 @@ static __always_inline int pass(__u32 reason)
 	return XDP_PASS;
 }
 
+/*
+ * Whether a frame with `tags` VLAN tags of IDs `vid` carries the feed's. A
+ * lone priority tag (ID 0, 802.1p) on a feed that expects none counts as
+ * untagged, as the kernel treats it.
+ */
+static __always_inline int vlan_ok(const struct tl_sub_val *sub, __u32 tags,
+				   const __u16 vid[2])
+{
+	if (sub->vlan_tags == 0 && tags == 1 && vid[0] == 0)
+		return 1;
+	if (tags != sub->vlan_tags)
+		return 0;
+	return (tags < 1 || vid[0] == sub->vlan[0]) &&
+	       (tags < 2 || vid[1] == sub->vlan[1]);
+}
+
 SEC("xdp")
 int ticklane_steer(struct xdp_md *ctx)
 {
@@ -76,6 +95,8 @@ int ticklane_steer(struct xdp_md *ctx)
 	__be16 proto = eth->h_proto;
 
 	/* At most two VLAN tags (802.1Q, 802.1ad QinQ): a bounded loop. */
+	__u16 vid[2] = { 0, 0 };
+	__u32 tags = 0;
 #pragma unroll
 	for (int i = 0; i < 2; i++) {
 		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
@@ -83,6 +104,8 @@ int ticklane_steer(struct xdp_md *ctx)
 		struct vlan_tag *tag = cursor;
 		if ((void *)(tag + 1) > data_end)
 			return pass(TL_CNT_MALFORMED);
+		vid[i] = bpf_ntohs(tag->tci) & 0x0fff;
+		tags++;
 		proto = tag->proto;
 		cursor = tag + 1;
 	}
@@ -105,9 +128,14 @@ int ticklane_steer(struct xdp_md *ctx)
 		return pass(TL_CNT_MALFORMED);
 
 	struct tl_sub_key key = { .group = ip->daddr, .port = udp->dest, .pad = 0 };
-	if (!bpf_map_lookup_elem(&subs, &key))
+	struct tl_sub_val *sub = bpf_map_lookup_elem(&subs, &key);
+	if (!sub)
 		return pass(TL_CNT_PASSED);
 	count(TL_CNT_MATCHED);
+	if (!vlan_ok(sub, tags, vid))
+		return pass(TL_CNT_VLAN);
+	if (sub->source && sub->source != ip->saddr)
+		return pass(TL_CNT_SOURCE);
 
 	__u32 queue = ctx->rx_queue_index;
 	if (!bpf_map_lookup_elem(&xsks, &queue))

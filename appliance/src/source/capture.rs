@@ -181,8 +181,7 @@ impl Source for CaptureSource {
             received: self.records,
             foreign: c.foreign,
             malformed: c.bad_packets,
-            xsk: None,
-            xdp: None,
+            ..SourceCounters::default()
         }
     }
 }

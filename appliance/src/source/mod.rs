@@ -4,12 +4,14 @@
 //!
 //! - [`xdp::XdpSource`]: the XDP program steers the subscribed feeds of one
 //!   NIC queue into an AF_XDP socket; frames are parsed where they lie in
-//!   the UMEM ([`steering`], [`xsk`]);
+//!   the UMEM ([`steering`], [`xsk`]) and checked as the kernel would have
+//!   ([`admission`]: feed, source, checksums);
 //! - [`udp::UdpSource`]: kernel UDP sockets joined to the groups, read with
 //!   `recvmmsg` (the fallback where XDP is not possible);
 //! - [`capture::CaptureSource`]: a pcap, pcapng or BinaryFILE capture, as
 //!   fast as possible or paced by its timestamps.
 
+pub mod admission;
 pub mod capture;
 pub mod memory;
 pub mod steering;
@@ -18,6 +20,7 @@ pub mod xdp;
 pub mod xsk;
 
 use ticklane_capture::feed::Problem;
+use ticklane_xdp::Counter;
 
 /// What a source hands over.
 #[derive(Debug, Clone, Copy)]
@@ -83,10 +86,77 @@ pub struct SourceCounters {
     pub foreign: u64,
     /// Frames cut short or malformed below MoldUDP64 (Ethernet, IPv4, UDP).
     pub malformed: u64,
+    /// Frames of a feed refused for a wrong IPv4 header checksum.
+    pub bad_ip_checksum: u64,
+    /// Frames of a feed refused for a wrong UDP checksum.
+    pub bad_udp_checksum: u64,
+    /// Datagrams to a feed's group and port from another source than the
+    /// feed's, refused here (the XDP program counts its own).
+    pub wrong_source: u64,
+    /// Frames of a feed taken without a UDP checksum (0: none computed,
+    /// which RFC 768 allows over IPv4; not a rejection).
+    pub udp_checksum_absent: u64,
     /// The AF_XDP socket's kernel counters, on the XDP path.
     pub xsk: Option<xsk::XskStats>,
     /// The XDP program's counters, on the XDP path.
     pub xdp: Option<steering::XdpCounters>,
+}
+
+impl SourceCounters {
+    /// Every frame refused on its way to the feed handler, by why: the
+    /// source's counts and the XDP program's together.
+    pub fn rejected(&self) -> Rejected {
+        let xdp = |c: Counter| self.xdp.map_or(0, |x| x.get(c));
+        Rejected {
+            ip_checksum: self.bad_ip_checksum,
+            udp_checksum: self.bad_udp_checksum,
+            vlan: xdp(Counter::Vlan),
+            source: self.wrong_source + xdp(Counter::Source),
+            malformed: self.malformed + xdp(Counter::Malformed),
+            fragment: xdp(Counter::Fragment),
+            not_subscribed: self.foreign,
+        }
+    }
+}
+
+/// Frames refused on the way to the feed handler, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rejected {
+    /// A feed's frames with a wrong IPv4 header checksum.
+    pub ip_checksum: u64,
+    /// A feed's frames with a wrong UDP checksum.
+    pub udp_checksum: u64,
+    /// A feed's group and port on another VLAN than the interface's (the
+    /// XDP program passes them to the kernel).
+    pub vlan: u64,
+    /// A feed's group and port from another source than the feed's.
+    pub source: u64,
+    /// Frames cut short or inconsistent in a header (Ethernet, VLAN, IPv4, UDP).
+    pub malformed: u64,
+    /// IPv4 fragments (a feed's datagrams are never fragmented).
+    pub fragment: u64,
+    /// Frames that reached the source but are not one of its feeds.
+    pub not_subscribed: u64,
+}
+
+impl Rejected {
+    /// Each kind with its name in summaries.
+    pub fn kinds(&self) -> [(&'static str, u64); 7] {
+        [
+            ("ip_checksum", self.ip_checksum),
+            ("udp_checksum", self.udp_checksum),
+            ("vlan", self.vlan),
+            ("source", self.source),
+            ("malformed", self.malformed),
+            ("fragment", self.fragment),
+            ("not_subscribed", self.not_subscribed),
+        ]
+    }
+
+    /// All of them.
+    pub fn total(&self) -> u64 {
+        self.kinds().iter().map(|(_, n)| n).sum()
+    }
 }
 
 /// Why a source failed while running.

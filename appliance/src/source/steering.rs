@@ -8,8 +8,10 @@ use aya::maps::{HashMap, MapData, PerCpuArray, XskMap};
 use aya::programs::{TestRun, TestRunOptions, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use std::os::fd::AsRawFd;
+use ticklane_capture::feed::Feed;
 use ticklane_xdp::{
-    COUNTERS_MAP, Counter, PROGRAM, PROGRAM_NAME, SOCKETS_MAP, SUBSCRIPTIONS_MAP, SubKey,
+    COUNTERS_MAP, Counter, PROGRAM, PROGRAM_NAME, SOCKETS_MAP, SUBSCRIPTIONS_MAP, SubKey, SubValue,
+    Vlan,
 };
 
 /// Which XDP mode to attach in.
@@ -224,7 +226,7 @@ impl Steering {
         self.native_refused.take()
     }
 
-    fn subs(&mut self) -> Result<HashMap<&mut MapData, SubKey, u8>, SteeringError> {
+    fn subs(&mut self) -> Result<HashMap<&mut MapData, SubKey, SubValue>, SteeringError> {
         let map = self
             .ebpf
             .map_mut(SUBSCRIPTIONS_MAP)
@@ -232,17 +234,20 @@ impl Steering {
         HashMap::try_from(map).map_err(map_err(SUBSCRIPTIONS_MAP))
     }
 
-    /// Steers `group:port` to the sockets from now on.
-    pub fn subscribe(&mut self, group: [u8; 4], port: u16) -> Result<(), SteeringError> {
+    /// Steers the feed's group:port to the sockets from now on: its frames
+    /// that carry the tags of `vlan` and come from its source (any, when it
+    /// has none); the others are counted and passed to the kernel.
+    pub fn subscribe(&mut self, feed: &Feed, vlan: Vlan) -> Result<(), SteeringError> {
+        let value = SubValue::new(feed.source.map(|s| s.octets()), vlan);
         self.subs()?
-            .insert(SubKey::new(group, port), 1, 0)
+            .insert(SubKey::new(feed.group.octets(), feed.port), value, 0)
             .map_err(map_err(SUBSCRIPTIONS_MAP))
     }
 
-    /// Stops steering `group:port`.
-    pub fn unsubscribe(&mut self, group: [u8; 4], port: u16) -> Result<(), SteeringError> {
+    /// Stops steering the feed's group:port.
+    pub fn unsubscribe(&mut self, feed: &Feed) -> Result<(), SteeringError> {
         self.subs()?
-            .remove(&SubKey::new(group, port))
+            .remove(&SubKey::new(feed.group.octets(), feed.port))
             .map_err(map_err(SUBSCRIPTIONS_MAP))
     }
 

@@ -1,43 +1,46 @@
 //! The kernel UDP path: one socket per feed, bound to its group:port and
-//! joined on the feed interface (IGMP, so that switches forward the group),
-//! read in batches with `recvmmsg`. Used where XDP is not possible; the XDP
-//! path joins the groups through [`FeedSocket`] too, for the switches.
+//! joined on the feed interface (IGMP, so that switches forward the group;
+//! source-specific when the feed names its source), read in batches with
+//! `recvmmsg`. Used where XDP is not possible; the XDP path joins the groups
+//! through [`FeedSocket`] too, for the switches. The kernel verifies the
+//! checksums and the VLAN here; the source is checked again on every
+//! datagram, since a source-specific join filters what the network sends,
+//! not every way a datagram can reach the socket.
 
 use std::io;
-use std::net::{Ipv4Addr, UdpSocket};
+use std::net::UdpSocket;
 use std::os::fd::{AsRawFd, RawFd};
+
+use ticklane_capture::feed::Feed;
 
 use super::{Arrival, Payload, Polled, Source, SourceCounters, SourceError, Verdict, Wait};
 use crate::sys::{self, Batch};
 
 /// A UDP socket bound to one feed (group:port) and joined to its group on
-/// one interface. Dropping it leaves the group.
+/// one interface (from the feed's source only, when it has one). Dropping
+/// it leaves the group.
 #[derive(Debug)]
 pub struct FeedSocket {
     socket: UdpSocket,
-    /// The group.
-    pub group: Ipv4Addr,
-    /// The port.
-    pub port: u16,
+    /// The feed.
+    pub feed: Feed,
 }
 
 impl FeedSocket {
-    /// Opens, binds and joins `group:port` on interface `ifindex`, with a
+    /// Opens, binds and joins the feed on interface `ifindex`, with a
     /// receive buffer of `receive_buffer` bytes.
-    pub fn join(
-        group: Ipv4Addr,
-        port: u16,
-        ifindex: u32,
-        receive_buffer: usize,
-    ) -> io::Result<Self> {
-        let socket = sys::multicast_socket(group, port, ifindex)
-            .map_err(|e| io::Error::new(e.kind(), format!("joining {group}:{port}: {e}")))?;
-        sys::set_receive_buffer(&socket, receive_buffer);
-        Ok(Self {
-            socket,
+    pub fn join(feed: Feed, ifindex: u32, receive_buffer: usize) -> io::Result<Self> {
+        let Feed {
             group,
             port,
-        })
+            source,
+        } = feed;
+        let socket = sys::multicast_socket(group, port, ifindex, source).map_err(|e| {
+            let from = source.map(|s| format!(" from {s}")).unwrap_or_default();
+            io::Error::new(e.kind(), format!("joining {group}:{port}{from}: {e}"))
+        })?;
+        sys::set_receive_buffer(&socket, receive_buffer);
+        Ok(Self { socket, feed })
     }
 }
 
@@ -53,7 +56,7 @@ pub struct UdpSource {
     sockets: Vec<FeedSocket>,
     fds: Vec<RawFd>,
     batch: Batch,
-    received: u64,
+    counters: SourceCounters,
 }
 
 impl UdpSource {
@@ -63,7 +66,7 @@ impl UdpSource {
             fds: sockets.iter().map(AsRawFd::as_raw_fd).collect(),
             sockets,
             batch: Batch::default(),
-            received: 0,
+            counters: SourceCounters::default(),
         }
     }
 }
@@ -78,15 +81,19 @@ impl Source for UdpSource {
         for (line, socket) in self.sockets.iter().enumerate() {
             let n = sys::receive_batch(socket, &mut self.batch)?;
             total += n;
-            for payload in self.batch.iter() {
+            for d in self.batch.iter() {
+                if socket.feed.source.is_some_and(|s| s != d.source) {
+                    self.counters.wrong_source += 1;
+                    continue;
+                }
                 f(Arrival {
                     line,
-                    payload: Payload::Packet(payload),
+                    payload: Payload::Packet(d.payload),
                     captured_at: None,
                 });
             }
         }
-        self.received += total as u64;
+        self.counters.received += total as u64;
         if total == 0
             && let Wait::Sleep(ms) = wait
         {
@@ -96,9 +103,6 @@ impl Source for UdpSource {
     }
 
     fn counters(&self) -> SourceCounters {
-        SourceCounters {
-            received: self.received,
-            ..SourceCounters::default()
-        }
+        self.counters
     }
 }

@@ -1,12 +1,13 @@
 //! The kernel-bypass source: the XDP program steers the subscribed feeds of
-//! one NIC queue into an AF_XDP socket, and each frame is walked down to its
-//! UDP payload where it lies in the UMEM, then returned to the fill ring.
+//! one NIC queue into an AF_XDP socket (only their frames with the
+//! interface's VLAN tags and, where a feed names one, from its source), and
+//! each frame is walked down to its UDP payload where it lies in the UMEM,
+//! its checksums verified ([`Admission`]), then returned to the fill ring.
 
-use std::net::Ipv4Addr;
+use ticklane_capture::feed::{Feed, FeedFilter};
+pub use ticklane_xdp::Vlan;
 
-use ticklane_capture::feed::FeedFilter;
-use ticklane_protocols::wire;
-
+use super::admission::{Admission, Checksums};
 use super::steering::{AttachedMode, Steering, SteeringError, XdpModeRequest};
 use super::xsk::{XskConfig, XskError, XskReceiver};
 use super::{Arrival, Payload, Polled, Source, SourceCounters, SourceError, Verdict, Wait};
@@ -16,8 +17,12 @@ use super::{Arrival, Payload, Polled, Source, SourceCounters, SourceError, Verdi
 pub struct XdpConfig {
     /// The interface.
     pub iface: String,
-    /// The feeds (group, port), line = position.
-    pub feeds: Vec<(Ipv4Addr, u16)>,
+    /// The feeds, line = position.
+    pub feeds: Vec<Feed>,
+    /// The VLAN tags the feeds' frames carry on the interface.
+    pub vlan: Vlan,
+    /// Whether checksums are verified or left to the NIC.
+    pub checksums: Checksums,
     /// Native, generic, or native falling back to generic.
     pub mode: XdpModeRequest,
     /// The AF_XDP socket: queue, rings, bind mode.
@@ -52,10 +57,8 @@ impl XdpError {
 pub struct XdpSource {
     steering: Steering,
     socket: XskReceiver,
-    filter: FeedFilter,
+    admission: Admission,
     received: u64,
-    foreign: u64,
-    malformed: u64,
 }
 
 impl XdpSource {
@@ -67,19 +70,18 @@ impl XdpSource {
         steering.attach(&cfg.iface, cfg.mode)?;
         let mut socket = XskReceiver::open(&cfg.iface, &cfg.xsk)?;
         socket.prime();
-        for (group, port) in &cfg.feeds {
-            steering.subscribe(group.octets(), *port)?;
+        for feed in &cfg.feeds {
+            steering.subscribe(feed, cfg.vlan)?;
         }
         steering.register_socket(cfg.xsk.queue, &socket)?;
+        let filter = FeedFilter {
+            feeds: cfg.feeds.clone(),
+        };
         Ok(Self {
             steering,
             socket,
-            filter: FeedFilter {
-                feeds: cfg.feeds.iter().map(|(g, p)| (g.octets(), *p)).collect(),
-            },
+            admission: Admission::new(filter, cfg.checksums),
             received: 0,
-            foreign: 0,
-            malformed: 0,
         })
     }
 
@@ -116,23 +118,16 @@ impl Source for XdpSource {
             Wait::Spin => 0,
             Wait::Sleep(ms) => ms,
         };
-        let (filter, foreign, malformed) = (&self.filter, &mut self.foreign, &mut self.malformed);
-        let n = self
-            .socket
-            .receive(timeout, |frame| match wire::parse_ethernet_udp(frame) {
-                Ok(udp) => match filter.line(&udp) {
-                    Some(line) => {
-                        f(Arrival {
-                            line,
-                            payload: Payload::Packet(udp.payload),
-                            captured_at: None,
-                        });
-                    }
-                    None => *foreign += 1,
-                },
-                Err(e) if e.is_foreign() => *foreign += 1,
-                Err(_) => *malformed += 1,
-            })?;
+        let admission = &mut self.admission;
+        let n = self.socket.receive(timeout, |frame| {
+            if let Some((line, payload)) = admission.admit(frame) {
+                f(Arrival {
+                    line,
+                    payload: Payload::Packet(payload),
+                    captured_at: None,
+                });
+            }
+        })?;
         self.received += n as u64;
         Ok(Polled::Arrivals(n))
     }
@@ -140,10 +135,9 @@ impl Source for XdpSource {
     fn counters(&self) -> SourceCounters {
         SourceCounters {
             received: self.received,
-            foreign: self.foreign,
-            malformed: self.malformed,
             xsk: self.socket.stats().ok(),
             xdp: self.steering.counters().ok(),
+            ..self.admission.counters()
         }
     }
 }

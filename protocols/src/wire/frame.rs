@@ -1,6 +1,7 @@
 //! The whole stack at once: Ethernet (or raw IP) → IPv4 → UDP → payload, and
 //! the reverse, for the frames ticklane's generator writes.
 
+use super::checksum::{self, UdpChecksum};
 use super::ethernet::{self, ETHERTYPE_IPV4, EthernetError, EthernetFrame};
 use super::ipv4::{self, Ipv4Error, Ipv4Packet, PROTOCOL_UDP};
 use super::udp::{self, UdpDatagram, UdpError};
@@ -18,6 +19,24 @@ pub struct UdpFrame<'a> {
     pub destination_port: u16,
     /// The UDP payload (a MoldUDP64 packet for a feed).
     pub payload: &'a [u8],
+    /// The IPv4 header, options included.
+    ip_header: &'a [u8],
+    /// The UDP header and payload, as long as the UDP length says.
+    datagram: &'a [u8],
+}
+
+impl UdpFrame<'_> {
+    /// Whether the IPv4 header checksum is right.
+    #[inline]
+    pub fn ipv4_checksum_ok(&self) -> bool {
+        checksum::sum(self.ip_header) == 0xffff
+    }
+
+    /// What the UDP checksum says of the datagram.
+    #[inline]
+    pub fn udp_checksum(&self) -> UdpChecksum {
+        checksum::verify_udp(self.source, self.destination, self.datagram)
+    }
 }
 
 /// Why a frame did not yield a UDP datagram.
@@ -93,13 +112,15 @@ pub fn parse_ipv4_udp(packet: &[u8]) -> Result<UdpFrame<'_>, FrameError> {
     let (source, destination) = (ip.source(), ip.destination());
     let ip_payload = &packet[ip.header_len()..ip.total_len()];
     let udp = UdpDatagram::new_checked(ip_payload).map_err(FrameError::Udp)?;
-    let payload_len = udp.payload().len();
+    let datagram_len = udp::HEADER_LEN + udp.payload().len();
     Ok(UdpFrame {
         source,
         destination,
         source_port: udp.source_port(),
         destination_port: udp.destination_port(),
-        payload: &ip_payload[udp::HEADER_LEN..udp::HEADER_LEN + payload_len],
+        payload: &ip_payload[udp::HEADER_LEN..datagram_len],
+        ip_header: &packet[..ip.header_len()],
+        datagram: &ip_payload[..datagram_len],
     })
 }
 
@@ -169,33 +190,13 @@ pub fn write_udp_frame(out: &mut [u8], spec: &UdpFrameSpec, payload: &[u8]) -> O
     udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
     udp[6..8].fill(0);
     body.copy_from_slice(payload);
-    let sum = udp_checksum(
+    let sum = checksum::udp(
         spec.source,
         spec.destination,
         &frame[FRAME_OVERHEAD - udp::HEADER_LEN..],
     );
     frame[FRAME_OVERHEAD - 2..FRAME_OVERHEAD].copy_from_slice(&sum.to_be_bytes());
     Some(len)
-}
-
-/// UDP checksum over the IPv4 pseudo-header and `datagram` (whose checksum
-/// field must be zero); 0 is sent as 0xffff, as RFC 768 asks.
-fn udp_checksum(source: [u8; 4], destination: [u8; 4], datagram: &[u8]) -> u16 {
-    let mut pseudo = [0u8; 12];
-    pseudo[..4].copy_from_slice(&source);
-    pseudo[4..8].copy_from_slice(&destination);
-    pseudo[9] = PROTOCOL_UDP;
-    pseudo[10..12].copy_from_slice(&(datagram.len() as u16).to_be_bytes());
-    let partial = !ipv4::checksum(&pseudo);
-    let body = !ipv4::checksum(datagram);
-    let mut sum = u32::from(partial) + u32::from(body);
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    match !(sum as u16) {
-        0 => 0xffff,
-        s => s,
-    }
 }
 
 #[cfg(test)]
@@ -225,8 +226,10 @@ mod tests {
         assert_eq!(f.payload, b"hello mold");
         let ip = Ipv4Packet::new_checked(&buf[14..n]).unwrap();
         assert!(ip.checksum_ok());
-        // The UDP checksum verifies: summing the datagram with its checksum
-        // over the pseudo-header gives zero.
+        assert!(f.ipv4_checksum_ok());
+        assert_eq!(f.udp_checksum(), UdpChecksum::Valid);
+        // The UDP checksum verifies the textbook way too: summing the
+        // datagram with its checksum over the pseudo-header gives zero.
         let mut pseudo_and_udp = [0u8; 12 + 18];
         pseudo_and_udp[..4].copy_from_slice(&SPEC.source);
         pseudo_and_udp[4..8].copy_from_slice(&SPEC.destination);
@@ -234,6 +237,31 @@ mod tests {
         pseudo_and_udp[11] = 18;
         pseudo_and_udp[12..].copy_from_slice(&buf[34..n]);
         assert_eq!(ipv4::checksum(&pseudo_and_udp), 0);
+    }
+
+    #[test]
+    fn damaged_headers_and_payloads_are_seen() {
+        let mut buf = [0u8; 128];
+        let n = write_udp_frame(&mut buf, &SPEC, b"hello mold").unwrap();
+        let mut payload = buf;
+        payload[n - 1] ^= 1;
+        let f = parse_ethernet_udp(&payload[..n]).unwrap();
+        assert!(f.ipv4_checksum_ok());
+        assert_eq!(f.udp_checksum(), UdpChecksum::Invalid);
+        let mut ttl = buf;
+        ttl[14 + 8] -= 1;
+        let f = parse_ethernet_udp(&ttl[..n]).unwrap();
+        assert!(!f.ipv4_checksum_ok());
+        assert_eq!(f.udp_checksum(), UdpChecksum::Valid, "TTL is not covered");
+        let mut none = buf;
+        none[40..42].fill(0);
+        let f = parse_ethernet_udp(&none[..n]).unwrap();
+        assert_eq!(f.udp_checksum(), UdpChecksum::Absent);
+        // Ethernet padding past the IP length is not summed.
+        let mut padded = buf;
+        padded[n..n + 6].fill(0xee);
+        let f = parse_ethernet_udp(&padded[..n + 6]).unwrap();
+        assert_eq!(f.udp_checksum(), UdpChecksum::Valid);
     }
 
     #[test]

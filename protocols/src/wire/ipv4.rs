@@ -129,20 +129,10 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
 }
 
-/// The Internet checksum (RFC 1071) of `bytes`, folded and complemented.
+/// The Internet checksum (RFC 1071) of `bytes`, folded and complemented:
+/// what a header carries, and 0 over a header that carries the right one.
 pub fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    let mut chunks = bytes.chunks_exact(2);
-    for c in &mut chunks {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        sum += u32::from(*last) << 8;
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    !super::checksum::sum(bytes)
 }
 
 /// Writes a 20-byte header (no options, DF set, TTL given) into `out[..20]`.

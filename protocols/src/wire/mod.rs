@@ -1,7 +1,8 @@
 //! Link, network and transport layer views: Ethernet (with VLAN tags), IPv4,
-//! UDP, plus [`udp_frame`], which walks all three, and an encoder for the
-//! frames ticklane's generator and sender produce.
+//! UDP, plus [`frame`], which walks all three, the Internet [`checksum`], and
+//! an encoder for the frames ticklane's generator and sender produce.
 
+pub mod checksum;
 pub mod ethernet;
 pub mod frame;
 pub mod ipv4;
