@@ -2,8 +2,10 @@
 //! micro- and nanosecond resolution, Ethernet and raw-IPv4 link types),
 //! NASDAQ BinaryFILE, and writers for all three.
 //!
-//! Readers stream with a fixed buffer, so a capture of any size is read in
-//! bounded memory; every error names the byte offset or the packet number.
+//! Readers open a capture once and stream it with a fixed buffer, so a
+//! capture of any size is read in bounded memory, and a FIFO or `/dev/stdin`
+//! reads like a file; every error names the byte offset or the packet
+//! number, in a few words (never the bytes read).
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -86,8 +88,8 @@ pub struct Frame<'a> {
 /// Why a capture could not be read to its end.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
-    /// The file could not be opened or read.
-    #[error("{path}: {source}")]
+    /// The file could not be opened, read or written.
+    #[error("{path}")]
     Io {
         /// The file.
         path: PathBuf,

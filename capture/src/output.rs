@@ -2,20 +2,19 @@
 //!
 //! A command that fails half-way (bad options found late, a full disk, an
 //! input that breaks) must not leave a file that looks like a finished
-//! capture, book or summary. [`OutputFile`] writes under a temporary name in
-//! the target's directory and renames it into place on [`OutputFile::commit`];
-//! dropped uncommitted, the temporary file is removed.
+//! capture, book or summary. [`OutputFile`] writes under a hidden temporary
+//! name (`.NAME.PID-N.part`) in the target's directory and renames it into
+//! place on [`OutputFile::commit`]; dropped uncommitted, the temporary file
+//! is removed.
 //!
 //! A path that already exists and is not a regular file (a FIFO,
 //! `/dev/stdout`, `/dev/null`) is written in place: renaming over it would
 //! replace the device, and a stream cannot be taken back anyway.
 
-use std::fs::{File, Permissions};
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-
-use tempfile::NamedTempFile;
 
 use crate::CaptureError;
 
@@ -24,7 +23,8 @@ use crate::CaptureError;
 enum Target {
     /// A temporary file beside the destination, renamed onto it at the end.
     Staged {
-        file: NamedTempFile,
+        file: File,
+        staging: PathBuf,
         /// The destination, symbolic links resolved.
         destination: PathBuf,
     },
@@ -38,12 +38,13 @@ pub struct OutputFile {
     target: Target,
     /// The path as the user gave it, for messages.
     path: PathBuf,
+    committed: bool,
 }
 
 impl OutputFile {
     /// Starts writing `path`: a temporary file in the same directory (so
-    /// the final rename cannot cross file systems), created with the
-    /// permissions `File::create` would give.
+    /// the final rename cannot cross file systems), created as
+    /// `File::create` would create the file itself.
     pub fn create(path: &Path) -> Result<Self, CaptureError> {
         let io_err = |source| CaptureError::Io {
             path: path.to_owned(),
@@ -52,13 +53,11 @@ impl OutputFile {
         // None: no file yet; Some(false): a FIFO, a device, a directory.
         let regular = std::fs::metadata(path).ok().map(|m| m.is_file());
         if regular == Some(false) {
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .open(path)
-                .map_err(io_err)?;
+            let file = OpenOptions::new().write(true).open(path).map_err(io_err)?;
             return Ok(Self {
                 target: Target::InPlace(file),
                 path: path.to_owned(),
+                committed: false,
             });
         }
         // An existing regular file, maybe behind a symbolic link: replace
@@ -67,23 +66,46 @@ impl OutputFile {
             Some(_) => std::fs::canonicalize(path).map_err(io_err)?,
             None => path.to_owned(),
         };
+        let name = destination.file_name().ok_or_else(|| {
+            io_err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the path names no file",
+            ))
+        })?;
         let dir = match destination.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
         };
-        let mut prefix = std::ffi::OsString::from(".");
-        prefix.push(destination.file_name().unwrap_or_default());
-        prefix.push(".");
-        let file = tempfile::Builder::new()
-            .prefix(&prefix)
-            .suffix(".part")
-            .permissions(Permissions::from_mode(0o666))
-            .tempfile_in(dir)
-            .map_err(io_err)?;
-        Ok(Self {
-            target: Target::Staged { file, destination },
-            path: path.to_owned(),
-        })
+        let mut attempt = 0u32;
+        loop {
+            // Hidden, marked as partial, unique to this process.
+            let mut staged = OsString::from(".");
+            staged.push(name);
+            staged.push(format!(".{}-{attempt}.part", std::process::id()));
+            let staging = dir.join(staged);
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&staging)
+            {
+                Ok(file) => {
+                    return Ok(Self {
+                        target: Target::Staged {
+                            file,
+                            staging,
+                            destination,
+                        },
+                        path: path.to_owned(),
+                        committed: false,
+                    });
+                }
+                // Left by a killed run that had this process id.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 100 => {
+                    attempt += 1;
+                }
+                Err(e) => return Err(io_err(e)),
+            }
+        }
     }
 
     /// The path the file will have.
@@ -93,23 +115,37 @@ impl OutputFile {
 
     /// Puts the finished file in place (renames the temporary file onto the
     /// destination).
-    pub fn commit(self) -> Result<(), CaptureError> {
-        match self.target {
-            Target::InPlace(_) => Ok(()),
-            Target::Staged { file, destination } => {
-                file.persist(&destination).map_err(|e| CaptureError::Io {
-                    path: self.path,
-                    source: e.error,
-                })?;
-                Ok(())
-            }
+    pub fn commit(mut self) -> Result<(), CaptureError> {
+        if let Target::Staged {
+            staging,
+            destination,
+            ..
+        } = &self.target
+        {
+            std::fs::rename(staging, destination).map_err(|source| CaptureError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
         }
+        self.committed = true;
+        Ok(())
     }
 
     fn file(&mut self) -> &mut File {
         match &mut self.target {
-            Target::Staged { file, .. } => file.as_file_mut(),
-            Target::InPlace(file) => file,
+            Target::Staged { file, .. } | Target::InPlace(file) => file,
+        }
+    }
+}
+
+impl Drop for OutputFile {
+    fn drop(&mut self) {
+        if let Target::Staged { staging, .. } = &self.target
+            && !self.committed
+        {
+            // Nothing to report to from a drop; at worst a hidden `.part`
+            // file stays.
+            let _ = std::fs::remove_file(staging);
         }
     }
 }

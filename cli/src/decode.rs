@@ -4,7 +4,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use ticklane_capture::canonical as json;
 use ticklane_capture::feed::{DecodeCounts, FeedDecoder, FeedSink, FeedSummary, Location, Problem};
 use ticklane_capture::{self as capture, Format, OutputFile};
@@ -162,10 +162,11 @@ pub(crate) fn run(args: &DecodeArgs) -> anyhow::Result<ExitCode> {
     }
     drop(out);
     if let Some(e) = failure {
-        let unwritten = file
-            .map(|f| format!("; {} not written", f.path().display()))
-            .unwrap_or_default();
-        bail!("{e}{unwritten}");
+        let e = anyhow::Error::from(e);
+        return Err(match file {
+            Some(f) => e.context(format!("{} not written", f.path().display())),
+            None => e,
+        });
     }
     if let Some(file) = file {
         file.commit()?;
