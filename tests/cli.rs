@@ -582,7 +582,8 @@ fn refused_or_failed_commands_leave_no_file() {
     let out = arg(dir.path(), "x.pcap");
     let damaged = arg(dir.path(), "d.pcap");
     let missing_dir = arg(dir.path(), "no/such/dir");
-    let failures: [&[&str]; 5] = [
+    let tap = arg(dir.path(), "tap.jsonl");
+    let failures: [&[&str]; 6] = [
         &["gen", "-o", &out, "--max-payload", "40"],
         &[
             "gen",
@@ -604,6 +605,22 @@ fn refused_or_failed_commands_leave_no_file() {
         ],
         &["gen", "-o", &out, "--summary-json", &missing_dir],
         &["decode", "-o", &out, &missing_dir],
+        // Fails before receiving, not after the run.
+        &[
+            "run",
+            "--iface",
+            "lo",
+            "--feed",
+            "239.1.1.1:26477",
+            "--mode",
+            "udp",
+            "--duration",
+            "1",
+            "--tap",
+            &tap,
+            "--book-out",
+            &missing_dir,
+        ],
     ];
     for args in failures {
         let run = ticklane(args);

@@ -117,6 +117,17 @@ struct Outputs {
 
 impl Outputs {
     fn open(args: &RunArgs) -> anyhow::Result<Self> {
+        let summary = args
+            .summary_json
+            .as_deref()
+            .map(OutputFile::create)
+            .transpose()?;
+        let books = args
+            .book_out
+            .as_deref()
+            .map(OutputFile::create)
+            .transpose()?;
+        // Last: a tap is written in place, and stays if anything after it fails.
         let tap = match &args.tap {
             Some(p) => Some(Tap::new(Box::new(std::io::BufWriter::new(
                 std::fs::File::create(p)
@@ -126,16 +137,8 @@ impl Outputs {
         };
         Ok(Self {
             tap,
-            summary: args
-                .summary_json
-                .as_deref()
-                .map(OutputFile::create)
-                .transpose()?,
-            books: args
-                .book_out
-                .as_deref()
-                .map(OutputFile::create)
-                .transpose()?,
+            summary,
+            books,
         })
     }
 }
