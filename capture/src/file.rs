@@ -2,8 +2,10 @@
 //! micro- and nanosecond resolution, Ethernet and raw-IPv4 link types),
 //! NASDAQ BinaryFILE, and writers for all three.
 //!
-//! Readers stream with a fixed buffer, so a capture of any size is read in
-//! bounded memory; every error names the byte offset or the packet number.
+//! Readers open a capture once and stream it with a fixed buffer, so a
+//! capture of any size is read in bounded memory, and a FIFO or `/dev/stdin`
+//! reads like a file; every error names the byte offset or the packet
+//! number, in a few words (never the bytes read).
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -18,6 +20,8 @@ use pcap_parser::{
 };
 use ticklane_protocols::binaryfile::{self, Block as BinBlock};
 use ticklane_protocols::itch;
+
+use crate::OutputFile;
 
 /// The file formats ticklane reads and writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,8 +88,8 @@ pub struct Frame<'a> {
 /// Why a capture could not be read to its end.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
-    /// The file could not be opened or read.
-    #[error("{path}: {source}")]
+    /// The file could not be opened, read or written.
+    #[error("{path}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -134,35 +138,40 @@ pub enum CaptureError {
 
 const READ_BUFFER: usize = 1 << 20;
 
-fn open(path: &Path) -> Result<(File, Format), CaptureError> {
+/// Bytes read before the format is decided. pcap-parser must find the first
+/// block (a pcapng section header with all its options) whole in the first
+/// read it makes, and that read returns exactly these bytes.
+const HEAD_LEN: u64 = 64 * 1024;
+
+/// Opens a capture once (a FIFO or `/dev/stdin` cannot be opened twice)
+/// and decides its format from the first bytes; the reader returned gives
+/// every byte of the file, those first ones included.
+fn open(path: &Path) -> Result<(impl Read + Send, Format), CaptureError> {
     let io_err = |source| CaptureError::Io {
         path: path.to_owned(),
         source,
     };
     let mut file = File::open(path).map_err(io_err)?;
-    let mut head = [0u8; 64];
-    let mut n = 0;
-    while n < head.len() {
-        match file.read(&mut head[n..]).map_err(io_err)? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    if n == 0 {
+    let mut head = Vec::new();
+    Read::by_ref(&mut file)
+        .take(HEAD_LEN)
+        .read_to_end(&mut head)
+        .map_err(io_err)?;
+    if head.is_empty() {
         return Err(CaptureError::Empty {
             path: path.to_owned(),
         });
     }
-    let format = Format::detect(&head[..n]).ok_or_else(|| CaptureError::UnknownFormat {
+    let format = Format::detect(&head).ok_or_else(|| CaptureError::UnknownFormat {
         path: path.to_owned(),
-        head: head[..n.min(8)]
+        head: head
             .iter()
+            .take(8)
             .map(|b| format!("{b:02x}"))
             .collect::<Vec<_>>()
             .join(" "),
     })?;
-    let file = File::open(path).map_err(io_err)?;
-    Ok((file, format))
+    Ok((io::Cursor::new(head).chain(file), format))
 }
 
 /// One item of a capture: a frame, or (BinaryFILE) a bare message.
@@ -205,7 +214,7 @@ pub fn read_until(
 
 fn read_binaryfile(
     path: &Path,
-    file: File,
+    file: impl Read,
     mut f: impl FnMut(Record<'_>) -> ControlFlow<()>,
 ) -> Result<(), CaptureError> {
     let mut reader = BufReader::with_capacity(READ_BUFFER, file);
@@ -283,7 +292,7 @@ fn link_of(linktype: Linktype) -> Option<Link> {
 
 fn read_pcap(
     path: &Path,
-    file: File,
+    file: impl Read + Send,
     mut f: impl FnMut(Record<'_>) -> ControlFlow<()>,
 ) -> Result<(), CaptureError> {
     let corrupt = |offset: u64, what: String| CaptureError::Corrupt {
@@ -292,7 +301,7 @@ fn read_pcap(
         what,
     };
     let mut reader = create_reader(READ_BUFFER, file)
-        .map_err(|e| corrupt(0, format!("unreadable capture header: {e:?}")))?;
+        .map_err(|e| corrupt(0, format!("unreadable capture header: {}", pcap_cause(&e))))?;
     let mut offset = 0u64;
     let mut number = 0u64;
     // Legacy pcap: one link type and resolution for the file.
@@ -401,39 +410,58 @@ fn read_pcap(
             Err(PcapError::Incomplete(_)) => {
                 reader.refill().map_err(|e| match e {
                     PcapError::Eof | PcapError::UnexpectedEof | PcapError::Incomplete(_) => {
-                        corrupt(
-                            offset,
-                            format!(
-                                "the file ends inside the record of packet {}: truncated?",
-                                number + 1
-                            ),
-                        )
+                        corrupt(offset, truncated(number))
                     }
-                    other => corrupt(offset, format!("{other:?}")),
+                    other => corrupt(
+                        offset,
+                        format!("reading after packet {number}: {}", pcap_cause(&other)),
+                    ),
                 })?;
             }
-            Err(PcapError::UnexpectedEof) => {
-                return Err(corrupt(
-                    offset,
-                    format!(
-                        "the file ends inside the record of packet {}: truncated?",
-                        number + 1
-                    ),
-                ));
-            }
+            Err(PcapError::UnexpectedEof) => return Err(corrupt(offset, truncated(number))),
             Err(e) => {
                 return Err(corrupt(
                     offset,
-                    format!("malformed capture record after packet {number}: {e:?}"),
+                    format!(
+                        "the record after packet {number} is unreadable ({}): a corrupt length \
+                         or type field? Nothing past this offset can be read; `head -c {offset}` \
+                         keeps the packets before it",
+                        pcap_cause(&e)
+                    ),
                 ));
             }
         }
     }
 }
 
-/// Writes captures of any supported format, streaming.
+fn truncated(number: u64) -> String {
+    format!(
+        "the file ends inside the record of packet {}: truncated?",
+        number + 1
+    )
+}
+
+/// A pcap-parser error in a few words. Never the bytes some errors carry: a
+/// `NomError` holds the rest of the read buffer, up to a megabyte.
+fn pcap_cause<I>(e: &PcapError<I>) -> String {
+    match e {
+        PcapError::Eof | PcapError::UnexpectedEof | PcapError::Incomplete(_) => {
+            "the file ends inside it".into()
+        }
+        PcapError::ReadError => "reading failed".into(),
+        PcapError::HeaderNotRecognized => "not a pcap or pcapng header".into(),
+        PcapError::BufferTooSmall => format!("it claims more than {} MiB", READ_BUFFER >> 20),
+        PcapError::NomError(_, kind) | PcapError::OwnedNomError(_, kind) => {
+            format!("malformed: {kind:?}")
+        }
+    }
+}
+
+/// Writes captures of any supported format, streaming. The file appears at
+/// its path only when [`CaptureWriter::finish`] succeeds: a writer dropped
+/// before (an error on the way) leaves nothing behind.
 pub struct CaptureWriter {
-    out: BufWriter<File>,
+    out: BufWriter<OutputFile>,
     format: Format,
     path: PathBuf,
 }
@@ -441,13 +469,10 @@ pub struct CaptureWriter {
 const SNAPLEN: u32 = 65535;
 
 impl CaptureWriter {
-    /// Creates (truncates) `path` and writes the file header.
+    /// Starts writing `path` (an existing file is replaced at
+    /// [`CaptureWriter::finish`]) with the file header.
     pub fn create(path: &Path, format: Format) -> Result<Self, CaptureError> {
-        let io_err = |source| CaptureError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let file = File::create(path).map_err(io_err)?;
+        let file = OutputFile::create(path)?;
         let mut w = Self {
             out: BufWriter::with_capacity(1 << 20, file),
             format,
@@ -572,12 +597,15 @@ impl CaptureWriter {
         self.put(message)
     }
 
-    /// Flushes everything to the file.
-    pub fn finish(mut self) -> Result<(), CaptureError> {
-        self.out.flush().map_err(|source| CaptureError::Io {
-            path: self.path.clone(),
-            source,
-        })
+    /// Flushes everything and puts the file in place.
+    pub fn finish(self) -> Result<(), CaptureError> {
+        self.out
+            .into_inner()
+            .map_err(|e| CaptureError::Io {
+                path: self.path,
+                source: e.into_error(),
+            })?
+            .commit()
     }
 }
 

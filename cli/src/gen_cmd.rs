@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use ticklane_capture::Format;
+use ticklane_capture::{Format, OutputFile};
 use ticklane_lab::generate::{self, Damage, FeedConfig};
 use ticklane_lab::market::MarketConfig;
 use ticklane_protocols::itch::MESSAGE_TYPES;
@@ -76,6 +76,10 @@ pub(crate) struct GenArgs {
     /// Probability of swapping a packet with the next in the damaged copy.
     #[arg(long, default_value_t = 0.0, requires = "damaged", value_parser = probability)]
     reorder: f64,
+    /// Seed of the damage [default: --seed]. A/B lines of one feed (same
+    /// --seed) lose different packets with different damage seeds.
+    #[arg(long, requires = "damaged")]
+    damage_seed: Option<u64>,
     /// Write the books the feed must leave (canonical `ticklane book` lines) here.
     #[arg(long)]
     expect_book: Option<PathBuf>,
@@ -135,9 +139,17 @@ pub(crate) fn run(args: &GenArgs) -> anyhow::Result<ExitCode> {
             drop: args.drop,
             dup: args.dup,
             reorder: args.reorder,
+            seed: args.damage_seed.unwrap_or(args.seed),
         }),
         expect_book: args.expect_book.clone(),
     };
+    // Opened before generating: a summary that cannot be written fails now,
+    // not after the whole feed, and the feed files are then not created.
+    let summary = args
+        .summary_json
+        .as_deref()
+        .map(OutputFile::create)
+        .transpose()?;
     let bar = super::progress_bar(args.messages, "generating");
     let started = std::time::Instant::now();
     let report = generate::generate(market, &feed, |done| bar.set_position(done))?;
@@ -174,9 +186,10 @@ pub(crate) fn run(args: &GenArgs) -> anyhow::Result<ExitCode> {
             missing.join(" ")
         );
     }
-    if let Some(path) = &args.summary_json {
-        std::fs::write(path, serde_json::to_vec_pretty(&report.to_json())?)
-            .with_context(|| format!("writing {}", path.display()))?;
+    if let Some(mut out) = summary {
+        serde_json::to_writer_pretty(&mut out, &report.to_json())
+            .with_context(|| format!("writing {}", out.path().display()))?;
+        out.commit()?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,6 @@
 //! `ticklane run` and `ticklane send`.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,12 +22,12 @@ use ticklane_appliance::source::xsk::XskConfig;
 use ticklane_appliance::source::{Source, Wait};
 use ticklane_appliance::stats::StatsReader;
 use ticklane_appliance::sys;
-use ticklane_capture::Record;
 use ticklane_capture::pace;
+use ticklane_capture::{OutputFile, Record};
 use ticklane_lab::send::FrameSender;
 
 use super::GroupPort;
-use super::args::{BindArg, ModeArg, SequencingArgs, XdpModeArg};
+use super::args::{self, BindArg, ModeArg, SequencingArgs, XdpModeArg};
 use super::report::{self, PathInfo};
 
 /// Receive live feeds on one interface queue: XDP → AF_XDP → in-place parse.
@@ -93,8 +94,8 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     core: Option<usize>,
     /// Stop after this many seconds.
-    #[arg(long)]
-    duration: Option<f64>,
+    #[arg(long, value_parser = args::seconds)]
+    duration: Option<Duration>,
     /// MoldUDP64 re-request server HOST:PORT (repeatable).
     #[arg(long = "retrans", value_name = "HOST:PORT")]
     retrans: Vec<SocketAddr>,
@@ -111,7 +112,7 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     book_out: Option<PathBuf>,
     /// Capacity of the order pool.
-    #[arg(long, default_value_t = 1 << 20)]
+    #[arg(long, default_value_t = 1 << 20, value_parser = args::max_orders())]
     max_orders: usize,
 }
 
@@ -120,10 +121,49 @@ struct Live<'a> {
     args: &'a RunArgs,
     cfg: PollerConfig,
     stop: &'a AtomicBool,
+    outputs: Outputs,
+}
+
+/// The files a run writes, opened before it starts: a path that cannot be
+/// written fails at once, not after hours of receiving. The summary and the
+/// books appear when the run ends; the tap is a stream, written as it goes.
+struct Outputs {
+    tap: Option<Tap>,
+    summary: Option<OutputFile>,
+    books: Option<OutputFile>,
+}
+
+impl Outputs {
+    fn open(args: &RunArgs) -> anyhow::Result<Self> {
+        let summary = args
+            .summary_json
+            .as_deref()
+            .map(OutputFile::create)
+            .transpose()?;
+        let books = args
+            .book_out
+            .as_deref()
+            .map(OutputFile::create)
+            .transpose()?;
+        // Last: a tap is written in place, and stays if anything after it fails.
+        let tap = match &args.tap {
+            Some(p) => Some(Tap::new(Box::new(std::io::BufWriter::new(
+                std::fs::File::create(p)
+                    .with_context(|| format!("cannot create {}", p.display()))?,
+            )))),
+            None => None,
+        };
+        Ok(Self {
+            tap,
+            summary,
+            books,
+        })
+    }
 }
 
 pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let stop = super::stop_flag()?;
+    let outputs = Outputs::open(args)?;
     let feeds = super::feeds(&args.feeds)?;
     let vlan = args.vlan.unwrap_or_default();
     if args.vlan.is_some() && args.mode == ModeArg::Udp {
@@ -149,7 +189,7 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             Wait::Sleep(1)
         },
         time: TimeBase::Monotonic,
-        duration: args.duration.map(Duration::from_secs_f64),
+        duration: args.duration,
         ..PollerConfig::default()
     };
     let checksums = if args.trust_nic_checksum {
@@ -181,6 +221,7 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         args,
         cfg,
         stop: &stop,
+        outputs,
     };
     let xdp = match args.mode {
         ModeArg::Udp => Err(None),
@@ -232,7 +273,7 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                 }),
             };
             // The sockets stay joined for the switches until the end.
-            let outcome = drive(source, &live, path);
+            let outcome = drive(source, live, path);
             drop(sockets);
             outcome
         }
@@ -243,27 +284,26 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                 checksums: Some("kernel"),
                 ..PathInfo::default()
             };
-            drive(UdpSource::new(sockets), &live, path)
+            drive(UdpSource::new(sockets), live, path)
         }
     }
 }
 
 /// Runs the poller on `source` until stopped, then reports.
-fn drive<S: Source>(source: S, live: &Live<'_>, path: PathInfo) -> anyhow::Result<ExitCode> {
-    let args = live.args;
-    let tap = match &args.tap {
-        Some(p) => Some(Tap::new(Box::new(std::io::BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
-        )))),
-        None => None,
-    };
+fn drive<S: Source>(source: S, live: Live<'_>, path: PathInfo) -> anyhow::Result<ExitCode> {
+    let Live {
+        args,
+        cfg,
+        stop,
+        outputs,
+    } = live;
     let (pipeline, subscribers) = Pipeline::with_bus(
         Books::new(args.max_orders),
         Vwap::default(),
         BusConfig::default(),
     );
     let drain = Drain::spawn(subscribers);
-    let (mut poller, stats) = Poller::new(source, pipeline, tap, live.cfg.clone(), live.stop)?;
+    let (mut poller, stats) = Poller::new(source, pipeline, outputs.tap, cfg, stop)?;
     eprintln!(
         "ticklane run: ready on {} queue {} ({}{}{})",
         args.iface,
@@ -297,17 +337,20 @@ fn drive<S: Source>(source: S, live: &Live<'_>, path: PathInfo) -> anyhow::Resul
         path.mode,
         report::lost_text(&summary)
     );
-    if let Some(path) = &args.summary_json {
-        std::fs::write(path, serde_json::to_vec_pretty(&summary)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+    if let Some(mut out) = outputs.summary {
+        serde_json::to_writer_pretty(&mut out, &summary)
+            .with_context(|| format!("writing {}", out.path().display()))?;
+        out.commit()?;
     }
-    if let Some(path) = &args.book_out {
-        let mut out = Vec::new();
+    if let Some(mut out) = outputs.books {
+        let mut books = Vec::new();
         finished
             .pipeline
             .books
-            .write_canonical(&mut out, None, None);
-        std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))?;
+            .write_canonical(&mut books, None, None);
+        out.write_all(&books)
+            .with_context(|| format!("writing {}", out.path().display()))?;
+        out.commit()?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -367,10 +410,10 @@ pub(crate) struct SendArgs {
     #[arg(long)]
     iface: String,
     /// Fixed rate in packets per second.
-    #[arg(long, conflicts_with_all = ["speed", "topspeed"])]
+    #[arg(long, conflicts_with_all = ["speed", "topspeed"], value_parser = args::positive)]
     pps: Option<f64>,
     /// Capture timing sped up by this factor (1 = as captured).
-    #[arg(long, conflicts_with = "topspeed")]
+    #[arg(long, conflicts_with = "topspeed", value_parser = args::positive)]
     speed: Option<f64>,
     /// As fast as possible.
     #[arg(long)]
@@ -382,9 +425,8 @@ pub(crate) struct SendArgs {
 
 pub(crate) fn send(args: &SendArgs) -> anyhow::Result<ExitCode> {
     let sender = FrameSender::open(&args.iface)?;
-    if args.pps.is_some_and(|p| p <= 0.0) || args.speed.is_some_and(|s| s <= 0.0) {
-        bail!("--pps and --speed must be above 0");
-    }
+    // A tiny rate puts the next frame beyond any Duration: it waits for ever.
+    let secs = |s: f64| Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX);
     let started = Instant::now();
     let mut sent = 0u64;
     let mut bytes = 0u64;
@@ -407,12 +449,10 @@ pub(crate) fn send(args: &SendArgs) -> anyhow::Result<ExitCode> {
                 return;
             };
             let due = match (args.pps, args.speed) {
-                (Some(pps), _) => Some(Duration::from_secs_f64(in_round as f64 / pps)),
+                (Some(pps), _) => Some(secs(in_round as f64 / pps)),
                 (None, Some(speed)) => {
                     let first = *first_ts.get_or_insert(f.ts_nanos);
-                    Some(Duration::from_secs_f64(
-                        f.ts_nanos.saturating_sub(first) as f64 / 1e9 / speed,
-                    ))
+                    Some(secs(f.ts_nanos.saturating_sub(first) as f64 / 1e9 / speed))
                 }
                 _ if args.topspeed => None,
                 _ => {
