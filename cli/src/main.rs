@@ -4,6 +4,7 @@
 mod args;
 mod book_cmd;
 mod decode;
+mod doctor;
 mod gen_cmd;
 mod replay_cmd;
 mod report;
@@ -21,6 +22,7 @@ use clap::{Parser, Subcommand};
 /// synthetic feed (gen), decode to canonical JSON Lines (decode), build the
 /// order books (book), replay through the whole pipeline (replay), serve
 /// MoldUDP64 re-requests (retrans-server), put frames on a wire (send).
+/// Deployment: check this machine and interface (doctor).
 #[derive(Debug, Parser)]
 #[command(
     name = "ticklane",
@@ -42,6 +44,7 @@ enum Command {
     RetransServer(retrans_cmd::RetransArgs),
     Run(run_cmd::RunArgs),
     Send(run_cmd::SendArgs),
+    Doctor(doctor::DoctorArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Command::RetransServer(args) => retrans_cmd::run(&args),
         Command::Run(args) => run_cmd::run(&args),
         Command::Send(args) => run_cmd::send(&args),
+        Command::Doctor(args) => doctor::run(&args),
     };
     match result {
         Ok(code) => code,
