@@ -762,3 +762,39 @@ fn numbers_out_of_range_are_usage_errors_not_panics() {
         run.stderr
     );
 }
+
+#[test]
+fn completions_and_man_pages_come_from_the_command_line_definition() {
+    for shell in ["bash", "zsh", "fish"] {
+        let script = ticklane_ok(&["completions", shell]).stdout;
+        for sub in ["run", "replay", "doctor", "retrans-server"] {
+            assert!(script.contains(sub), "{shell} completes {sub}");
+        }
+        assert!(script.contains("max-jump"), "{shell} completes options");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    ticklane_ok(&["man", "--dir", dir.path().to_str().unwrap()]);
+    let run = std::fs::read_to_string(dir.path().join("ticklane-run.1")).unwrap();
+    assert!(run.starts_with(".ie") && run.contains(".TH ticklane-run 1"));
+    assert!(run.contains("max\\-jump"), "every option documented");
+    assert!(dir.path().join("ticklane.1").exists());
+    // A reader that goes away early is not an error (nor a panic).
+    let mut child = Command::new(ticklane_bin())
+        .args(["completions", "bash"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
