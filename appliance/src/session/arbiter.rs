@@ -119,7 +119,7 @@ impl Arbiter {
         packet: &Packet<&[u8]>,
         sink: &mut impl ActionSink,
     ) {
-        self.tracker.on_packet(now, packet, sink);
+        self.tracker.on_retransmission(now, packet, sink);
     }
 
     /// Drives time: dead lines and the session's timers.
