@@ -92,3 +92,78 @@ pub fn interleaved_best(
         .map(|(((name, _), d), c)| ((*name).to_owned(), d, c))
         .collect()
 }
+
+/// Two network namespaces joined by a veth pair, for the benchmarks that
+/// put frames on a wire; made fresh (a leftover of a killed run is removed
+/// first) and removed on drop.
+pub struct VethLab {
+    /// Namespace of side a.
+    pub ns_a: &'static str,
+    /// Namespace of side b.
+    pub ns_b: &'static str,
+    /// Interface in a.
+    pub va: &'static str,
+    /// Interface in b.
+    pub vb: &'static str,
+}
+
+/// Runs `ip` with `args`, insisting that it succeeds.
+pub fn ip(args: &[&str]) {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .expect("iproute2");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl VethLab {
+    /// Makes the namespaces and the pair, with `net`.1 on `va` and `net`.2
+    /// on `vb` (`net` being three octets of 198.18.0.0/15, e.g. "198.18.200").
+    pub fn new(
+        (ns_a, ns_b): (&'static str, &'static str),
+        (va, vb): (&'static str, &'static str),
+        net: &str,
+    ) -> Self {
+        let lab = Self { ns_a, ns_b, va, vb };
+        lab.remove();
+        ip(&["netns", "add", ns_a]);
+        ip(&["netns", "add", ns_b]);
+        ip(&[
+            "link", "add", va, "netns", ns_a, "type", "veth", "peer", "name", vb, "netns", ns_b,
+        ]);
+        ip(&["-n", ns_a, "addr", "add", &format!("{net}.1/24"), "dev", va]);
+        ip(&["-n", ns_b, "addr", "add", &format!("{net}.2/24"), "dev", vb]);
+        for (ns, dev) in [(ns_a, va), (ns_b, vb)] {
+            ip(&["-n", ns, "link", "set", dev, "mtu", "1500", "up"]);
+        }
+        lab
+    }
+
+    fn remove(&self) {
+        for ns in [self.ns_a, self.ns_b] {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
+impl Drop for VethLab {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// Moves the calling thread into network namespace `ns`.
+pub fn enter(ns: &str) {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(format!("/run/netns/{ns}")).expect("the namespace exists");
+    // SAFETY: `f` is an open namespace descriptor; setns(2) moves only the
+    // calling thread.
+    assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+}

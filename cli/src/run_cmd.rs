@@ -18,7 +18,7 @@ use ticklane_appliance::source::admission::Checksums;
 use ticklane_appliance::source::steering::SteeringError;
 use ticklane_appliance::source::udp::{FeedSocket, UdpSource};
 use ticklane_appliance::source::xdp::{Vlan, XdpConfig, XdpError, XdpSource};
-use ticklane_appliance::source::xsk::XskConfig;
+use ticklane_appliance::source::xsk::{BindRequest, XskConfig, XskSender};
 use ticklane_appliance::source::{Source, Wait};
 use ticklane_appliance::stats::StatsReader;
 use ticklane_appliance::sys;
@@ -421,10 +421,96 @@ pub(crate) struct SendArgs {
     /// Send the capture this many times.
     #[arg(long = "loop", default_value_t = 1)]
     loops: u32,
+    /// How frames go out: an AF_XDP socket (batched, one copy into its
+    /// UMEM), an AF_PACKET raw socket (one syscall per frame), or AF_XDP
+    /// falling back to AF_PACKET where the interface or kernel refuses it.
+    #[arg(long, value_enum, default_value = "auto")]
+    via: ViaArg,
+    /// The transmit queue the AF_XDP socket binds to.
+    #[arg(long, default_value_t = 0)]
+    queue: u32,
+}
+
+/// How `send` puts frames on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ViaArg {
+    /// AF_XDP, else AF_PACKET (saying why).
+    Auto,
+    /// AF_XDP or fail.
+    Xdp,
+    /// AF_PACKET.
+    Packet,
+}
+
+/// The socket `send` writes to.
+enum Wire {
+    Xdp(Box<XskSender>),
+    Packet(FrameSender),
+}
+
+impl Wire {
+    fn open(args: &SendArgs) -> anyhow::Result<Self> {
+        let xdp = || XskSender::open(&args.iface, args.queue, BindRequest::Auto);
+        Ok(match args.via {
+            ViaArg::Packet => Self::Packet(FrameSender::open(&args.iface)?),
+            ViaArg::Xdp => Self::Xdp(
+                xdp()
+                    .map(Box::new)
+                    .with_context(|| format!("AF_XDP on {} (try --via packet)", args.iface))?,
+            ),
+            ViaArg::Auto => match xdp() {
+                Ok(s) => Self::Xdp(Box::new(s)),
+                Err(e) => {
+                    eprintln!(
+                        "ticklane send: AF_XDP refused on {} ({}); sending through AF_PACKET",
+                        args.iface,
+                        anyhow::Error::from(e)
+                            .chain()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(": ")
+                    );
+                    Self::Packet(FrameSender::open(&args.iface)?)
+                }
+            },
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Xdp(s) if s.zero_copy() => "AF_XDP, zero-copy",
+            Self::Xdp(_) => "AF_XDP, copy",
+            Self::Packet(_) => "AF_PACKET",
+        }
+    }
+
+    /// Queues one frame (AF_XDP batches it; AF_PACKET sends it now).
+    fn queue(&mut self, frame: &[u8]) -> std::io::Result<()> {
+        match self {
+            Self::Xdp(s) => s.queue(frame),
+            Self::Packet(s) => s.send(frame),
+        }
+    }
+
+    /// Hands what is queued to the kernel now.
+    fn submit(&mut self) -> std::io::Result<()> {
+        match self {
+            Self::Xdp(s) => s.submit(),
+            Self::Packet(_) => Ok(()),
+        }
+    }
+
+    /// Waits until everything queued left.
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Self::Xdp(s) => s.flush(),
+            Self::Packet(_) => Ok(()),
+        }
+    }
 }
 
 pub(crate) fn send(args: &SendArgs) -> anyhow::Result<ExitCode> {
-    let sender = FrameSender::open(&args.iface)?;
+    let mut wire = Wire::open(args)?;
     // A tiny rate puts the next frame beyond any Duration: it waits for ever.
     let secs = |s: f64| Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX);
     let started = Instant::now();
@@ -460,10 +546,17 @@ pub(crate) fn send(args: &SendArgs) -> anyhow::Result<ExitCode> {
                     Some(Duration::from_nanos(f.ts_nanos.saturating_sub(first)))
                 }
             };
-            if let Some(due) = due {
+            if let Some(due) = due
+                && round_start.elapsed() < due
+            {
+                // Before waiting, what is due already goes.
+                if let Err(e) = wire.submit() {
+                    failure = Some(anyhow::anyhow!("sending: {e}"));
+                    return;
+                }
                 pace::wait_until(round_start, due);
             }
-            if let Err(e) = sender.send(f.data) {
+            if let Err(e) = wire.queue(f.data) {
                 failure = Some(anyhow::anyhow!(
                     "sending packet {} of round {}: {e}",
                     f.number,
@@ -483,11 +576,13 @@ pub(crate) fn send(args: &SendArgs) -> anyhow::Result<ExitCode> {
             return Err(e);
         }
     }
+    wire.flush().context("sending the last frames")?;
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     println!(
-        "ticklane send: {sent} packets ({:.1} MB) in {secs:.2} s: {:.0} pps, {:.1} Mbit/s",
+        "ticklane send: {sent} packets ({:.1} MB) in {secs:.2} s via {}: {:.0} pps, {:.1} Mbit/s",
         bytes as f64 / 1e6,
+        wire.name(),
         sent as f64 / secs,
         bytes as f64 * 8.0 / secs / 1e6
     );
