@@ -798,3 +798,68 @@ fn completions_and_man_pages_come_from_the_command_line_definition() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// On a terminal (a tmux pane) `gen` draws a progress bar; into a file it
+/// writes none.
+#[test]
+fn progress_bars_show_on_a_terminal_only() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        panic!("tmux is needed for the terminal tests (scripts/deps.sh installs it)");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = arg(dir.path(), "big.pcap");
+    let session = format!("tlprogress{}", std::process::id());
+    let command = format!(
+        "{} gen --messages 100000000 --stocks 50 -o {out}; sleep 30",
+        ticklane_bin().display()
+    );
+    let tmux = |args: &[&str]| Command::new("tmux").args(args).output().unwrap();
+    assert!(
+        tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            &session,
+            "-x",
+            "120",
+            "-y",
+            "10",
+            &command
+        ])
+        .status
+        .success()
+    );
+    // Whatever happens below, the session goes (and the gen with it).
+    struct Kill(String);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = Command::new("tmux")
+                .args(["kill-session", "-t", &self.0])
+                .output();
+        }
+    }
+    let _kill = Kill(session.clone());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let screen = loop {
+        let screen = String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout)
+            .into_owned();
+        if screen.contains("generating") && screen.contains('%') {
+            break screen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no progress bar on the terminal:\n{screen}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(screen.contains("eta"), "{screen}");
+    // Not a terminal: no bar in what stderr wrote.
+    let quiet = ticklane_ok(&[
+        "gen",
+        "--messages",
+        "2000000",
+        "-o",
+        &arg(dir.path(), "q.pcap"),
+    ]);
+    assert!(!quiet.stderr.contains("generating ["), "{}", quiet.stderr);
+}
