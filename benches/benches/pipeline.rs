@@ -136,8 +136,8 @@ fn canonical(books: &Books) -> Vec<BookLevels> {
         .map(|(i, b)| {
             (
                 i,
-                b.bids.iter().map(|l| (l.price, l.shares)).collect(),
-                b.asks.iter().map(|l| (l.price, l.shares)).collect(),
+                b.bids().map(|l| (l.price, l.shares)).collect(),
+                b.asks().map(|l| (l.price, l.shares)).collect(),
             )
         })
         .collect()

@@ -22,13 +22,13 @@ fn add(b: &mut Books, reference: u64, side: u8, shares: u32, price: u32) {
 
 type Levels = Vec<(u32, u64)>;
 
-fn levels(side: &Side) -> Levels {
-    side.iter().map(|l| (l.price, l.shares)).collect()
+fn levels(side: impl Iterator<Item = Level>) -> Levels {
+    side.map(|l| (l.price, l.shares)).collect()
 }
 
 fn book(b: &Books) -> (Levels, Levels) {
     let bk = b.book(7).unwrap();
-    (levels(&bk.bids), levels(&bk.asks))
+    (levels(bk.bids()), levels(bk.asks()))
 }
 
 #[test]
@@ -43,7 +43,7 @@ fn adds_aggregate_by_price_best_first() {
         book(&b),
         (vec![(1100, 50), (1000, 300)], vec![(1200, 70), (1300, 30)])
     );
-    assert_eq!(b.book(7).unwrap().stock.trimmed(), b"AAPL");
+    assert_eq!(b.book(7).unwrap().stock().trimmed(), b"AAPL");
     let (bid, ask) = b.book(7).unwrap().bbo();
     assert_eq!((bid.unwrap().price, ask.unwrap().price), (1100, 1200));
 }
