@@ -36,13 +36,19 @@ impl LevelId {
     }
 }
 
-/// A level in the pool, with the book side it belongs to.
+/// A level in the pool, with the book side it belongs to and whether it is
+/// that side's best (so that an order leaving a level below the top never
+/// reads the side). Aligned so that no node straddles two cache lines.
 #[derive(Debug, Clone, Copy)]
+#[repr(align(32))]
 pub(super) struct Node {
     pub(super) level: Level,
     pub(super) locate: u16,
     pub(super) bid: bool,
+    best: bool,
 }
+
+const _: () = assert!(size_of::<Node>() == 32);
 
 /// One side of a book: (price key, level) sorted by key, best last. The key
 /// is the price on the bid side and its complement on the ask side, so that
@@ -111,6 +117,7 @@ impl LevelPool {
             },
             locate: 0,
             bid: false,
+            best: false,
         });
         Self {
             nodes,
@@ -153,6 +160,7 @@ impl LevelPool {
                     },
                     locate,
                     bid,
+                    best: false,
                 };
                 let id = match self.free.pop() {
                     Some(id) => {
@@ -165,27 +173,43 @@ impl LevelPool {
                     }
                 };
                 side.levels.insert(i, (k, id));
-                (id, i + 1 == side.levels.len())
+                let top = i + 1 == side.levels.len();
+                if top {
+                    if let Some(&(_, was)) = i.checked_sub(1).and_then(|j| side.levels.get(j)) {
+                        self.nodes[was.0 as usize].best = false;
+                    }
+                    self.nodes[id.0 as usize].best = true;
+                }
+                (id, top)
             }
         }
     }
 
     /// Takes `shares` (and the order itself when `order_gone`) from level
-    /// `id` on `side`; the level leaves when its last order did. Returns
-    /// whether the side's best level changed.
+    /// `id`; the level leaves its side (which `side` finds, only then) when
+    /// its last order did. Returns whether the side's best level changed.
     #[inline]
-    pub(super) fn take(&mut self, side: &mut Side, id: LevelId, shares: u32, order_gone: bool) -> bool {
+    pub(super) fn take<'s>(
+        &mut self,
+        side: impl FnOnce() -> &'s mut Side,
+        id: LevelId,
+        shares: u32,
+        order_gone: bool,
+    ) -> bool {
         let node = &mut self.nodes[id.0 as usize];
         let l = &mut node.level;
         l.shares = l.shares.saturating_sub(u64::from(shares));
         if order_gone {
             l.orders = l.orders.saturating_sub(1);
         }
-        let (empty, k) = (l.orders == 0, key(node.bid, l.price));
-        let top = side.levels.last().is_some_and(|&(_, best)| best == id);
+        let (empty, top) = (l.orders == 0, node.best);
         if empty {
-            if let Ok(i) = side.find(k) {
+            let side = side();
+            if let Ok(i) = side.find(key(node.bid, l.price)) {
                 side.levels.remove(i);
+            }
+            if let Some(&(_, next)) = side.levels.last().filter(|_| top) {
+                self.nodes[next.0 as usize].best = true;
             }
             self.free.push(id);
         }
@@ -225,7 +249,7 @@ mod tests {
         }
         fn remove_order(&mut self, price: u32, shares: u32) -> bool {
             let id = self.id(price);
-            self.pool.take(&mut self.side, id, shares, true)
+            self.pool.take(|| &mut self.side, id, shares, true)
         }
         fn levels(&self) -> Vec<(u32, u64, u32)> {
             self.side

@@ -155,6 +155,9 @@ impl Overflow {
 pub(super) struct OrderPool {
     window: Box<[Slot]>,
     overflow: Overflow,
+    /// Greatest reference ever inserted: a reference beyond it (a new
+    /// order's, in the feed's order) cannot be resting, and needs no probe.
+    newest: Option<u64>,
     live: usize,
     growths: u64,
 }
@@ -168,6 +171,7 @@ impl OrderPool {
         Self {
             window: empty_slots(window),
             overflow: Overflow::new(window),
+            newest: None,
             live: 0,
             growths: 0,
         }
@@ -242,7 +246,7 @@ impl OrderPool {
     /// True when an order with this reference rests.
     #[inline]
     pub(super) fn contains(&self, reference: u64) -> bool {
-        self.get(reference).is_some()
+        self.newest.is_some_and(|n| reference <= n) && self.get(reference).is_some()
     }
 
     /// Adds an order whose reference is not resting (see [`Self::contains`]);
@@ -266,6 +270,7 @@ impl OrderPool {
         {
             self.growths += 1;
         }
+        self.newest = self.newest.max(Some(order.reference));
         self.live += 1;
     }
 
