@@ -30,6 +30,7 @@ use ticklane_appliance::pipeline::Pipeline;
 use ticklane_appliance::poller::{Poller, PollerConfig, TimeBase};
 use ticklane_appliance::session::{Action, ActionSink, SessionConfig, SessionTracker};
 use ticklane_appliance::source::memory::MemorySource;
+use ticklane_benches::baseline::{BaselineBooks, BookLevels};
 use ticklane_benches::{MoldStream, interleaved_best};
 use ticklane_lab::market::{MarketConfig, Mix};
 use ticklane_protocols::itch::{self, Handler};
@@ -101,109 +102,6 @@ fn full_day_messages() -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000_000)
-}
-
-/// A stock's levels (locate, bids best first, asks best first), to compare books.
-type BookLevels = (u16, Vec<(u32, u64)>, Vec<(u32, u64)>);
-
-/// The baseline: what a first implementation would write.
-#[derive(Default)]
-struct BaselineBooks {
-    orders: HashMap<u64, (u16, u8, u32, u32)>,
-    levels: Vec<(BTreeMap<u32, u64>, BTreeMap<u32, u64>)>,
-}
-
-impl BaselineBooks {
-    fn side(&mut self, locate: u16, side: u8) -> &mut BTreeMap<u32, u64> {
-        let i = usize::from(locate);
-        if i >= self.levels.len() {
-            self.levels.resize_with(i + 1, Default::default);
-        }
-        let (bids, asks) = &mut self.levels[i];
-        if side == b'B' { bids } else { asks }
-    }
-
-    fn add(&mut self, reference: u64, locate: u16, side: u8, shares: u32, price: u32) {
-        self.orders.insert(reference, (locate, side, price, shares));
-        *self.side(locate, side).entry(price).or_default() += u64::from(shares);
-    }
-
-    fn take(&mut self, reference: u64, shares: Option<u32>) -> Option<(u16, u8)> {
-        let o = self.orders.get_mut(&reference)?;
-        let (locate, side, price) = (o.0, o.1, o.2);
-        let taken = shares.unwrap_or(o.3).min(o.3);
-        o.3 -= taken;
-        if o.3 == 0 {
-            self.orders.remove(&reference);
-        }
-        let level = self.side(locate, side);
-        if let Some(l) = level.get_mut(&price) {
-            *l -= u64::from(taken);
-            if *l == 0 {
-                level.remove(&price);
-            }
-        }
-        Some((locate, side))
-    }
-
-    fn canonical(&self) -> Vec<BookLevels> {
-        self.levels
-            .iter()
-            .enumerate()
-            .filter(|(_, (b, a))| !b.is_empty() || !a.is_empty())
-            .map(|(i, (b, a))| {
-                (
-                    i as u16,
-                    b.iter().rev().map(|(p, s)| (*p, *s)).collect(),
-                    a.iter().map(|(p, s)| (*p, *s)).collect(),
-                )
-            })
-            .collect()
-    }
-}
-
-impl Handler for BaselineBooks {
-    fn on_add_order(&mut self, m: &itch::AddOrder) {
-        self.add(
-            m.order_reference_number(),
-            m.header.stock_locate(),
-            m.buy_sell_indicator(),
-            m.shares(),
-            m.price(),
-        );
-    }
-    fn on_add_order_mpid(&mut self, m: &itch::AddOrderMpid) {
-        self.add(
-            m.order_reference_number(),
-            m.header.stock_locate(),
-            m.buy_sell_indicator(),
-            m.shares(),
-            m.price(),
-        );
-    }
-    fn on_order_executed(&mut self, m: &itch::OrderExecuted) {
-        self.take(m.order_reference_number(), Some(m.executed_shares()));
-    }
-    fn on_order_executed_with_price(&mut self, m: &itch::OrderExecutedWithPrice) {
-        self.take(m.order_reference_number(), Some(m.executed_shares()));
-    }
-    fn on_order_cancel(&mut self, m: &itch::OrderCancel) {
-        self.take(m.order_reference_number(), Some(m.cancelled_shares()));
-    }
-    fn on_order_delete(&mut self, m: &itch::OrderDelete) {
-        self.take(m.order_reference_number(), None);
-    }
-    fn on_order_replace(&mut self, m: &itch::OrderReplace) {
-        if let Some((locate, side)) = self.take(m.original_order_reference_number(), None) {
-            self.add(
-                m.new_order_reference_number(),
-                locate,
-                side,
-                m.shares(),
-                m.price(),
-            );
-        }
-    }
 }
 
 fn canonical(books: &Books) -> Vec<BookLevels> {

@@ -1,6 +1,8 @@
 //! Shared pieces of the benchmarks: the in-memory feed they all parse, and a
 //! same-run ratio report.
 
+pub mod baseline;
+
 use std::time::{Duration, Instant};
 
 use ticklane_appliance::source::memory::MemorySource;
