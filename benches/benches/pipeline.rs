@@ -300,9 +300,9 @@ fn report(w: &Workload) {
     let (tl, base) = (results[0].1.as_secs_f64(), results[1].1.as_secs_f64());
     let none = results[3].1.as_secs_f64();
     let ns = tl / msgs * 1e9;
-    let target = w
-        .target_ns
-        .map_or(String::new(), |t| format!(", target <= {t} ns/msg: {}", met(ns <= t)));
+    let target = w.target_ns.map_or(String::new(), |t| {
+        format!(", target <= {t} ns/msg: {}", met(ns <= t))
+    });
     println!("ratios (same run):");
     println!(
         "  baseline / ticklane books: {:.2}x (target >= 3x: {}){target}",

@@ -105,7 +105,10 @@ fn main() {
     let (_, ours) = run(&ticklane, &["book", &capture_arg]);
     let (_, theirs) = run(&plain, &["book", &capture_arg]);
     assert!(!ours.is_empty());
-    assert!(ours == theirs, "ticklane book and the baseline print the same books");
+    assert!(
+        ours == theirs,
+        "ticklane book and the baseline print the same books"
+    );
 
     let timed = |name, program: &Path, args: &[&str]| Timed {
         name,

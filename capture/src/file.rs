@@ -13,10 +13,10 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
+use pcap_parser::nom;
 use pcap_parser::pcapng::{
     Block, EnhancedPacketBlock, InterfaceDescriptionBlock, SectionHeaderBlock,
 };
-use pcap_parser::nom;
 use pcap_parser::{
     LegacyPcapBlock, Linktype, PcapBlockOwned, PcapError, PcapHeader, ToVec, create_reader,
 };
@@ -506,9 +506,8 @@ fn read_pcap(
     mut f: impl FnMut(Record<'_>) -> ControlFlow<()>,
 ) -> Result<(), CaptureError> {
     let mut blocks = Blocks::new(path);
-    let mut reader = create_reader(READ_BUFFER, file).map_err(|e| {
-        blocks.corrupt(0, format!("unreadable capture header: {}", pcap_cause(&e)))
-    })?;
+    let mut reader = create_reader(READ_BUFFER, file)
+        .map_err(|e| blocks.corrupt(0, format!("unreadable capture header: {}", pcap_cause(&e))))?;
     let mut offset = 0u64;
     loop {
         match reader.next() {
@@ -600,7 +599,10 @@ fn read_pcapng_mapped(
         if let Block::SectionHeader(shb) = &block {
             big_endian = shb.big_endian();
         }
-        if blocks.block(offset, PcapBlockOwned::NG(block), &mut f)?.is_break() {
+        if blocks
+            .block(offset, PcapBlockOwned::NG(block), &mut f)?
+            .is_break()
+        {
             return Ok(());
         }
         rest = after;

@@ -237,9 +237,7 @@ mod tests {
             }
         }
         fn add(&mut self, price: u32, shares: u32) -> bool {
-            self.pool
-                .add(&mut self.side, 1, self.bid, price, shares)
-                .1
+            self.pool.add(&mut self.side, 1, self.bid, price, shares).1
         }
         fn id(&self, price: u32) -> LevelId {
             self.side
