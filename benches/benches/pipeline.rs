@@ -18,8 +18,6 @@
 //! (targets: ≥ 3× the baseline on every workload; ≤ 25 ns/message on the
 //! default mix, ≤ 40 ns/message on the uniform mix).
 
-use std::collections::{BTreeMap, HashMap};
-
 use criterion::{Criterion, Throughput, criterion_group};
 use std::sync::atomic::AtomicBool;
 

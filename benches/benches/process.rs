@@ -2,9 +2,9 @@
 //! `book FILE`, `decode --summary FILE` and `replay --speed max FILE` on a
 //! 2 M-message capture of the uniform mix (50 stocks, references stepping by
 //! 1–4, 6–7 messages a packet: the shape of issue 10's independent feed),
-//! against the plain baseline program `plain-itch` (itchy + `HashMap` orders
-//! + `BTreeMap` levels over a whole-file read) in the same run, interleaved,
-//! 5 runs each; the books both print must be identical.
+//! against the plain baseline program `plain-itch` (itchy, a `HashMap` of
+//! orders and `BTreeMap` levels over a whole-file read) in the same run,
+//! interleaved, 5 runs each; the books both print must be identical.
 //!
 //! Reports best and median wall times, the ratios and messages/s (targets:
 //! book ≥ 4× the baseline, decode --summary ≥ 5×, replay ≥ 40 M messages/s).

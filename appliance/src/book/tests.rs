@@ -197,7 +197,10 @@ fn model_book(m: &Model, locate: u16) -> (Levels, Levels) {
     (bids.into_iter().rev().collect(), asks.into_iter().collect())
 }
 
-fn model_bbo(m: &Model, locate: u16) -> (Option<(u32, u64)>, Option<(u32, u64)>) {
+/// Best bid and best ask: (price, shares) each.
+type Bbo = (Option<(u32, u64)>, Option<(u32, u64)>);
+
+fn model_bbo(m: &Model, locate: u16) -> Bbo {
     let (bids, asks) = model_book(m, locate);
     (bids.first().copied(), asks.first().copied())
 }
