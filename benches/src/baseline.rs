@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use ticklane_appliance::book::Order;
 use ticklane_protocols::itch::{self, Handler};
 
 /// A stock's levels (locate, bids best first, asks best first), to compare books.
@@ -71,6 +72,10 @@ impl BaselineBooks {
 }
 
 impl BaselineBooks {
+    fn add_order(&mut self, o: Order) {
+        self.add(o.reference, o.locate, o.side, o.shares, o.price);
+    }
+
     /// One message as `itchy` parsed it.
     pub fn apply_itchy(&mut self, m: &itchy::Message) {
         let side = |s: &itchy::Side| match s {
@@ -118,22 +123,10 @@ impl BaselineBooks {
 
 impl Handler for BaselineBooks {
     fn on_add_order(&mut self, m: &itch::AddOrder) {
-        self.add(
-            m.order_reference_number(),
-            m.header.stock_locate(),
-            m.buy_sell_indicator(),
-            m.shares(),
-            m.price(),
-        );
+        self.add_order(m.into());
     }
     fn on_add_order_mpid(&mut self, m: &itch::AddOrderMpid) {
-        self.add(
-            m.order_reference_number(),
-            m.header.stock_locate(),
-            m.buy_sell_indicator(),
-            m.shares(),
-            m.price(),
-        );
+        self.add_order(m.into());
     }
     fn on_order_executed(&mut self, m: &itch::OrderExecuted) {
         self.take(m.order_reference_number(), Some(m.executed_shares()));

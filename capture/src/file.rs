@@ -549,7 +549,7 @@ fn read_pcap_mapped(
     mut f: impl FnMut(Record<'_>) -> ControlFlow<()>,
 ) -> Result<(), CaptureError> {
     let mut blocks = Blocks::new(path);
-    let (mut rest, header) = pcap_parser::parse_pcap_header(data).map_err(|e| {
+    let (rest, header) = pcap_parser::parse_pcap_header(data).map_err(|e| {
         let cause = match e {
             nom::Err::Incomplete(_) => "the file ends inside it".into(),
             nom::Err::Error(e) | nom::Err::Failure(e) => pcap_cause(&e),
@@ -563,19 +563,19 @@ fn read_pcap_mapped(
     } else {
         pcap_parser::parse_pcap_frame
     };
-    let _ = blocks.block(0, PcapBlockOwned::LegacyHeader(header), &mut f)?;
-    while !rest.is_empty() {
-        let offset = (data.len() - rest.len()) as u64;
-        let (after, frame) = parse(rest).map_err(|e| blocks.nom_error(offset, e))?;
-        if blocks
-            .block(offset, PcapBlockOwned::Legacy(frame), &mut f)?
-            .is_break()
-        {
-            return Ok(());
-        }
-        rest = after;
+    if blocks
+        .block(0, PcapBlockOwned::LegacyHeader(header), &mut f)?
+        .is_break()
+    {
+        return Ok(());
     }
-    Ok(())
+    walk_mapped(
+        &mut blocks,
+        data,
+        rest,
+        |b| parse(b).map(|(after, frame)| (after, PcapBlockOwned::Legacy(frame))),
+        f,
+    )
 }
 
 /// A pcapng file in memory, block by block (each section in its own byte
@@ -583,26 +583,39 @@ fn read_pcap_mapped(
 fn read_pcapng_mapped(
     path: &Path,
     data: &[u8],
+    f: impl FnMut(Record<'_>) -> ControlFlow<()>,
+) -> Result<(), CaptureError> {
+    let mut big_endian = false;
+    let next = |b| {
+        let parsed = if big_endian {
+            pcap_parser::parse_block_be(b)
+        } else {
+            pcap_parser::parse_block_le(b)
+        };
+        parsed.map(|(after, block)| {
+            if let Block::SectionHeader(shb) = &block {
+                big_endian = shb.big_endian();
+            }
+            (after, PcapBlockOwned::NG(block))
+        })
+    };
+    walk_mapped(&mut Blocks::new(path), data, data, next, f)
+}
+
+/// The blocks `next` parses from `rest` (the tail of `data`) to the end.
+fn walk_mapped<'a>(
+    blocks: &mut Blocks<'_>,
+    data: &'a [u8],
+    mut rest: &'a [u8],
+    mut next: impl FnMut(
+        &'a [u8],
+    ) -> Result<(&'a [u8], PcapBlockOwned<'a>), nom::Err<PcapError<&'a [u8]>>>,
     mut f: impl FnMut(Record<'_>) -> ControlFlow<()>,
 ) -> Result<(), CaptureError> {
-    let mut blocks = Blocks::new(path);
-    let mut rest = data;
-    let mut big_endian = false;
     while !rest.is_empty() {
         let offset = (data.len() - rest.len()) as u64;
-        let parsed = if big_endian {
-            pcap_parser::parse_block_be(rest)
-        } else {
-            pcap_parser::parse_block_le(rest)
-        };
-        let (after, block) = parsed.map_err(|e| blocks.nom_error(offset, e))?;
-        if let Block::SectionHeader(shb) = &block {
-            big_endian = shb.big_endian();
-        }
-        if blocks
-            .block(offset, PcapBlockOwned::NG(block), &mut f)?
-            .is_break()
-        {
+        let (after, block) = next(rest).map_err(|e| blocks.nom_error(offset, e))?;
+        if blocks.block(offset, block, &mut f)?.is_break() {
             return Ok(());
         }
         rest = after;
@@ -905,6 +918,91 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
         assert_eq!(format, Format::Pcapng);
         assert_eq!(got, vec![(1, 1_795_651_200_123_456_789, frame)]);
+    }
+
+    /// Every record (number, offset, bytes) and the error, as text.
+    type Read = (Vec<(u64, u64, Vec<u8>)>, Option<String>);
+
+    fn collect(
+        records: &mut Vec<(u64, u64, Vec<u8>)>,
+    ) -> impl FnMut(Record<'_>) -> ControlFlow<()> + '_ {
+        |r| {
+            records.push(match r {
+                Record::Frame(f) => (f.number, f.offset, f.data.to_vec()),
+                Record::Message {
+                    number,
+                    offset,
+                    data,
+                } => (number, offset, data.to_vec()),
+            });
+            ControlFlow::Continue(())
+        }
+    }
+
+    /// A file read mapped (as `read` does for a regular file) and streamed
+    /// (as for a FIFO) gives the same records and the same error.
+    #[test]
+    fn mapped_and_streamed_reads_agree() {
+        let dir = tempfile_dir();
+        let frame = mold_frame();
+        let mut files = Vec::new();
+        for (name, format) in [
+            ("w.pcap", Format::Pcap),
+            ("w.pcapng", Format::Pcapng),
+            ("w.itch", Format::Binaryfile),
+        ] {
+            let path = dir.join(name);
+            let mut w = CaptureWriter::create(&path, format).unwrap();
+            for i in 0..5u64 {
+                if format == Format::Binaryfile {
+                    w.write_message(&frame[42 + 20 + 2..]).unwrap();
+                } else {
+                    w.write_frame(1_000 + i, &frame).unwrap();
+                }
+            }
+            w.finish().unwrap();
+            files.push((path, format));
+        }
+        let nano = dir.join("nano.pcap");
+        std::fs::write(
+            &nano,
+            legacy_pcap(0xa1b2_3c4d, 1, &[(1, 2, &frame), (3, 4, &frame)]),
+        )
+        .unwrap();
+        files.push((nano, Format::Pcap));
+        for (path, format) in files.clone() {
+            let bytes = std::fs::read(&path).unwrap();
+            let cut = path.with_extension(format!(
+                "cut.{}",
+                path.extension().unwrap().to_str().unwrap()
+            ));
+            std::fs::write(&cut, &bytes[..bytes.len() - 5]).unwrap();
+            files.push((cut, format));
+        }
+        for (path, format) in files {
+            let mut mapped = Vec::new();
+            let m = read_until(&path, collect(&mut mapped));
+            assert!(matches!(m, Ok(f) if f == format) || m.is_err());
+            let mapped: Read = (mapped, m.err().map(|e| e.to_string()));
+            let mut streamed = Vec::new();
+            let file = File::open(&path).unwrap();
+            let s = match format {
+                Format::Binaryfile => read_binaryfile(&path, file, collect(&mut streamed)),
+                Format::Pcap | Format::Pcapng => read_pcap(&path, file, collect(&mut streamed)),
+            };
+            let streamed: Read = (streamed, s.err().map(|e| e.to_string()));
+            assert!(!mapped.0.is_empty(), "{}", path.display());
+            let cut = path.to_str().unwrap().contains(".cut.");
+            assert_eq!(
+                mapped.1.is_some(),
+                cut,
+                "{}: {:?}",
+                path.display(),
+                mapped.1
+            );
+            assert_eq!(mapped, streamed, "{}", path.display());
+        }
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -114,28 +114,29 @@ const MIX: [(u8, u32); 19] = [
     (b'O', 2),
     (b'H', 1),
 ];
-/// Weights (per 10 000) of the uniform mix's message kinds.
-const UNIFORM_MIX: [(u8, u32); 19] = [
-    (b'A', 4050),
-    (b'F', 400),
-    (b'D', 4150),
-    (b'U', 900),
-    (b'E', 220),
-    (b'C', 80),
-    (b'X', 100),
-    (b'P', 40),
-    (b'Q', 5),
-    (b'B', 5),
-    (b'I', 20),
-    (b'N', 10),
-    (b'L', 5),
-    (b'Y', 5),
-    (b'K', 2),
-    (b'J', 3),
-    (b'h', 2),
-    (b'O', 2),
-    (b'H', 1),
-];
+/// Weights (per 10 000) of the uniform mix's message kinds: the default's,
+/// with a little fewer deletes and more executions.
+const UNIFORM_MIX: [(u8, u32); 19] =
+    reweighted(MIX, [(b'A', 4050), (b'D', 4150), (b'E', 220), (b'C', 80)]);
+
+/// `mix` with the weights of some kinds replaced.
+const fn reweighted<const N: usize, const M: usize>(
+    mut mix: [(u8, u32); N],
+    changes: [(u8, u32); M],
+) -> [(u8, u32); N] {
+    let mut i = 0;
+    while i < N {
+        let mut j = 0;
+        while j < M {
+            if mix[i].0 == changes[j].0 {
+                mix[i].1 = changes[j].1;
+            }
+            j += 1;
+        }
+        i += 1;
+    }
+    mix
+}
 const MIX_TOTAL: u32 = 10_000;
 
 const fn total(mix: &[(u8, u32)]) -> u32 {
