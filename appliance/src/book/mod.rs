@@ -145,6 +145,22 @@ const _: () = {
     assert!(offset_of!(itch::OrderReplace, original_order_reference_number) == REFERENCE_AT);
 };
 
+/// Asks the CPU to start loading the cache line of `value` (a hint: no
+/// effect on what the program computes).
+#[inline]
+fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let p: *const T = value;
+        // SAFETY: a prefetch never faults and changes nothing the program
+        // can observe; the pointer comes from a live reference anyway.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
+}
+
 /// The book of `locate`, created on first sight.
 #[inline]
 fn book_mut(books: &mut Vec<Option<Book>>, locate: u16) -> &mut Book {
@@ -210,14 +226,29 @@ impl Books {
     /// deletes and replaces name, before its messages are applied one by
     /// one, so that their cache misses overlap instead of following one
     /// another. Changes nothing.
+    ///
+    /// Two passes: the first asks for the slots of the first 32 orders
+    /// named, the second reads them (the first read waits, the others have
+    /// arrived meanwhile) and asks for their price levels, so that a packet
+    /// costs about one memory latency instead of two per message.
     #[inline]
     pub fn prefetch(&self, packet: &Packet<&[u8]>) {
+        const MOST: usize = 32;
+        let mut named = [0u64; MOST];
+        let mut n = 0;
         for (_, m) in packet.messages() {
-            if let (Some(b'E' | b'C' | b'X' | b'D' | b'U'), Some(r)) =
-                (m.first(), m.get(REFERENCE_AT..REFERENCE_AT + 8))
+            if let (Some(b'E' | b'C' | b'X' | b'D' | b'U'), Some(r), true) =
+                (m.first(), m.get(REFERENCE_AT..REFERENCE_AT + 8), n < MOST)
             {
-                let r: [u8; 8] = r.try_into().unwrap_or_default();
-                self.orders.prefetch(u64::from_be_bytes(r));
+                let r = u64::from_be_bytes(r.try_into().unwrap_or_default());
+                self.orders.prefetch(r);
+                named[n] = r;
+                n += 1;
+            }
+        }
+        for &r in &named[..n] {
+            if let Some(level) = self.orders.window_level(r) {
+                self.levels.prefetch(level);
             }
         }
     }

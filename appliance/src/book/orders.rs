@@ -199,18 +199,18 @@ impl OrderPool {
         reference as usize & (self.window.len() - 1)
     }
 
-    /// Asks the CPU to start loading the slot of `reference` (no effect on
-    /// what any method returns).
+    /// Starts loading the window slot of `reference` into the cache.
     #[inline]
     pub(super) fn prefetch(&self, reference: u64) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-            let slot: *const Slot = &self.window[self.window_index(reference)];
-            // SAFETY: a prefetch is a hint that never faults and reads
-            // nothing the program sees; the pointer is to a live slot anyway.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(slot.cast()) };
-        }
+        super::prefetch(&self.window[self.window_index(reference)]);
+    }
+
+    /// The level of the order `reference` if it sits in the window (no
+    /// overflow probe: for prefetching).
+    #[inline]
+    pub(super) fn window_level(&self, reference: u64) -> Option<LevelId> {
+        let s = &self.window[self.window_index(reference)];
+        (!s.is_empty() && s.reference == reference).then_some(s.level)
     }
 
     /// The order with this reference.
