@@ -264,7 +264,7 @@ fn report(w: &Workload) {
         baseline.canonical(),
         "both books end identical"
     );
-    let peak = books.live_orders();
+    let (peak, level_bytes) = (books.live_orders(), books.bytes_per_level());
     drop((books, baseline));
     let mut t = || ticklane_books(stream, w.max_orders).0;
     let mut b = || baseline_books(stream).0;
@@ -320,11 +320,13 @@ fn report(w: &Workload) {
         (base - none) / msgs * 1e9,
         (base - none) / (tl - none)
     );
-    let level_bytes = size_of::<ticklane_appliance::book::Level>();
     println!(
-        "memory: {} bytes per order the pool is sized for ({} orders), {level_bytes} bytes per price level; {peak} orders resting at the end",
+        "memory: {} bytes per order the pool is sized for ({} orders), {level_bytes} bytes per price level; \
+         {peak} orders resting at the end, {:.0} bytes of pool each",
         books_bytes_per_order(w.max_orders),
         w.max_orders,
+        (books_bytes_per_order(w.max_orders) * w.max_orders.next_power_of_two()) as f64
+            / peak.max(1) as f64,
     );
 }
 

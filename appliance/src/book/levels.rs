@@ -50,6 +50,9 @@ pub(super) struct Node {
 
 const _: () = assert!(size_of::<Node>() == 32);
 
+/// Bytes per level: its node and its entry in the side.
+pub(super) const BYTES_PER_LEVEL: usize = size_of::<Node>() + size_of::<(u32, LevelId)>();
+
 /// One side of a book: (price key, level) sorted by key, best last. The key
 /// is the price on the bid side and its complement on the ask side, so that
 /// the best level is the greatest key on both.
@@ -90,6 +93,14 @@ impl Side {
             }
         }
         self.levels[..near].binary_search_by_key(&key, |&(k, _)| k)
+    }
+
+    /// Starts loading the best levels, where an add's scan begins.
+    #[inline]
+    pub(super) fn prefetch_best(&self) {
+        if let Some(best) = self.levels.last() {
+            super::prefetch(best);
+        }
     }
 
     /// Number of levels.

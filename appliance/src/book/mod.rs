@@ -134,15 +134,22 @@ pub struct Fill {
 }
 
 /// Where the (original) order reference sits in the messages that name a
-/// resting order: right after the header.
-const REFERENCE_AT: usize = 11;
+/// resting order and in adds: right after the header.
+const REFERENCE: std::ops::Range<usize> = 11..19;
+/// Where the locate code sits in every message.
+const LOCATE: std::ops::Range<usize> = 1..3;
+/// Where an add's side sits.
+const SIDE: usize = 19;
 const _: () = {
     use std::mem::offset_of;
-    assert!(offset_of!(itch::OrderExecuted, order_reference_number) == REFERENCE_AT);
-    assert!(offset_of!(itch::OrderExecutedWithPrice, order_reference_number) == REFERENCE_AT);
-    assert!(offset_of!(itch::OrderCancel, order_reference_number) == REFERENCE_AT);
-    assert!(offset_of!(itch::OrderDelete, order_reference_number) == REFERENCE_AT);
-    assert!(offset_of!(itch::OrderReplace, original_order_reference_number) == REFERENCE_AT);
+    assert!(offset_of!(itch::OrderExecuted, order_reference_number) == REFERENCE.start);
+    assert!(offset_of!(itch::OrderExecutedWithPrice, order_reference_number) == REFERENCE.start);
+    assert!(offset_of!(itch::OrderCancel, order_reference_number) == REFERENCE.start);
+    assert!(offset_of!(itch::OrderDelete, order_reference_number) == REFERENCE.start);
+    assert!(offset_of!(itch::OrderReplace, original_order_reference_number) == REFERENCE.start);
+    assert!(offset_of!(itch::Header, stock_locate) == LOCATE.start);
+    assert!(offset_of!(itch::AddOrder, buy_sell_indicator) == SIDE);
+    assert!(offset_of!(itch::AddOrderMpid, buy_sell_indicator) == SIDE);
 };
 
 /// Asks the CPU to start loading the cache line of `value` (a hint: no
@@ -216,6 +223,12 @@ impl Books {
         self.orders.bytes_per_order()
     }
 
+    /// Bytes per price level: its node in the pool and its entry in its
+    /// side's sorted array.
+    pub fn bytes_per_level(&self) -> usize {
+        levels::BYTES_PER_LEVEL
+    }
+
     /// True when the last add, execution, cancel, delete or replace changed
     /// its book's best bid or best ask (price, or shares at the best price).
     pub fn top_changed(&self) -> bool {
@@ -228,27 +241,47 @@ impl Books {
     /// another. Changes nothing.
     ///
     /// Two passes: the first asks for the slots of the first 32 orders
-    /// named, the second reads them (the first read waits, the others have
-    /// arrived meanwhile) and asks for their price levels, so that a packet
-    /// costs about one memory latency instead of two per message.
+    /// named and the books of the first 32 adds, the second reads them (the
+    /// first read waits, the others have arrived meanwhile) and asks for the
+    /// orders' price levels and the best levels of the adds' sides, so that
+    /// a packet costs about one memory latency instead of two per message.
     #[inline]
     pub fn prefetch(&self, packet: &Packet<&[u8]>) {
         const MOST: usize = 32;
-        let mut named = [0u64; MOST];
-        let mut n = 0;
+        let (mut named, mut n) = ([0u64; MOST], 0);
+        let (mut adds, mut a) = ([(0u16, false); MOST], 0);
         for (_, m) in packet.messages() {
-            if let (Some(b'E' | b'C' | b'X' | b'D' | b'U'), Some(r), true) =
-                (m.first(), m.get(REFERENCE_AT..REFERENCE_AT + 8), n < MOST)
-            {
-                let r = u64::from_be_bytes(r.try_into().unwrap_or_default());
-                self.orders.prefetch(r);
-                named[n] = r;
-                n += 1;
+            match m.first() {
+                Some(b'E' | b'C' | b'X' | b'D' | b'U') if n < MOST => {
+                    let Some(r) = m.get(REFERENCE) else { continue };
+                    let r = u64::from_be_bytes(r.try_into().unwrap_or_default());
+                    self.orders.prefetch(r);
+                    named[n] = r;
+                    n += 1;
+                }
+                Some(b'A' | b'F') if a < MOST => {
+                    let (Some(locate), Some(&side)) = (m.get(LOCATE), m.get(SIDE)) else {
+                        continue;
+                    };
+                    let locate = u16::from_be_bytes(locate.try_into().unwrap_or_default());
+                    if let Some(Some(book)) = self.books.get(usize::from(locate)) {
+                        prefetch(book);
+                        adds[a] = (locate, side == b'B');
+                        a += 1;
+                    }
+                }
+                _ => {}
             }
         }
         for &r in &named[..n] {
             if let Some(level) = self.orders.window_level(r) {
                 self.levels.prefetch(level);
+            }
+        }
+        for &(locate, bid) in &adds[..a] {
+            if let Some(Some(book)) = self.books.get(usize::from(locate)) {
+                let side = if bid { &book.bids } else { &book.asks };
+                side.prefetch_best();
             }
         }
     }

@@ -317,3 +317,34 @@ proptest::proptest! {
         }
     }
 }
+
+/// Prefetching a packet changes nothing, whatever its messages: truncated
+/// ones, unknown references and locates, orders that rest.
+#[test]
+fn prefetching_a_packet_changes_nothing() {
+    use ticklane_protocols::moldudp64::{PacketBuilder, Session};
+    use zerocopy::IntoBytes;
+    let mut b = Books::new(64);
+    add(&mut b, 1, b'B', 100, 1000);
+    let before = (book(&b), b.stats(), b.order(1));
+    let delete = itch::OrderDelete {
+        header: Header::new(itch::OrderDelete::TYPE, 7, 0, 1),
+        order_reference_number: U64::new(1),
+    };
+    let mut payload = [0u8; 512];
+    let mut p = PacketBuilder::new(&mut payload, Session::from_name(b"T").unwrap(), 1).unwrap();
+    for m in [
+        delete.as_bytes(),
+        &delete.as_bytes()[..12],
+        b"A",
+        b"Axx",
+        &[b'A'; 36][..],
+        &[b'U'; 35][..],
+        &[b'E'; 5][..],
+    ] {
+        p.push(m).unwrap();
+    }
+    let bytes = p.finish().to_vec();
+    b.prefetch(&Packet::new_checked(&bytes[..]).unwrap());
+    assert_eq!((book(&b), b.stats(), b.order(1)), before);
+}
