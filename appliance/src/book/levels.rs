@@ -6,7 +6,7 @@
 //! (the best level is checked first), and inserting or removing near the top
 //! shifts little. A side is searched only when a level appears or leaves.
 
-use zerocopy::FromZeros;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// An aggregated price level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +21,7 @@ pub struct Level {
 
 /// Handle of a level in the [`LevelPool`]; [`LevelId::NONE`] (zero) names
 /// no level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, FromZeros)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
 #[repr(transparent)]
 pub(super) struct LevelId(u32);
 
@@ -95,14 +95,6 @@ impl Side {
         self.levels[..near].binary_search_by_key(&key, |&(k, _)| k)
     }
 
-    /// Starts loading the best levels, where an add's scan begins.
-    #[inline]
-    pub(super) fn prefetch_best(&self) {
-        if let Some(best) = self.levels.last() {
-            super::prefetch(best);
-        }
-    }
-
     /// Number of levels.
     pub(super) fn len(&self) -> usize {
         self.levels.len()
@@ -139,14 +131,6 @@ impl LevelPool {
         Self {
             nodes,
             free: Vec::with_capacity(capacity),
-        }
-    }
-
-    /// Starts loading a level into the cache.
-    #[inline]
-    pub(super) fn prefetch(&self, id: LevelId) {
-        if let Some(node) = self.nodes.get(id.0 as usize) {
-            super::prefetch(node);
         }
     }
 

@@ -134,12 +134,8 @@ pub struct Fill {
 }
 
 /// Where the (original) order reference sits in the messages that name a
-/// resting order and in adds: right after the header.
+/// resting order: right after the header.
 const REFERENCE: std::ops::Range<usize> = 11..19;
-/// Where the locate code sits in every message.
-const LOCATE: std::ops::Range<usize> = 1..3;
-/// Where an add's side sits.
-const SIDE: usize = 19;
 const _: () = {
     use std::mem::offset_of;
     assert!(offset_of!(itch::OrderExecuted, order_reference_number) == REFERENCE.start);
@@ -147,9 +143,6 @@ const _: () = {
     assert!(offset_of!(itch::OrderCancel, order_reference_number) == REFERENCE.start);
     assert!(offset_of!(itch::OrderDelete, order_reference_number) == REFERENCE.start);
     assert!(offset_of!(itch::OrderReplace, original_order_reference_number) == REFERENCE.start);
-    assert!(offset_of!(itch::Header, stock_locate) == LOCATE.start);
-    assert!(offset_of!(itch::AddOrder, buy_sell_indicator) == SIDE);
-    assert!(offset_of!(itch::AddOrderMpid, buy_sell_indicator) == SIDE);
 };
 
 /// Asks the CPU to start loading the cache line of `value` (a hint: no
@@ -238,50 +231,15 @@ impl Books {
     /// Starts loading the orders that a packet's executions, cancels,
     /// deletes and replaces name, before its messages are applied one by
     /// one, so that their cache misses overlap instead of following one
-    /// another. Changes nothing.
-    ///
-    /// Two passes: the first asks for the slots of the first 32 orders
-    /// named and the books of the first 32 adds, the second reads them (the
-    /// first read waits, the others have arrived meanwhile) and asks for the
-    /// orders' price levels and the best levels of the adds' sides, so that
-    /// a packet costs about one memory latency instead of two per message.
+    /// another. Only hints, nothing read: waiting here for a slot (to ask
+    /// for its level as well) measured slower than not. Changes nothing.
     #[inline]
     pub fn prefetch(&self, packet: &Packet<&[u8]>) {
-        const MOST: usize = 32;
-        let (mut named, mut n) = ([0u64; MOST], 0);
-        let (mut adds, mut a) = ([(0u16, false); MOST], 0);
         for (_, m) in packet.messages() {
-            match m.first() {
-                Some(b'E' | b'C' | b'X' | b'D' | b'U') if n < MOST => {
-                    let Some(r) = m.get(REFERENCE) else { continue };
-                    let r = u64::from_be_bytes(r.try_into().unwrap_or_default());
-                    self.orders.prefetch(r);
-                    named[n] = r;
-                    n += 1;
-                }
-                Some(b'A' | b'F') if a < MOST => {
-                    let (Some(locate), Some(&side)) = (m.get(LOCATE), m.get(SIDE)) else {
-                        continue;
-                    };
-                    let locate = u16::from_be_bytes(locate.try_into().unwrap_or_default());
-                    if let Some(Some(book)) = self.books.get(usize::from(locate)) {
-                        prefetch(book);
-                        adds[a] = (locate, side == b'B');
-                        a += 1;
-                    }
-                }
-                _ => {}
-            }
-        }
-        for &r in &named[..n] {
-            if let Some(level) = self.orders.window_level(r) {
-                self.levels.prefetch(level);
-            }
-        }
-        for &(locate, bid) in &adds[..a] {
-            if let Some(Some(book)) = self.books.get(usize::from(locate)) {
-                let side = if bid { &book.bids } else { &book.asks };
-                side.prefetch_best();
+            if let (Some(b'E' | b'C' | b'X' | b'D' | b'U'), Some(r)) = (m.first(), m.get(REFERENCE))
+            {
+                self.orders
+                    .prefetch(u64::from_be_bytes(r.try_into().unwrap_or_default()));
             }
         }
     }
