@@ -165,10 +165,20 @@ fn prefetch<T>(value: &T) {
 #[inline]
 fn book_mut(books: &mut Vec<Option<Book>>, locate: u16) -> &mut Book {
     let i = usize::from(locate);
+    if !matches!(books.get(i), Some(Some(_))) {
+        new_book(books, i);
+    }
+    books[i].get_or_insert_with(Book::new)
+}
+
+/// Room for a stock seen for the first time, out of the hot path.
+#[cold]
+#[inline(never)]
+fn new_book(books: &mut Vec<Option<Book>>, i: usize) {
     if i >= books.len() {
         books.resize_with(i + 1, || None);
     }
-    books[i].get_or_insert_with(Book::new)
+    books[i].get_or_insert_with(Book::new);
 }
 
 /// Every stock's book.
