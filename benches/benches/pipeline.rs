@@ -342,13 +342,15 @@ criterion_group!(benches, bench);
 
 fn main() {
     if let Ok(which) = std::env::var("TICKLANE_PROFILE_ONLY") {
-        // For profilers: run one contender repeatedly, nothing else.
-        let w = if std::env::var_os("TICKLANE_PROFILE_UNIFORM").is_some() {
-            uniform_mix()
-        } else {
-            default_mix()
+        // For profilers: run one contender (books, baseline or none) on one
+        // workload (TICKLANE_PROFILE_WORKLOAD: default, uniform or full-day)
+        // repeatedly, nothing else.
+        let w = match std::env::var("TICKLANE_PROFILE_WORKLOAD").as_deref() {
+            Ok("uniform") => uniform_mix(),
+            Ok("full-day") => full_day(full_day_messages()),
+            _ => default_mix(),
         };
-        for _ in 0..20 {
+        for _ in 0..w.rounds {
             std::hint::black_box(match which.as_str() {
                 "books" => ticklane_books(&w.stream, w.max_orders).0,
                 "baseline" => baseline_books(&w.stream).0,
