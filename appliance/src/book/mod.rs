@@ -5,11 +5,11 @@
 //! P, Q and B do not touch the book. An unknown order reference is counted,
 //! never a panic.
 //!
-//! Orders live in an [`orders`] pool indexed directly by reference (16 bytes
+//! Orders live in a pool (`orders.rs`) indexed directly by reference (16 bytes
 //! an order); each keeps the handle of its price level, so that everything
 //! but an add goes from the order to its level without a search. Levels sit
 //! in one pool, each book side a sorted array of handles, best last
-//! ([`levels`]). Every operation says whether its side's best level changed,
+//! (`levels.rs`). Every operation says whether its side's best level changed,
 //! so that a caller publishing the BBO looks only then. Once every stock has
 //! been seen, no message allocates unless the pool outgrows its capacity,
 //! which is counted ([`BookStats::pool_growths`]), or a side holds more levels
