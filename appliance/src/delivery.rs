@@ -8,7 +8,7 @@
 use std::io::Write;
 
 use ticklane_protocols::itch;
-use ticklane_protocols::moldudp64::Session;
+use ticklane_protocols::moldudp64::{Packet, Session};
 
 use crate::pipeline::Pipeline;
 use crate::recovery::Requester;
@@ -233,6 +233,11 @@ impl Delivery {
 }
 
 impl ActionSink for Delivery {
+    #[inline]
+    fn upcoming(&mut self, packet: &Packet<&[u8]>) {
+        self.pipeline.books.prefetch(packet);
+    }
+
     #[inline]
     fn action(&mut self, action: Action<'_>) {
         match action {

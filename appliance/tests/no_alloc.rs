@@ -104,6 +104,8 @@ fn frames() -> (Vec<Vec<u8>>, u64) {
         stocks: 50,
         messages: 100_000,
         max_live_orders: 10_000,
+        mix: ticklane_lab::market::Mix::Recent,
+        resting: 0,
     });
     let spec = UdpFrameSpec::multicast([2, 0, 0, 0, 0, 1], [198, 18, 0, 1], [239, 1, 1, 1], 26477);
     let session = Session::from_name(b"NOALLOC").unwrap();

@@ -1,10 +1,12 @@
 //! Shared pieces of the benchmarks: the in-memory feed they all parse, and a
 //! same-run ratio report.
 
+pub mod baseline;
+
 use std::time::{Duration, Instant};
 
 use ticklane_appliance::source::memory::MemorySource;
-use ticklane_lab::market::{MAX_MESSAGE_LEN, Market, MarketConfig};
+use ticklane_lab::market::{MAX_MESSAGE_LEN, Market, MarketConfig, Mix};
 use ticklane_protocols::moldudp64::{PacketBuilder, Session};
 
 /// A generated MoldUDP64 stream held in memory.
@@ -18,15 +20,26 @@ pub struct MoldStream {
 }
 
 impl MoldStream {
-    /// Packs `messages` messages of a synthetic day into packets of at most
-    /// `max_payload` bytes.
+    /// Packs `messages` messages of a synthetic day (the generator's
+    /// default, recent mix) into packets of at most `max_payload` bytes.
     pub fn generate(messages: u64, stocks: u16, max_payload: usize) -> Self {
-        let mut market = Market::new(MarketConfig {
-            seed: 42,
-            stocks,
-            messages,
-            max_live_orders: 100_000,
-        });
+        Self::market(
+            MarketConfig {
+                seed: 42,
+                stocks,
+                messages,
+                max_live_orders: 100_000,
+                mix: Mix::Recent,
+                resting: 0,
+            },
+            max_payload,
+        )
+    }
+
+    /// Packs the messages of a synthetic market into packets of at most
+    /// `max_payload` bytes.
+    pub fn market(config: MarketConfig, max_payload: usize) -> Self {
+        let mut market = Market::new(config);
         let session = Session::from_name(b"BENCH").expect("short name");
         let mut msg = [0u8; MAX_MESSAGE_LEN];
         let mut payload = vec![0u8; max_payload];

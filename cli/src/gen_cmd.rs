@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use ticklane_capture::{Format, OutputFile};
 use ticklane_lab::generate::{self, Damage, FeedConfig};
-use ticklane_lab::market::MarketConfig;
+use ticklane_lab::market::{MarketConfig, Mix};
 use ticklane_protocols::itch::MESSAGE_TYPES;
 use ticklane_protocols::moldudp64::Session;
 
@@ -43,6 +43,15 @@ pub(crate) struct GenArgs {
     /// Most orders resting at once (bounds memory).
     #[arg(long, default_value_t = 200_000)]
     max_live_orders: usize,
+    /// Which live orders cancels, executions, deletes and replaces name:
+    /// mostly the newest (recent), or any with equal odds, references
+    /// stepping by 1 to 4 (uniform).
+    #[arg(long, value_enum, default_value_t = MixArg::Recent)]
+    mix: MixArg,
+    /// Orders placed before the mix starts: a standing population, as on a
+    /// real day (at most --max-live-orders).
+    #[arg(long, default_value_t = 0)]
+    resting: usize,
     /// MoldUDP64 session name (at most 10 ASCII characters).
     #[arg(long, default_value = "TICKLANE01")]
     session: String,
@@ -88,6 +97,13 @@ pub(crate) struct GenArgs {
     summary_json: Option<PathBuf>,
 }
 
+/// `--mix`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum MixArg {
+    Recent,
+    Uniform,
+}
+
 fn probability(s: &str) -> Result<f64, String> {
     let p: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
     if (0.0..=1.0).contains(&p) {
@@ -122,6 +138,11 @@ pub(crate) fn run(args: &GenArgs) -> anyhow::Result<ExitCode> {
         stocks: args.stocks,
         messages: args.messages,
         max_live_orders: args.max_live_orders,
+        mix: match args.mix {
+            MixArg::Recent => Mix::Recent,
+            MixArg::Uniform => Mix::Uniform,
+        },
+        resting: args.resting,
     };
     let feed = FeedConfig {
         session,

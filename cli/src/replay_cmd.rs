@@ -136,14 +136,17 @@ pub(crate) fn run_pipeline(
     let (mut poller, _stats) = Poller::new(source, pipeline, None, cfg, &stop)?;
     let done = AtomicBool::new(false);
     let finished = std::thread::scope(|scope| {
-        scope.spawn(|| {
+        let ticker = scope.spawn(|| {
             while !done.load(Ordering::Relaxed) {
                 bar.set_position(progress.load(Ordering::Relaxed));
-                std::thread::sleep(Duration::from_millis(100));
+                std::thread::park_timeout(Duration::from_millis(100));
             }
         });
         let ending = poller.run();
         done.store(true, Ordering::Relaxed);
+        // Woken now: a sleeping ticker would hold the end of the process
+        // up to 100 ms.
+        ticker.thread().unpark();
         ending.map(|e| poller.finish(e))
     });
     bar.finish_and_clear();
