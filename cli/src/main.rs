@@ -3,6 +3,8 @@
 
 mod args;
 mod book_cmd;
+mod control_cmd;
+mod ctl_cmd;
 mod decode;
 mod gen_cmd;
 mod replay_cmd;
@@ -42,6 +44,7 @@ enum Command {
     RetransServer(retrans_cmd::RetransArgs),
     Run(run_cmd::RunArgs),
     Send(run_cmd::SendArgs),
+    Ctl(ctl_cmd::CtlArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Command::RetransServer(args) => retrans_cmd::run(&args),
         Command::Run(args) => run_cmd::run(&args),
         Command::Send(args) => run_cmd::send(&args),
+        Command::Ctl(args) => ctl_cmd::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -113,6 +113,8 @@ pub(crate) struct RunArgs {
     /// Capacity of the order pool.
     #[arg(long, default_value_t = 1 << 20)]
     max_orders: usize,
+    #[command(flatten)]
+    control: super::control_cmd::ControlArgs,
 }
 
 /// What the live run needs besides its source.
@@ -231,8 +233,19 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                     Checksums::TrustNic => "trusted_nic",
                 }),
             };
-            // The sockets stay joined for the switches until the end.
-            let outcome = drive(source, &live, path);
+            // The sockets stay joined for the switches until the end (the
+            // control plane's, when it may change the feeds).
+            let (control, sockets) = if args.control.enabled() {
+                let subscriptions = source.take_subscriptions().map_err(XdpError::from)?;
+                let feeds = sockets.into_iter().map(|s| (s.feed, Some(s))).collect();
+                let at = (args.iface.as_str(), ifindex, args.queue);
+                let pending =
+                    super::control_cmd::prepare(&args.control, feeds, Some(subscriptions), at)?;
+                (Some(pending), Vec::new())
+            } else {
+                (None, sockets)
+            };
+            let outcome = drive(source, &live, path, control);
             drop(sockets);
             outcome
         }
@@ -243,13 +256,26 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                 checksums: Some("kernel"),
                 ..PathInfo::default()
             };
-            drive(UdpSource::new(sockets), &live, path)
+            let control = if args.control.enabled() {
+                let feeds = sockets.iter().map(|s| (s.feed, None)).collect();
+                let at = (args.iface.as_str(), ifindex, args.queue);
+                Some(super::control_cmd::prepare(&args.control, feeds, None, at)?)
+            } else {
+                None
+            };
+            drive(UdpSource::new(sockets), &live, path, control)
         }
     }
 }
 
-/// Runs the poller on `source` until stopped, then reports.
-fn drive<S: Source>(source: S, live: &Live<'_>, path: PathInfo) -> anyhow::Result<ExitCode> {
+/// Runs the poller on `source` (with the control plane, when asked for)
+/// until stopped, then reports.
+fn drive<S: Source>(
+    source: S,
+    live: &Live<'_>,
+    path: PathInfo,
+    control: Option<super::control_cmd::Pending>,
+) -> anyhow::Result<ExitCode> {
     let args = live.args;
     let tap = match &args.tap {
         Some(p) => Some(Tap::new(Box::new(std::io::BufWriter::new(
@@ -262,8 +288,12 @@ fn drive<S: Source>(source: S, live: &Live<'_>, path: PathInfo) -> anyhow::Resul
         Vwap::default(),
         BusConfig::default(),
     );
-    let drain = Drain::spawn(subscribers);
     let (mut poller, stats) = Poller::new(source, pipeline, tap, live.cfg.clone(), live.stop)?;
+    let control = control.map(|c| c.start(&mut poller, &path)).transpose()?;
+    let drain = match &control {
+        Some(plane) => Drain::spawn_forwarding(subscribers, plane.forwarder()),
+        None => Drain::spawn(subscribers),
+    };
     eprintln!(
         "ticklane run: ready on {} queue {} ({}{}{})",
         args.iface,
@@ -281,6 +311,9 @@ fn drive<S: Source>(source: S, live: &Live<'_>, path: PathInfo) -> anyhow::Resul
         done.store(true, Ordering::Relaxed);
         ending
     })?;
+    if let Some(plane) = control {
+        plane.stop();
+    }
     let finished = poller.finish(ending);
     let drained = drain.finish();
     if let Err(e) = &finished.tap.1 {

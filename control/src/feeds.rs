@@ -47,7 +47,9 @@ pub fn parse(text: &str) -> Result<Feed, ControlError> {
         .parse()
         .map_err(|_| bad(format!("'{p}' is not a port number (1-65535)")))?;
     if port == 0 {
-        return Err(bad("port 0 is not a feed port: give the feed's UDP port".into()));
+        return Err(bad(
+            "port 0 is not a feed port: give the feed's UDP port".into()
+        ));
     }
     let source = source
         .map(|src| {
@@ -150,7 +152,8 @@ impl Feeds {
         };
         let steered = subscriptions.insert(&feed).map_err(ControlError::from);
         let joined = steered.and_then(|()| {
-            FeedSocket::join(feed, self.ifindex, MEMBERSHIP_BUFFER).map_err(ControlError::Membership)
+            FeedSocket::join(feed, self.ifindex, MEMBERSHIP_BUFFER)
+                .map_err(ControlError::Membership)
         });
         match joined {
             Ok(membership) => {

@@ -197,7 +197,6 @@ pub fn session_event(e: &SessionEvent) -> proto::SessionEvent {
     }
 }
 
-
 #[tonic::async_trait]
 impl appliance_server::Appliance for Service {
     async fn get_status(

@@ -61,8 +61,8 @@ pub async fn serve(
                 limits.max_clients
             );
             tokio::spawn(async move {
-                let _ = tokio::time::timeout(limits.write, stream.write_all(refusal.as_bytes()))
-                    .await;
+                let _ =
+                    tokio::time::timeout(limits.write, stream.write_all(refusal.as_bytes())).await;
             });
             continue;
         };
@@ -125,10 +125,7 @@ async fn session(
         }
         if len > limits.max_line {
             if !skipping {
-                let long = format!(
-                    "ERR line longer than {} bytes: ignored\n",
-                    limits.max_line
-                );
+                let long = format!("ERR line longer than {} bytes: ignored\n", limits.max_line);
                 send(&mut stream, &long, limits).await?;
             }
             skipping = true;
@@ -212,13 +209,23 @@ async fn status(app: &Appliance) -> String {
     if !i.xdp_mode.is_empty() {
         s += &format!(" xdp_mode={} bind={}", i.xdp_mode, i.bind);
     }
-    s += if snap.is_stale() { " state=stale" } else { " state=fresh" };
+    s += if snap.is_stale() {
+        " state=stale"
+    } else {
+        " state=fresh"
+    };
     for session in snap.sessions() {
         s += &format!(
             " session={}:next_seq={}:{}",
             crate::counters::session_name(&session.session),
             session.next_seq,
-            if session.ended { "ended" } else if session.stale { "stale" } else { "fresh" }
+            if session.ended {
+                "ended"
+            } else if session.stale {
+                "stale"
+            } else {
+                "fresh"
+            }
         );
     }
     s

@@ -29,7 +29,12 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_CONNECTIONS: usize = 64;
 
 /// Counters that are levels, not running totals.
-const GAUGES: [&str; 4] = ["session_next_seq", "session_stale", "session_ended", "line_down"];
+const GAUGES: [&str; 4] = [
+    "session_next_seq",
+    "session_stale",
+    "session_ended",
+    "line_down",
+];
 
 type Labels = Vec<(String, String)>;
 
@@ -81,7 +86,11 @@ async fn handle(mut stream: TcpStream, app: &Appliance, readiness: &Readiness) {
     let mut parts = first.split_ascii_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let (status, content_type, body) = if method != "GET" {
-        ("405 Method Not Allowed", "text/plain", "only GET is served\n".to_owned())
+        (
+            "405 Method Not Allowed",
+            "text/plain",
+            "only GET is served\n".to_owned(),
+        )
     } else {
         match path {
             "/metrics" => (

@@ -124,9 +124,16 @@ impl ControlPlane {
         worker_threads: usize,
     ) -> Result<Self, ControlError> {
         let grpc_l = cfg.grpc.map(|a| bind("gRPC (--grpc)", a)).transpose()?;
-        let line_l = cfg.control.map(|a| bind("line control (--control)", a)).transpose()?;
-        let metrics_l = cfg.metrics.map(|a| bind("metrics (--metrics)", a)).transpose()?;
-        let local = |l: &Option<std::net::TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
+        let line_l = cfg
+            .control
+            .map(|a| bind("line control (--control)", a))
+            .transpose()?;
+        let metrics_l = cfg
+            .metrics
+            .map(|a| bind("metrics (--metrics)", a))
+            .transpose()?;
+        let local =
+            |l: &Option<std::net::TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
         let bound = Bound {
             grpc: local(&grpc_l),
             control: local(&line_l),
@@ -149,13 +156,16 @@ impl ControlPlane {
             .spawn(move || {
                 runtime.block_on(async move {
                     let mut tasks = tokio::task::JoinSet::new();
-                    if let Some(l) = grpc_l.and_then(|l| tokio::net::TcpListener::from_std(l).ok()) {
+                    if let Some(l) = grpc_l.and_then(|l| tokio::net::TcpListener::from_std(l).ok())
+                    {
                         tasks.spawn(serve_grpc(l, served.clone(), token.clone(), limits));
                     }
-                    if let Some(l) = line_l.and_then(|l| tokio::net::TcpListener::from_std(l).ok()) {
+                    if let Some(l) = line_l.and_then(|l| tokio::net::TcpListener::from_std(l).ok())
+                    {
                         tasks.spawn(line::serve(l, served.clone(), token.clone(), limits.line));
                     }
-                    if let Some(l) = metrics_l.and_then(|l| tokio::net::TcpListener::from_std(l).ok())
+                    if let Some(l) =
+                        metrics_l.and_then(|l| tokio::net::TcpListener::from_std(l).ok())
                     {
                         tasks.spawn(metrics::serve(l, served.clone()));
                     }
@@ -222,7 +232,9 @@ async fn serve_grpc(
         .timeout(limits.timeout)
         .http2_keepalive_interval(Some(limits.keepalive))
         .http2_keepalive_timeout(Some(limits.keepalive))
-        .max_concurrent_streams(Some(limits.max_streams as u32 + limits.per_connection as u32))
+        .max_concurrent_streams(Some(
+            limits.max_streams as u32 + limits.per_connection as u32,
+        ))
         .tcp_nodelay(true);
     let mut router = builder.add_service(service);
     if let Ok(reflection) = reflection {
