@@ -26,18 +26,39 @@ pub struct Service {
     token: Option<Arc<str>>,
     streams: Arc<Semaphore>,
     max_streams: usize,
+    max_request: usize,
 }
 
 impl Service {
     /// Serves `app`; mutations need `token`; at most `max_streams` streams
-    /// at once, over all clients.
-    pub fn new(app: Arc<Appliance>, token: Option<Arc<str>>, max_streams: usize) -> Self {
+    /// at once, over all clients; requests of at most `max_request` bytes.
+    pub fn new(
+        app: Arc<Appliance>,
+        token: Option<Arc<str>>,
+        max_streams: usize,
+        max_request: usize,
+    ) -> Self {
         Self {
             app,
             token,
             streams: Arc::new(Semaphore::new(max_streams)),
             max_streams,
+            max_request,
         }
+    }
+
+    /// Refuses a request above the size limit with RESOURCE_EXHAUSTED (tonic
+    /// itself refuses one above [`decoding_limit`] with OUT_OF_RANGE before
+    /// decoding it).
+    fn within_limit<T: prost::Message>(&self, request: &Request<T>) -> Result<(), ControlError> {
+        let len = request.get_ref().encoded_len();
+        if len > self.max_request {
+            return Err(ControlError::Exhausted(format!(
+                "a request of {len} bytes: the limit is {} bytes (no valid request comes near it)",
+                self.max_request
+            )));
+        }
+        Ok(())
     }
 
     /// Refuses a mutation without the right bearer token.
@@ -87,6 +108,7 @@ impl Service {
         convert: Convert<T>,
         dropped: fn(u64) -> T,
     ) -> Result<Response<UpdateStream<T>>, Status> {
+        self.within_limit(&request)?;
         let permit = self.stream_permit()?;
         let stock = request.into_inner().stock;
         let only = if stock.is_empty() {
@@ -115,6 +137,13 @@ impl Service {
         });
         Ok(Response::new(Box::pin(out)))
     }
+}
+
+/// The largest message tonic decodes at all, for requests of at most
+/// `max_request` bytes: room to decode an oversized request and refuse it
+/// with RESOURCE_EXHAUSTED and a message.
+pub fn decoding_limit(max_request: usize) -> usize {
+    max_request.saturating_mul(16).max(1 << 20)
 }
 
 /// The stream of one topic's updates to a client.
@@ -263,6 +292,7 @@ impl appliance_server::Appliance for Service {
         &self,
         request: Request<proto::FeedRequest>,
     ) -> Result<Response<proto::FeedChange>, Status> {
+        self.within_limit(&request)?;
         self.authorize(&request)?;
         let feed = feeds::parse(&request.get_ref().feed)?;
         let line = self
@@ -281,6 +311,7 @@ impl appliance_server::Appliance for Service {
         &self,
         request: Request<proto::FeedRequest>,
     ) -> Result<Response<proto::FeedChange>, Status> {
+        self.within_limit(&request)?;
         self.authorize(&request)?;
         let feed = feeds::parse(&request.get_ref().feed)?;
         let line = self
@@ -300,6 +331,7 @@ impl appliance_server::Appliance for Service {
         request: Request<proto::GetBookRequest>,
     ) -> Result<Response<proto::Book>, Status> {
         use proto::get_book_request::Stock as Which;
+        self.within_limit(&request)?;
         let r = request.into_inner();
         let stock = match r.stock {
             Some(Which::Symbol(s)) => stock_of(&s)?,

@@ -162,7 +162,21 @@ pub async fn metrics_text(app: &Appliance) -> String {
                 .map(|(k, v)| (k.to_owned(), v.clone()))
                 .collect()
         };
-        if GAUGES.contains(&name) {
+        let gauge = GAUGES.contains(&name);
+        if let [only] = of_name.clone().collect::<Vec<_>>()[..]
+            && labels(only).is_empty()
+        {
+            // One value for the whole appliance: no label set at all.
+            if gauge {
+                let g = Gauge::<i64>::default();
+                g.set(i64::try_from(only.value).unwrap_or(i64::MAX));
+                registry.register(name, help, g);
+            } else {
+                let c = Counter::<u64>::default();
+                c.inc_by(only.value);
+                registry.register(name, help, c);
+            }
+        } else if gauge {
             let family = Family::<Labels, Gauge>::default();
             for c in of_name {
                 family

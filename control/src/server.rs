@@ -220,8 +220,9 @@ async fn serve_grpc(
         app,
         token,
         limits.max_streams,
+        limits.max_request,
     ))
-    .max_decoding_message_size(limits.max_request)
+    .max_decoding_message_size(grpc::decoding_limit(limits.max_request))
     .max_encoding_message_size(limits.max_response);
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
