@@ -102,7 +102,7 @@ async fn session(
             Ok(Ok(0)) | Ok(Err(_)) => return Err(End::Gone),
             Ok(Ok(n)) => n,
             Err(_) => {
-                let idle = format!("ERR idle for {} s: closing\n", limits.idle.as_secs());
+                let idle = format!("ERR idle for {:?}: closing\n", limits.idle);
                 send(&mut stream, &idle, limits).await?;
                 return Err(End::Gone);
             }

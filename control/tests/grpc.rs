@@ -1,0 +1,423 @@
+//! Rust clients (tonic) against the control plane of a poller running in
+//! this process on a generated feed: what they read equals what the
+//! generator says, what they must not do is refused with the right code and
+//! a message, and a stream client that never reads is told, in its stream,
+//! exactly how many events it lost. No root needed (no network namespace:
+//! a capture is the source, loopback the wire).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use ticklane_appliance::analytics::vwap::Vwap;
+use ticklane_appliance::book::Books;
+use ticklane_appliance::bus::{BusConfig, Drain, Event, TradeEvent, TradeKind};
+use ticklane_appliance::pipeline::Pipeline;
+use ticklane_appliance::poller::{Poller, PollerConfig};
+use ticklane_appliance::request;
+use ticklane_appliance::source::capture::CaptureSource;
+use ticklane_appliance::source::{
+    Arrival, Polled, Source, SourceCounters, SourceError, Verdict, Wait,
+};
+use ticklane_capture::Format;
+use ticklane_capture::feed::FeedFilter;
+use ticklane_control::feeds::Feeds;
+use ticklane_control::line::LineLimits;
+use ticklane_control::proto::appliance_client::ApplianceClient;
+use ticklane_control::proto::{self, get_book_request::Stock};
+use ticklane_control::{ApplianceInfo, ControlConfig, ControlPlane, Limits, Parts};
+use ticklane_lab::generate::{FeedConfig, generate};
+use ticklane_lab::market::MarketConfig;
+use ticklane_protocols::moldudp64::Session;
+use tonic::Code;
+use tonic::transport::Channel;
+
+const MESSAGES: u64 = 20_000;
+const TOKEN: &str = "tok";
+
+/// A capture that, once read, idles like a quiet live feed.
+struct Endless(CaptureSource, bool);
+
+impl Source for Endless {
+    fn poll<F: FnMut(Arrival<'_>) -> Verdict>(
+        &mut self,
+        wait: Wait,
+        f: F,
+    ) -> Result<Polled, SourceError> {
+        if !self.1 {
+            if let Polled::End = self.0.poll(wait, f)? {
+                self.1 = true;
+            }
+            return Ok(Polled::Arrivals(0));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+        Ok(Polled::Arrivals(0))
+    }
+
+    fn counters(&self) -> SourceCounters {
+        self.0.counters()
+    }
+}
+
+/// A poller on a generated feed with its control plane on loopback.
+struct Running {
+    plane: Option<ControlPlane>,
+    stop: &'static AtomicBool,
+    poller: Option<std::thread::JoinHandle<()>>,
+    /// The generator's books, canonical lines.
+    expected: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.plane.take();
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(p) = self.poller.take() {
+            let _ = p.join();
+        }
+    }
+}
+
+impl Running {
+    fn plane(&self) -> &ControlPlane {
+        self.plane.as_ref().unwrap()
+    }
+
+    async fn client(&self) -> ApplianceClient<Channel> {
+        let addr = self.plane().bound.grpc.unwrap();
+        ApplianceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap()
+    }
+}
+
+fn start(limits: Limits) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let (pcap, book) = (dir.path().join("feed.pcap"), dir.path().join("feed.book"));
+    generate(
+        MarketConfig {
+            seed: 9,
+            stocks: 10,
+            messages: MESSAGES,
+            max_live_orders: 5_000,
+        },
+        &FeedConfig {
+            session: Session::from_name(b"CTLTEST").unwrap(),
+            first_seq: 1,
+            max_payload: 1400,
+            max_messages: 64,
+            heartbeat_every: 0,
+            group: [239, 1, 1, 1],
+            port: 26477,
+            source: [198, 18, 0, 1],
+            output: pcap.clone(),
+            format: Format::Pcap,
+            damage: None,
+            expect_book: Some(book.clone()),
+        },
+        |_| {},
+    )
+    .unwrap();
+    let stop: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
+    let (pipeline, subscribers) =
+        Pipeline::with_bus(Books::new(1 << 16), Vwap::default(), BusConfig::default());
+    let source = Endless(
+        CaptureSource::new(&pcap, FeedFilter::default(), None),
+        false,
+    );
+    let (mut poller, _stats) =
+        Poller::new(source, pipeline, None, PollerConfig::default(), stop).unwrap();
+    let (requester, server) = request::ring();
+    poller.serve(server);
+    let local = "127.0.0.1:0".parse().unwrap();
+    let plane = ControlPlane::start(
+        ControlConfig {
+            grpc: Some(local),
+            control: Some(local),
+            metrics: Some(local),
+            token: Some(TOKEN.into()),
+            limits,
+        },
+        Parts {
+            info: ApplianceInfo {
+                version: "test".into(),
+                mode: "capture".into(),
+                ..ApplianceInfo::default()
+            },
+            stats: poller.stats_reader(),
+            requester,
+            feeds: Feeds::new(Vec::new(), None, 0),
+        },
+        1,
+    )
+    .unwrap();
+    let drain = Drain::spawn_forwarding(subscribers, plane.forwarder());
+    let poller = std::thread::spawn(move || {
+        let ending = poller.run().unwrap();
+        drop(poller.finish(ending));
+        drain.finish();
+    });
+    Running {
+        plane: Some(plane),
+        stop,
+        poller: Some(poller),
+        expected: std::fs::read_to_string(book).unwrap(),
+        _dir: dir,
+    }
+}
+
+/// Waits until the whole feed is delivered (as the stats say).
+async fn delivered(c: &mut ApplianceClient<Channel>) {
+    for _ in 0..500 {
+        let stats = c
+            .get_stats(proto::GetStatsRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        let n = stats
+            .counters
+            .iter()
+            .find(|k| k.name == "delivered_messages")
+            .unwrap()
+            .value;
+        if n == MESSAGES {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the feed was not delivered");
+}
+
+fn book_request(stock: Stock, depth: u32) -> proto::GetBookRequest {
+    proto::GetBookRequest {
+        stock: Some(stock),
+        depth,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn books_equal_the_generators_and_refusals_say_what_to_do() {
+    let run = start(Limits::default());
+    let mut c = run.client().await;
+    delivered(&mut c).await;
+    let status = c
+        .get_status(proto::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((status.version.as_str(), status.stale), ("test", false));
+    assert_eq!(status.sessions.len(), 1);
+    assert_eq!(status.sessions[0].next_seq, MESSAGES + 1);
+
+    let mut lines = 0;
+    for line in run.expected.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let symbol = v["stock"].as_str().unwrap().to_owned();
+        let b = c
+            .get_book(book_request(Stock::Symbol(symbol), 0))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut ours = Vec::new();
+        ticklane_capture::canonical::write_book(
+            &mut ours,
+            b.symbol.as_bytes(),
+            b.bids.iter().map(|l| (l.price, l.shares)),
+            b.asks.iter().map(|l| (l.price, l.shares)),
+        );
+        assert_eq!(String::from_utf8(ours).unwrap().trim_end(), line);
+        assert_eq!(
+            (b.seq, b.stale),
+            (MESSAGES, false),
+            "taken after the last message"
+        );
+        let top = c
+            .get_book(book_request(Stock::Locate(b.locate), 1))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(top.bids.len() <= 1 && top.asks.len() <= 1);
+        assert_eq!((top.bid_depth, top.ask_depth), (b.bid_depth, b.ask_depth));
+        lines += 1;
+    }
+    assert!(lines > 0, "the generator left books to compare");
+
+    let e = c
+        .get_book(book_request(Stock::Symbol("NOSUCH".into()), 0))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert!(e.message().contains("no book for stock NOSUCH"), "{e:?}");
+    let e = c
+        .get_book(book_request(Stock::Symbol("WAY2LONGSYM".into()), 0))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let e = c
+        .get_book(proto::GetBookRequest {
+            stock: None,
+            depth: 0,
+        })
+        .await
+        .unwrap_err();
+    assert!(e.message().contains("give the stock"), "{e:?}");
+
+    let feed = |f: &str| proto::FeedRequest { feed: f.into() };
+    let e = c.subscribe(feed("239.1.1.1:5")).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+    assert!(e.message().contains("authorization: Bearer"), "{e:?}");
+    let mut authed = tonic::Request::new(feed("239.1.1.1:5"));
+    authed
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    let e = c.subscribe(authed).await.unwrap_err();
+    assert_eq!(
+        e.code(),
+        Code::FailedPrecondition,
+        "feeds fixed on this source"
+    );
+    assert!(e.message().contains("restart it with --feed"), "{e:?}");
+    let e = c.subscribe(feed(&"9".repeat(100_000))).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+
+    // Server reflection lists the service.
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let addr = run.plane().bound.grpc.unwrap();
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut r = ServerReflectionClient::new(channel);
+    let ask = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = r
+        .server_reflection_info(tokio_stream::iter([ask]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) =
+        answers.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("not a service list");
+    };
+    assert!(
+        list.service
+            .iter()
+            .any(|s| s.name == "ticklane.v1.Appliance")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_client_that_never_reads_is_told_how_many_events_it_lost() {
+    let run = start(Limits {
+        max_streams: 2,
+        ..Limits::default()
+    });
+    let mut c = run.client().await;
+    delivered(&mut c).await;
+    let request = || proto::StreamRequest {
+        stock: String::new(),
+    };
+    let mut slow = c.stream_trades(request()).await.unwrap().into_inner();
+    let _other = c.stream_bbo(request()).await.unwrap();
+    let e = c.stream_vwap(request()).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "the stream limit");
+    assert!(e.message().contains("2 streams are open"), "{e:?}");
+
+    // Three buffers' worth published while the client reads nothing.
+    let published = 3 * ticklane_control::appliance::STREAM_BUFFER as u64;
+    let mut forward = run.plane().forwarder();
+    for i in 0..published {
+        forward(Event::Trade(TradeEvent {
+            locate: 1,
+            timestamp: i,
+            price: 1,
+            shares: 1,
+            match_number: i,
+            kind: TradeKind::Cross,
+        }));
+    }
+    let (mut trades, mut dropped) = (0u64, 0u64);
+    while trades + dropped < published {
+        let update = tokio::time::timeout(Duration::from_secs(10), slow.message())
+            .await
+            .expect("every event is either received or counted as dropped")
+            .unwrap()
+            .unwrap();
+        match update.update.unwrap() {
+            proto::trade_update::Update::Trade(_) => trades += 1,
+            proto::trade_update::Update::Dropped(d) => dropped += d.count,
+        }
+    }
+    assert_eq!(trades + dropped, published);
+    assert!(dropped > 0, "the client's buffer overflowed");
+    let metrics = http_get(run.plane().bound.metrics.unwrap(), "/metrics");
+    assert!(
+        metrics.contains(&format!(
+            "ticklane_stream_dropped_total{{topic=\"trades\"}} {dropped}"
+        )),
+        "{metrics}"
+    );
+}
+
+fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text
+}
+
+fn read_line(s: &mut TcpStream) -> String {
+    let mut text = Vec::new();
+    let mut byte = [0u8];
+    while s.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+        text.push(byte[0]);
+    }
+    String::from_utf8(text).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_line_server_limits_clients_and_closes_idle_ones() {
+    let run = start(Limits {
+        line: LineLimits {
+            max_line: 64,
+            idle: Duration::from_millis(300),
+            write: Duration::from_secs(1),
+            max_clients: 2,
+        },
+        ..Limits::default()
+    });
+    let addr = run.plane().bound.control.unwrap();
+    let mut one = TcpStream::connect(addr).unwrap();
+    let mut two = TcpStream::connect(addr).unwrap();
+    one.write_all(b"STATUS\n").unwrap();
+    assert!(read_line(&mut one).starts_with("OK version=test"));
+    two.write_all(b"HELP\n").unwrap();
+    assert!(read_line(&mut two).starts_with("OK commands"));
+    let mut three = TcpStream::connect(addr).unwrap();
+    assert_eq!(
+        read_line(&mut three),
+        "ERR 2 clients are connected (the limit): try again later"
+    );
+    let mut long = vec![b'A'; 100];
+    long.extend_from_slice(b"\nFEEDS\n");
+    two.write_all(&long).unwrap();
+    assert_eq!(
+        read_line(&mut two),
+        "ERR line longer than 64 bytes: ignored"
+    );
+    assert_eq!(read_line(&mut two), "OK 0 feeds");
+    // Idle for longer than the timeout: told and closed.
+    assert_eq!(read_line(&mut one), "ERR idle for 300ms: closing");
+    let mut rest = Vec::new();
+    assert_eq!(one.read_to_end(&mut rest).unwrap(), 0, "closed");
+}
