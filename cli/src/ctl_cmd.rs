@@ -251,14 +251,7 @@ async fn ask(args: &CtlArgs) -> anyhow::Result<ExitCode> {
             };
             let b = c.get_book(request).await.map_err(refused)?.into_inner();
             if args.json {
-                let mut out = Vec::new();
-                ticklane_capture::canonical::write_book(
-                    &mut out,
-                    b.symbol.as_bytes(),
-                    b.bids.iter().map(|l| (l.price, l.shares)),
-                    b.asks.iter().map(|l| (l.price, l.shares)),
-                );
-                print!("{}", String::from_utf8_lossy(&out));
+                print!("{}", String::from_utf8_lossy(&b.canonical()));
             } else {
                 println!(
                     "{} (locate {}) at {} seq {}{}",
@@ -284,40 +277,10 @@ async fn ask(args: &CtlArgs) -> anyhow::Result<ExitCode> {
             };
             let limit = count.unwrap_or(u64::MAX);
             match what {
-                StreamKind::Bbo => {
-                    follow(
-                        c.stream_bbo(request).await.map_err(refused)?.into_inner(),
-                        limit,
-                    )
-                    .await?
-                }
-                StreamKind::Trades => {
-                    follow(
-                        c.stream_trades(request)
-                            .await
-                            .map_err(refused)?
-                            .into_inner(),
-                        limit,
-                    )
-                    .await?
-                }
-                StreamKind::Vwap => {
-                    follow(
-                        c.stream_vwap(request).await.map_err(refused)?.into_inner(),
-                        limit,
-                    )
-                    .await?
-                }
-                StreamKind::Events => {
-                    follow(
-                        c.stream_session_events(request)
-                            .await
-                            .map_err(refused)?
-                            .into_inner(),
-                        limit,
-                    )
-                    .await?
-                }
+                StreamKind::Bbo => follow(c.stream_bbo(request).await, limit).await?,
+                StreamKind::Trades => follow(c.stream_trades(request).await, limit).await?,
+                StreamKind::Vwap => follow(c.stream_vwap(request).await, limit).await?,
+                StreamKind::Events => follow(c.stream_session_events(request).await, limit).await?,
             }
         }
     }
@@ -326,9 +289,10 @@ async fn ask(args: &CtlArgs) -> anyhow::Result<ExitCode> {
 
 /// Prints each update as it comes (its Debug form: every field named).
 async fn follow<T: std::fmt::Debug>(
-    mut stream: tonic::Streaming<T>,
+    opened: Result<tonic::Response<tonic::Streaming<T>>, tonic::Status>,
     limit: u64,
 ) -> anyhow::Result<()> {
+    let mut stream = opened.map_err(refused)?.into_inner();
     let mut n = 0;
     while n < limit {
         match stream.message().await.map_err(refused)? {

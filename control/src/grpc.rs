@@ -99,15 +99,12 @@ impl Service {
         })
     }
 
-    /// A stream of `topic`'s events (only those of `stock`, when given;
-    /// `convert` gives an event's locate, none for events of every stock).
-    async fn stream<T: Send + 'static>(
+    /// A stream of `U`'s events (only those of the stock asked for, if
+    /// one was), with in-stream notices of what the client lost.
+    async fn stream<U: Update>(
         &self,
         request: Request<proto::StreamRequest>,
-        topic: Topic,
-        convert: Convert<T>,
-        dropped: fn(u64) -> T,
-    ) -> Result<Response<UpdateStream<T>>, Status> {
+    ) -> Result<Response<UpdateStream<U>>, Status> {
         self.within_limit(&request)?;
         let permit = self.stream_permit()?;
         let stock = request.into_inner().stock;
@@ -117,12 +114,12 @@ impl Service {
             Some(self.app.locate(&stock).await?)
         };
         let app = self.app.clone();
-        let events = BroadcastStream::new(self.app.subscribe_events(topic));
+        let events = BroadcastStream::new(self.app.subscribe_events(U::TOPIC));
         let out = events.filter_map(move |e| {
             let _held = &permit;
             match e {
                 Ok(event) => {
-                    let (locate, update) = convert(&event)?;
+                    let (locate, update) = U::of(&event)?;
                     let wanted = match (only, locate) {
                         (Some(only), Some(locate)) => only == locate,
                         _ => true,
@@ -130,12 +127,110 @@ impl Service {
                     wanted.then_some(Ok(update))
                 }
                 Err(BroadcastStreamRecvError::Lagged(n)) => {
-                    app.count_stream_dropped(topic, n);
-                    Some(Ok(dropped(n)))
+                    app.count_stream_dropped(U::TOPIC, n);
+                    Some(Ok(U::dropped(n)))
                 }
             }
         });
         Ok(Response::new(Box::pin(out)))
+    }
+}
+
+/// An update of one stream: an event of its topic, or the notice of the
+/// events the client lost.
+trait Update: Send + 'static {
+    /// The bus topic it carries.
+    const TOPIC: Topic;
+    /// An event as an update, with the stock it concerns (none: every
+    /// stock); `None` for an event of another topic.
+    fn of(event: &Event) -> Option<(Option<u16>, Self)>
+    where
+        Self: Sized;
+    /// The notice that `count` events were lost.
+    fn dropped(count: u64) -> Self;
+}
+
+impl Update for proto::BboUpdate {
+    const TOPIC: Topic = Topic::Bbo;
+    fn of(event: &Event) -> Option<(Option<u16>, Self)> {
+        let Event::Bbo(b) = event else { return None };
+        let bbo = proto::Bbo {
+            locate: u32::from(b.locate),
+            timestamp: b.timestamp,
+            bid_price: b.bid.0,
+            bid_shares: b.bid.1,
+            ask_price: b.ask.0,
+            ask_shares: b.ask.1,
+        };
+        let update = Some(proto::bbo_update::Update::Bbo(bbo));
+        Some((Some(b.locate), Self { update }))
+    }
+    fn dropped(count: u64) -> Self {
+        let update = Some(proto::bbo_update::Update::Dropped(proto::Dropped { count }));
+        Self { update }
+    }
+}
+
+impl Update for proto::TradeUpdate {
+    const TOPIC: Topic = Topic::Trades;
+    fn of(event: &Event) -> Option<(Option<u16>, Self)> {
+        let Event::Trade(t) = event else { return None };
+        let trade = proto::Trade {
+            locate: u32::from(t.locate),
+            timestamp: t.timestamp,
+            price: t.price,
+            shares: t.shares,
+            match_number: t.match_number,
+            kind: trade_kind(t.kind).into(),
+        };
+        let update = Some(proto::trade_update::Update::Trade(trade));
+        Some((Some(t.locate), Self { update }))
+    }
+    fn dropped(count: u64) -> Self {
+        let update = Some(proto::trade_update::Update::Dropped(proto::Dropped {
+            count,
+        }));
+        Self { update }
+    }
+}
+
+impl Update for proto::VwapUpdate {
+    const TOPIC: Topic = Topic::Vwap;
+    fn of(event: &Event) -> Option<(Option<u16>, Self)> {
+        let Event::Vwap(v) = event else { return None };
+        let vwap = proto::Vwap {
+            locate: u32::from(v.locate),
+            timestamp: v.timestamp,
+            vwap: u64::from(v.vwap),
+            shares: v.shares,
+            trades: u64::from(v.trades),
+        };
+        let update = Some(proto::vwap_update::Update::Vwap(vwap));
+        Some((Some(v.locate), Self { update }))
+    }
+    fn dropped(count: u64) -> Self {
+        let update = Some(proto::vwap_update::Update::Dropped(proto::Dropped {
+            count,
+        }));
+        Self { update }
+    }
+}
+
+impl Update for proto::SessionUpdate {
+    const TOPIC: Topic = Topic::Session;
+    /// Session events concern every stock: a stock filter keeps them all.
+    fn of(event: &Event) -> Option<(Option<u16>, Self)> {
+        let Event::Session(e) = event else {
+            return None;
+        };
+        let update = Some(proto::session_update::Update::Event(session_event(e)));
+        Some((None, Self { update }))
+    }
+    fn dropped(count: u64) -> Self {
+        let update = Some(proto::session_update::Update::Dropped(proto::Dropped {
+            count,
+        }));
+        Self { update }
     }
 }
 
@@ -148,10 +243,6 @@ pub fn decoding_limit(max_request: usize) -> usize {
 
 /// The stream of one topic's updates to a client.
 type UpdateStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
-
-/// An event as a client's update of one topic, with the stock it concerns
-/// (none: every stock); `None` for an event of another topic.
-type Convert<T> = fn(&Event) -> Option<(Option<u16>, T)>;
 
 /// Compares without stopping at the first difference.
 pub(crate) fn token_matches(given: &str, token: &str) -> bool {
@@ -180,6 +271,21 @@ pub fn book_message(b: &BookSnapshot) -> proto::Book {
         asks: levels(&b.asks),
         bid_depth: u32::try_from(b.bid_depth).unwrap_or(u32::MAX),
         ask_depth: u32::try_from(b.ask_depth).unwrap_or(u32::MAX),
+    }
+}
+
+impl proto::Book {
+    /// The canonical book line (`docs/formats.md`), as `ticklane book`
+    /// prints it, newline included.
+    pub fn canonical(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + 24 * (self.bids.len() + self.asks.len()));
+        ticklane_capture::canonical::write_book(
+            &mut out,
+            self.symbol.as_bytes(),
+            self.bids.iter().map(|l| (l.price, l.shares)),
+            self.asks.iter().map(|l| (l.price, l.shares)),
+        );
+        out
     }
 }
 
@@ -356,31 +462,7 @@ impl appliance_server::Appliance for Service {
         &self,
         request: Request<proto::StreamRequest>,
     ) -> Result<Response<Self::StreamBboStream>, Status> {
-        use proto::bbo_update::Update;
-        self.stream(
-            request,
-            Topic::Bbo,
-            |e| match e {
-                Event::Bbo(b) => Some((
-                    Some(b.locate),
-                    proto::BboUpdate {
-                        update: Some(Update::Bbo(proto::Bbo {
-                            locate: u32::from(b.locate),
-                            timestamp: b.timestamp,
-                            bid_price: b.bid.0,
-                            bid_shares: b.bid.1,
-                            ask_price: b.ask.0,
-                            ask_shares: b.ask.1,
-                        })),
-                    },
-                )),
-                _ => None,
-            },
-            |count| proto::BboUpdate {
-                update: Some(Update::Dropped(proto::Dropped { count })),
-            },
-        )
-        .await
+        self.stream(request).await
     }
 
     type StreamTradesStream = UpdateStream<proto::TradeUpdate>;
@@ -389,31 +471,7 @@ impl appliance_server::Appliance for Service {
         &self,
         request: Request<proto::StreamRequest>,
     ) -> Result<Response<Self::StreamTradesStream>, Status> {
-        use proto::trade_update::Update;
-        self.stream(
-            request,
-            Topic::Trades,
-            |e| match e {
-                Event::Trade(t) => Some((
-                    Some(t.locate),
-                    proto::TradeUpdate {
-                        update: Some(Update::Trade(proto::Trade {
-                            locate: u32::from(t.locate),
-                            timestamp: t.timestamp,
-                            price: t.price,
-                            shares: t.shares,
-                            match_number: t.match_number,
-                            kind: trade_kind(t.kind).into(),
-                        })),
-                    },
-                )),
-                _ => None,
-            },
-            |count| proto::TradeUpdate {
-                update: Some(Update::Dropped(proto::Dropped { count })),
-            },
-        )
-        .await
+        self.stream(request).await
     }
 
     type StreamVwapStream = UpdateStream<proto::VwapUpdate>;
@@ -422,30 +480,7 @@ impl appliance_server::Appliance for Service {
         &self,
         request: Request<proto::StreamRequest>,
     ) -> Result<Response<Self::StreamVwapStream>, Status> {
-        use proto::vwap_update::Update;
-        self.stream(
-            request,
-            Topic::Vwap,
-            |e| match e {
-                Event::Vwap(v) => Some((
-                    Some(v.locate),
-                    proto::VwapUpdate {
-                        update: Some(Update::Vwap(proto::Vwap {
-                            locate: u32::from(v.locate),
-                            timestamp: v.timestamp,
-                            vwap: u64::from(v.vwap),
-                            shares: v.shares,
-                            trades: u64::from(v.trades),
-                        })),
-                    },
-                )),
-                _ => None,
-            },
-            |count| proto::VwapUpdate {
-                update: Some(Update::Dropped(proto::Dropped { count })),
-            },
-        )
-        .await
+        self.stream(request).await
     }
 
     type StreamSessionEventsStream = UpdateStream<proto::SessionUpdate>;
@@ -454,26 +489,7 @@ impl appliance_server::Appliance for Service {
         &self,
         request: Request<proto::StreamRequest>,
     ) -> Result<Response<Self::StreamSessionEventsStream>, Status> {
-        use proto::session_update::Update;
-        // Session events concern every stock: a stock filter keeps them all
-        // (no locate).
-        self.stream(
-            request,
-            Topic::Session,
-            |e| match e {
-                Event::Session(s) => Some((
-                    None,
-                    proto::SessionUpdate {
-                        update: Some(Update::Event(session_event(s))),
-                    },
-                )),
-                _ => None,
-            },
-            |count| proto::SessionUpdate {
-                update: Some(Update::Dropped(proto::Dropped { count })),
-            },
-        )
-        .await
+        self.stream(request).await
     }
 }
 

@@ -264,18 +264,8 @@ async fn feeds_line(app: &Appliance) -> String {
 
 async fn book(app: &Appliance, stock: &str, depth: Option<usize>) -> Result<String, ControlError> {
     let snap = app.book(stock_of(stock)?, depth).await?;
-    let mut line = Vec::with_capacity(256);
-    line.extend_from_slice(b"OK ");
-    ticklane_capture::canonical::write_book(
-        &mut line,
-        snap.symbol(),
-        snap.bids.iter().map(|l| (l.price, l.shares)),
-        snap.asks.iter().map(|l| (l.price, l.shares)),
-    );
-    while line.last() == Some(&b'\n') {
-        line.pop();
-    }
-    Ok(String::from_utf8_lossy(&line).into_owned())
+    let line = crate::grpc::book_message(&snap).canonical();
+    Ok(format!("OK {}", String::from_utf8_lossy(&line).trim_end()))
 }
 
 async fn sub(app: &Appliance, feed: &str, subscribe: bool) -> Result<String, ControlError> {

@@ -220,14 +220,7 @@ async fn books_equal_the_generators_and_refusals_say_what_to_do() {
             .await
             .unwrap()
             .into_inner();
-        let mut ours = Vec::new();
-        ticklane_capture::canonical::write_book(
-            &mut ours,
-            b.symbol.as_bytes(),
-            b.bids.iter().map(|l| (l.price, l.shares)),
-            b.asks.iter().map(|l| (l.price, l.shares)),
-        );
-        assert_eq!(String::from_utf8(ours).unwrap().trim_end(), line);
+        assert_eq!(String::from_utf8(b.canonical()).unwrap().trim_end(), line);
         assert_eq!(
             (b.seq, b.stale),
             (MESSAGES, false),
