@@ -28,7 +28,7 @@ use crate::source::FeedChangeError;
 pub const RING_SLOTS: usize = 64;
 
 /// Requests a poller serves after one poll of its source, at most.
-pub const REQUESTS_PER_POLL: usize = 8;
+pub const REQUESTS_PER_POLL: usize = 16;
 
 /// Which stock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

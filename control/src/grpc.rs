@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 use ticklane_appliance::bus::{Event, Topic, TradeKind};
 use ticklane_appliance::request::{BookSnapshot, Stock};
 use ticklane_appliance::session::SessionEvent;
+use ticklane_appliance::stats::Snapshot;
 
 use crate::ControlError;
 use crate::appliance::{Appliance, stock_of};
@@ -340,7 +341,7 @@ impl appliance_server::Appliance for Service {
     ) -> Result<Response<proto::Status>, Status> {
         let snap = self.app.snapshot();
         let info = &self.app.info;
-        let feeds = feed_list(&self.app).await;
+        let feeds = feed_list(&self.app, &snap).await;
         Ok(Response::new(proto::Status {
             version: info.version.clone(),
             uptime_ns: snap.uptime_ns,
@@ -390,7 +391,7 @@ impl appliance_server::Appliance for Service {
         _: Request<proto::ListFeedsRequest>,
     ) -> Result<Response<proto::FeedList>, Status> {
         Ok(Response::new(proto::FeedList {
-            feeds: feed_list(&self.app).await,
+            feeds: feed_list(&self.app, &self.app.snapshot()).await,
         }))
     }
 
@@ -493,9 +494,8 @@ impl appliance_server::Appliance for Service {
     }
 }
 
-/// The feeds with their lines' counters (from the latest snapshot).
-pub async fn feed_list(app: &Appliance) -> Vec<proto::Feed> {
-    let snap = app.snapshot();
+/// The feeds with their lines' counters (from `snap`).
+pub async fn feed_list(app: &Appliance, snap: &Snapshot) -> Vec<proto::Feed> {
     let feeds = app.feeds().await;
     feeds
         .entries()

@@ -66,6 +66,8 @@ pub async fn serve(
             });
             continue;
         };
+        // Answers go out at once, not held back for the client's ACK.
+        let _ = stream.set_nodelay(true);
         let (app, token) = (app.clone(), token.clone());
         tokio::spawn(async move {
             let _ = session(stream, &app, token.as_deref(), limits).await;
@@ -108,20 +110,28 @@ async fn session(
             }
         };
         len += n;
-        while let Some(nl) = buf[..len].iter().position(|&b| b == b'\n') {
+        // The answers to every whole line read, written at once.
+        let mut answers = String::new();
+        let mut start = 0;
+        while let Some(nl) = buf[start..len].iter().position(|&b| b == b'\n') {
+            let end = start + nl;
             if skipping {
                 skipping = false;
             } else {
-                let line = &buf[..nl];
+                let line = &buf[start..end];
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
-                let answer = match std::str::from_utf8(line) {
-                    Ok(text) => answer(app, text, token, &mut authenticated).await,
-                    Err(_) => "ERR not a text line: HELP lists the commands".to_owned(),
-                };
-                send(&mut stream, &(answer + "\n"), limits).await?;
+                match std::str::from_utf8(line) {
+                    Ok(text) => answers += &answer(app, text, token, &mut authenticated).await,
+                    Err(_) => answers += "ERR not a text line: HELP lists the commands",
+                }
+                answers.push('\n');
             }
-            buf.copy_within(nl + 1..len, 0);
-            len -= nl + 1;
+            start = end + 1;
+        }
+        buf.copy_within(start..len, 0);
+        len -= start;
+        if !answers.is_empty() {
+            send(&mut stream, &answers, limits).await?;
         }
         if len > limits.max_line {
             if !skipping {
@@ -250,7 +260,7 @@ async fn stats(app: &Appliance) -> String {
 }
 
 async fn feeds_line(app: &Appliance) -> String {
-    let list = feed_list(app).await;
+    let list = feed_list(app, &app.snapshot()).await;
     let mut s = format!("OK {} feeds", list.len());
     for f in list {
         s += &format!(" line{}={}", f.line, f.feed);
