@@ -16,6 +16,11 @@ pub use crate::session::SessionEvent;
 pub struct BboEvent {
     /// The stock.
     pub locate: u16,
+    /// Session of the message that moved it.
+    pub session: Session,
+    /// Sequence number of that message: a book snapshot taken at a lower
+    /// one is joined to the stream from this event on.
+    pub seq: u64,
     /// Feed time.
     pub timestamp: u64,
     /// Best bid price and shares (0, 0 when the side is empty).
@@ -370,6 +375,8 @@ mod tests {
         for i in 0..5 {
             p.trade(TradeEvent {
                 locate: 1,
+                session: Session::default(),
+                seq: i,
                 timestamp: i,
                 price: 1,
                 shares: 1,
@@ -413,12 +420,16 @@ mod tests {
         for i in 0..10_000u64 {
             p.bbo(BboEvent {
                 locate: 1,
+                session,
+                seq: i,
                 timestamp: i,
                 bid: (1, 1),
                 ask: (2, 1),
             });
             p.trade(TradeEvent {
                 locate: 1,
+                session,
+                seq: i,
                 timestamp: i,
                 price: 1,
                 shares: 1,

@@ -162,6 +162,8 @@ impl Update for proto::BboUpdate {
             bid_shares: b.bid.1,
             ask_price: b.ask.0,
             ask_shares: b.ask.1,
+            session: session_name(&b.session),
+            seq: b.seq,
         };
         let update = Some(proto::bbo_update::Update::Bbo(bbo));
         Some((Some(b.locate), Self { update }))
@@ -183,6 +185,8 @@ impl Update for proto::TradeUpdate {
             shares: t.shares,
             match_number: t.match_number,
             kind: trade_kind(t.kind).into(),
+            session: session_name(&t.session),
+            seq: t.seq,
         };
         let update = Some(proto::trade_update::Update::Trade(trade));
         Some((Some(t.locate), Self { update }))

@@ -16,12 +16,11 @@ use ticklane_appliance::bus::{BusConfig, Drain, Event, TradeEvent, TradeKind};
 use ticklane_appliance::pipeline::Pipeline;
 use ticklane_appliance::poller::{Poller, PollerConfig};
 use ticklane_appliance::request;
-use ticklane_appliance::source::capture::CaptureSource;
+use ticklane_appliance::source::memory::MemorySource;
 use ticklane_appliance::source::{
     Arrival, Polled, Source, SourceCounters, SourceError, Verdict, Wait,
 };
-use ticklane_capture::Format;
-use ticklane_capture::feed::FeedFilter;
+use ticklane_capture::{Format, Record};
 use ticklane_control::feeds::Feeds;
 use ticklane_control::line::LineLimits;
 use ticklane_control::proto::appliance_client::ApplianceClient;
@@ -30,33 +29,41 @@ use ticklane_control::{ApplianceInfo, ControlConfig, ControlPlane, Limits, Parts
 use ticklane_lab::generate::{FeedConfig, generate};
 use ticklane_lab::market::MarketConfig;
 use ticklane_protocols::moldudp64::Session;
+use ticklane_protocols::wire;
 use tonic::Code;
 use tonic::transport::Channel;
 
 const MESSAGES: u64 = 20_000;
 const TOKEN: &str = "tok";
 
-/// A capture that, once read, idles like a quiet live feed.
-struct Endless(CaptureSource, bool);
+/// A feed in memory, handed over a few packets at a time once `go` is
+/// set, then idle like a quiet live feed.
+struct Gated {
+    packets: MemorySource,
+    go: &'static AtomicBool,
+    ended: bool,
+}
 
-impl Source for Endless {
+impl Source for Gated {
     fn poll<F: FnMut(Arrival<'_>) -> Verdict>(
         &mut self,
         wait: Wait,
         f: F,
     ) -> Result<Polled, SourceError> {
-        if !self.1 {
-            if let Polled::End = self.0.poll(wait, f)? {
-                self.1 = true;
-            }
+        std::thread::sleep(Duration::from_micros(200));
+        if self.ended || !self.go.load(Ordering::Relaxed) {
             return Ok(Polled::Arrivals(0));
         }
-        std::thread::sleep(Duration::from_millis(1));
-        Ok(Polled::Arrivals(0))
+        let polled = self.packets.poll(wait, f)?;
+        self.ended = polled == Polled::End;
+        Ok(match polled {
+            Polled::End => Polled::Arrivals(0),
+            arrivals => arrivals,
+        })
     }
 
     fn counters(&self) -> SourceCounters {
-        self.0.counters()
+        self.packets.counters()
     }
 }
 
@@ -64,6 +71,8 @@ impl Source for Endless {
 struct Running {
     plane: Option<ControlPlane>,
     stop: &'static AtomicBool,
+    /// Set to let the feed flow.
+    go: &'static AtomicBool,
     poller: Option<std::thread::JoinHandle<()>>,
     /// The generator's books, canonical lines.
     expected: String,
@@ -93,7 +102,8 @@ impl Running {
     }
 }
 
-fn start(limits: Limits) -> Running {
+/// Starts the appliance; the feed flows at once, or when `go` is set.
+fn start(limits: Limits, flowing: bool) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let (pcap, book) = (dir.path().join("feed.pcap"), dir.path().join("feed.book"));
     generate(
@@ -121,12 +131,21 @@ fn start(limits: Limits) -> Running {
     )
     .unwrap();
     let stop: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
+    let go: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(flowing)));
+    let mut packets = MemorySource::new(4);
+    ticklane_capture::read(&pcap, |r| {
+        if let Record::Frame(f) = r {
+            packets.push(0, wire::parse_ethernet_udp(f.data).unwrap().payload);
+        }
+    })
+    .unwrap();
     let (pipeline, subscribers) =
         Pipeline::with_bus(Books::new(1 << 16), Vwap::default(), BusConfig::default());
-    let source = Endless(
-        CaptureSource::new(&pcap, FeedFilter::default(), None),
-        false,
-    );
+    let source = Gated {
+        packets,
+        go,
+        ended: false,
+    };
     let (mut poller, _stats) =
         Poller::new(source, pipeline, None, PollerConfig::default(), stop).unwrap();
     let (requester, server) = request::ring();
@@ -162,6 +181,7 @@ fn start(limits: Limits) -> Running {
     Running {
         plane: Some(plane),
         stop,
+        go,
         poller: Some(poller),
         expected: std::fs::read_to_string(book).unwrap(),
         _dir: dir,
@@ -199,7 +219,7 @@ fn book_request(stock: Stock, depth: u32) -> proto::GetBookRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn books_equal_the_generators_and_refusals_say_what_to_do() {
-    let run = start(Limits::default());
+    let run = start(Limits::default(), true);
     let mut c = run.client().await;
     delivered(&mut c).await;
     let status = c
@@ -310,10 +330,13 @@ async fn books_equal_the_generators_and_refusals_say_what_to_do() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_client_that_never_reads_is_told_how_many_events_it_lost() {
-    let run = start(Limits {
-        max_streams: 2,
-        ..Limits::default()
-    });
+    let run = start(
+        Limits {
+            max_streams: 2,
+            ..Limits::default()
+        },
+        true,
+    );
     let mut c = run.client().await;
     delivered(&mut c).await;
     let request = || proto::StreamRequest {
@@ -331,6 +354,8 @@ async fn a_stream_client_that_never_reads_is_told_how_many_events_it_lost() {
     for i in 0..published {
         forward(Event::Trade(TradeEvent {
             locate: 1,
+            session: Session::default(),
+            seq: i,
             timestamp: i,
             price: 1,
             shares: 1,
@@ -380,15 +405,18 @@ fn read_line(s: &mut TcpStream) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_line_server_limits_clients_and_closes_idle_ones() {
-    let run = start(Limits {
-        line: LineLimits {
-            max_line: 64,
-            idle: Duration::from_millis(300),
-            write: Duration::from_secs(1),
-            max_clients: 2,
+    let run = start(
+        Limits {
+            line: LineLimits {
+                max_line: 64,
+                idle: Duration::from_millis(300),
+                write: Duration::from_secs(1),
+                max_clients: 2,
+            },
+            ..Limits::default()
         },
-        ..Limits::default()
-    });
+        true,
+    );
     let addr = run.plane().bound.control.unwrap();
     let mut one = TcpStream::connect(addr).unwrap();
     let mut two = TcpStream::connect(addr).unwrap();
@@ -413,4 +441,62 @@ async fn the_line_server_limits_clients_and_closes_idle_ones() {
     assert_eq!(read_line(&mut one), "ERR idle for 300ms: closing");
     let mut rest = Vec::new();
     assert_eq!(one.read_to_end(&mut rest).unwrap(), 0, "closed");
+}
+
+/// A snapshot joined to the BBO stream rebuilds the appliance's BBO: the
+/// snapshot taken before the feed (sequence 0, empty), then every change
+/// with a higher sequence number, equals every book's best levels at the
+/// end; the events come in sequence order, each with its session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_joined_to_the_bbo_stream_rebuilds_the_bbo() {
+    let run = start(Limits::default(), false);
+    let mut c = run.client().await;
+    let mut stream = c
+        .stream_bbo(proto::StreamRequest {
+            stock: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let status = c
+        .get_status(proto::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        status.sessions.is_empty(),
+        "nothing delivered before the snapshot"
+    );
+    run.go.store(true, Ordering::Relaxed);
+    delivered(&mut c).await;
+    let mut bbo = std::collections::BTreeMap::new();
+    let mut last_seq = 0;
+    loop {
+        let next = tokio::time::timeout(Duration::from_millis(500), stream.message()).await;
+        let Ok(update) = next else { break };
+        match update.unwrap().unwrap().update.unwrap() {
+            proto::bbo_update::Update::Bbo(b) => {
+                assert_eq!(b.session, "CTLTEST");
+                assert!(b.seq >= last_seq && b.seq <= MESSAGES, "in order: {b:?}");
+                last_seq = b.seq;
+                bbo.insert(
+                    b.locate,
+                    (b.bid_price, b.bid_shares, b.ask_price, b.ask_shares),
+                );
+            }
+            proto::bbo_update::Update::Dropped(d) => panic!("the test's client lost {}", d.count),
+        }
+    }
+    assert!(bbo.len() >= 5, "{bbo:?}");
+    assert!(last_seq > MESSAGES / 2, "events carry their sequence numbers");
+    for (locate, rebuilt) in bbo {
+        let b = c
+            .get_book(book_request(Stock::Locate(locate), 1))
+            .await
+            .map(tonic::Response::into_inner)
+            .unwrap_or_default();
+        let best = |side: &[proto::Level]| side.first().map_or((0, 0), |l| (l.price, l.shares));
+        let ((bp, bs), (ap, as_)) = (best(&b.bids), best(&b.asks));
+        assert_eq!(rebuilt, (bp, bs, ap, as_), "locate {locate}");
+    }
 }
