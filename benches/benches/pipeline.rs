@@ -10,16 +10,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use criterion::{Criterion, Throughput, criterion_group};
-use std::sync::atomic::AtomicBool;
 
-use ticklane_appliance::analytics::vwap::Vwap;
 use ticklane_appliance::book::Books;
-use ticklane_appliance::bus::BusConfig;
-use ticklane_appliance::pipeline::Pipeline;
-use ticklane_appliance::poller::{Poller, PollerConfig, TimeBase};
 use ticklane_appliance::session::{Action, ActionSink, SessionConfig, SessionTracker};
-use ticklane_appliance::source::memory::MemorySource;
-use ticklane_benches::{MoldStream, interleaved_best};
+use ticklane_benches::{MoldStream, interleaved_best, whole_pipeline};
 use ticklane_protocols::itch::{self, Handler};
 use ticklane_protocols::moldudp64::Packet;
 
@@ -206,33 +200,6 @@ fn baseline_books(stream: &MoldStream) -> (u64, BaselineBooks) {
     (sink.delivered, books)
 }
 
-/// The production path: the poller over packets in memory, into the
-/// delivery sink (books, VWAP, tape, bus, audit ring; nobody drains the
-/// rings, so full ones count their drops as they would in production).
-fn whole_pipeline(source: &MemorySource) -> u64 {
-    let (pipeline, _subscribers) = Pipeline::with_bus(
-        Books::new(1 << 18),
-        Vwap::default(),
-        BusConfig {
-            events: 1 << 10,
-            audit: 1 << 10,
-        },
-    );
-    let cfg = PollerConfig {
-        session: SessionConfig {
-            window_packets: 64,
-            ..SessionConfig::default()
-        },
-        time: TimeBase::Capture,
-        ..PollerConfig::default()
-    };
-    let stop = AtomicBool::new(false);
-    let (mut poller, _stats) =
-        Poller::new(source.clone(), pipeline, None, cfg, &stop).expect("a poller over memory");
-    let ending = poller.run().expect("memory never fails");
-    poller.finish(ending).snapshot.delivered
-}
-
 fn bench(c: &mut Criterion) {
     let stream = MoldStream::generate(MESSAGES, STOCKS, 1400);
     let source = stream.source();
@@ -243,7 +210,9 @@ fn bench(c: &mut Criterion) {
     g.bench_function("baseline_btreemap_hashmap", |b| {
         b.iter(|| baseline_books(&stream).0)
     });
-    g.bench_function("whole_pipeline", |b| b.iter(|| whole_pipeline(&source)));
+    g.bench_function("whole_pipeline", |b| {
+        b.iter(|| whole_pipeline(&source, None))
+    });
     g.bench_function("parse_session_no_book", |b| {
         b.iter(|| session_only(&stream))
     });
@@ -256,7 +225,7 @@ fn report() {
     let (m, baseline) = baseline_books(&stream);
     let source = stream.source();
     assert_eq!((n, m), (stream.messages, stream.messages));
-    assert_eq!(whole_pipeline(&source), stream.messages);
+    assert_eq!(whole_pipeline(&source, None), stream.messages);
     assert_eq!(
         canonical(&books),
         baseline.canonical(),
@@ -264,7 +233,7 @@ fn report() {
     );
     let mut t = || ticklane_books(&stream).0;
     let mut b = || baseline_books(&stream).0;
-    let mut w = || whole_pipeline(&source);
+    let mut w = || whole_pipeline(&source, None);
     let mut n = || session_only(&stream);
     let results = interleaved_best(
         7,

@@ -3,6 +3,15 @@
 
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::AtomicBool;
+
+use ticklane_appliance::analytics::vwap::Vwap;
+use ticklane_appliance::book::Books;
+use ticklane_appliance::bus::BusConfig;
+use ticklane_appliance::pipeline::Pipeline;
+use ticklane_appliance::poller::{Poller, PollerConfig, TimeBase};
+use ticklane_appliance::request::RequestServer;
+use ticklane_appliance::session::SessionConfig;
 use ticklane_appliance::source::memory::MemorySource;
 use ticklane_lab::market::{MAX_MESSAGE_LEN, Market, MarketConfig};
 use ticklane_protocols::moldudp64::{PacketBuilder, Session};
@@ -91,4 +100,36 @@ pub fn interleaved_best(
         .zip(checks)
         .map(|(((name, _), d), c)| ((*name).to_owned(), d, c))
         .collect()
+}
+
+/// The production path: the poller over packets in memory, into the
+/// delivery sink (books, VWAP, tape, bus, audit ring; nobody drains the
+/// rings, so full ones count their drops as they would in production),
+/// serving the control plane's requests of `requests` when given. Returns
+/// the messages delivered.
+pub fn whole_pipeline(source: &MemorySource, requests: Option<RequestServer>) -> u64 {
+    let (pipeline, _subscribers) = Pipeline::with_bus(
+        Books::new(1 << 18),
+        Vwap::default(),
+        BusConfig {
+            events: 1 << 10,
+            audit: 1 << 10,
+        },
+    );
+    let cfg = PollerConfig {
+        session: SessionConfig {
+            window_packets: 64,
+            ..SessionConfig::default()
+        },
+        time: TimeBase::Capture,
+        ..PollerConfig::default()
+    };
+    let stop = AtomicBool::new(false);
+    let (mut poller, _stats) =
+        Poller::new(source.clone(), pipeline, None, cfg, &stop).expect("a poller over memory");
+    if let Some(server) = requests {
+        poller.serve(server);
+    }
+    let ending = poller.run().expect("memory never fails");
+    poller.finish(ending).snapshot.delivered
 }

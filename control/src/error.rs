@@ -95,8 +95,9 @@ impl ControlError {
             FeedChangeError::NotSubscribed => Self::NotSubscribed(feed),
             FeedChangeError::Full => Self::Exhausted(e.to_string()),
             FeedChangeError::Unsupported => Self::FailedPrecondition(format!(
-                "{feed}: this appliance receives on kernel sockets, whose feeds are fixed: \
-                 restart it with --feed {feed}"
+                "{feed}: this appliance receives on kernel sockets (or a capture), whose feeds \
+                 are fixed while it runs: restart it with the --feed options wanted \
+                 (live changes need the XDP path)"
             )),
         }
     }

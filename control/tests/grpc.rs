@@ -291,7 +291,7 @@ async fn books_equal_the_generators_and_refusals_say_what_to_do() {
         Code::FailedPrecondition,
         "feeds fixed on this source"
     );
-    assert!(e.message().contains("restart it with --feed"), "{e:?}");
+    assert!(e.message().contains("restart it with the --feed options"), "{e:?}");
     let e = c.subscribe(feed(&"9".repeat(100_000))).await.unwrap_err();
     assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
 
@@ -488,7 +488,10 @@ async fn a_snapshot_joined_to_the_bbo_stream_rebuilds_the_bbo() {
         }
     }
     assert!(bbo.len() >= 5, "{bbo:?}");
-    assert!(last_seq > MESSAGES / 2, "events carry their sequence numbers");
+    assert!(
+        last_seq > MESSAGES / 2,
+        "events carry their sequence numbers"
+    );
     for (locate, rebuilt) in bbo {
         let b = c
             .get_book(book_request(Stock::Locate(locate), 1))
