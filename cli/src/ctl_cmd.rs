@@ -56,6 +56,9 @@ enum CtlCommand {
         /// Best N levels per side (default: the whole book).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         depth: Option<u32>,
+        /// Take a snapshot every second until interrupted.
+        #[arg(long)]
+        watch: bool,
     },
     /// Follow a stream of events until interrupted (or --count).
     Stream {
@@ -244,33 +247,22 @@ async fn ask(args: &CtlArgs) -> anyhow::Result<ExitCode> {
                 );
             }
         }
-        CtlCommand::Book { stock, depth } => {
+        CtlCommand::Book {
+            stock,
+            depth,
+            watch,
+        } => loop {
             let request = proto::GetBookRequest {
                 stock: Some(proto::get_book_request::Stock::Symbol(stock.clone())),
                 depth: depth.unwrap_or(0),
             };
             let b = c.get_book(request).await.map_err(refused)?.into_inner();
-            if args.json {
-                print!("{}", String::from_utf8_lossy(&b.canonical()));
-            } else {
-                println!(
-                    "{} (locate {}) at {} seq {}{}",
-                    b.symbol,
-                    b.locate,
-                    b.session,
-                    b.seq,
-                    if b.stale { ", STALE" } else { "" }
-                );
-                let rows = b.bids.len().max(b.asks.len());
-                for i in 0..rows {
-                    let side = |l: Option<&proto::Level>| {
-                        l.map(|l| format!("{:>10} @ {:>12.4}", l.shares, f64::from(l.price) / 1e4))
-                            .unwrap_or_default()
-                    };
-                    println!("{:<30} | {}", side(b.bids.get(i)), side(b.asks.get(i)));
-                }
+            print_book(&b, args.json);
+            if !watch {
+                break;
             }
-        }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        },
         CtlCommand::Stream { what, stock, count } => {
             let request = proto::StreamRequest {
                 stock: stock.clone().unwrap_or_default(),
@@ -285,6 +277,29 @@ async fn ask(args: &CtlArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A book as the canonical line (`json`) or as a ladder.
+fn print_book(b: &proto::Book, json: bool) {
+    if json {
+        print!("{}", String::from_utf8_lossy(&b.canonical()));
+        return;
+    }
+    println!(
+        "{} (locate {}) at {} seq {}{}",
+        b.symbol,
+        b.locate,
+        b.session,
+        b.seq,
+        if b.stale { ", STALE" } else { "" }
+    );
+    let side = |l: Option<&proto::Level>| {
+        l.map(|l| format!("{:>10} @ {:>12.4}", l.shares, f64::from(l.price) / 1e4))
+            .unwrap_or_default()
+    };
+    for i in 0..b.bids.len().max(b.asks.len()) {
+        println!("{:<30} | {}", side(b.bids.get(i)), side(b.asks.get(i)));
+    }
 }
 
 /// Prints each update as it comes (its Debug form: every field named).

@@ -291,7 +291,10 @@ async fn books_equal_the_generators_and_refusals_say_what_to_do() {
         Code::FailedPrecondition,
         "feeds fixed on this source"
     );
-    assert!(e.message().contains("restart it with the --feed options"), "{e:?}");
+    assert!(
+        e.message().contains("restart it with the --feed options"),
+        "{e:?}"
+    );
     let e = c.subscribe(feed(&"9".repeat(100_000))).await.unwrap_err();
     assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
 
