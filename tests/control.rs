@@ -200,6 +200,7 @@ fn the_control_plane_observes_and_changes_a_live_appliance_despite_hostile_clien
     let wrong = arg(dir.path(), "wrong");
     std::fs::write(&wrong, "not-the-token\n").unwrap();
     let summary = arg(dir.path(), "summary.json");
+    let state = arg(dir.path(), "state.redb");
     let lab = Lab::new("ctl", 1);
     let run = start_run(
         &lab,
@@ -216,6 +217,8 @@ fn the_control_plane_observes_and_changes_a_live_appliance_despite_hostile_clien
             METRICS,
             "--token-file",
             &token,
+            "--state",
+            &state,
             "--summary-json",
             &summary,
         ],
@@ -494,6 +497,8 @@ fn the_control_plane_observes_and_changes_a_live_appliance_despite_hostile_clien
         frames(&b)
     );
 
+    // A feed subscribed live is kept in the state file, for the restart.
+    ctl_ok(&lab, &["--token-file", &token, "subscribe", SPARE]);
     drop(hostile);
     drop(never_reads);
     let (stdout, stderr) = stop_run(run);
@@ -507,4 +512,29 @@ fn the_control_plane_observes_and_changes_a_live_appliance_despite_hostile_clien
         (&0.into(), &true.into(), &20_001.into()),
         "{s}"
     );
+
+    // Restarted with the same state file: the live subscription is back.
+    let again = start_run(
+        &lab,
+        &[
+            "--mode", "xdp", "--feed", FEED_A, "--grpc", GRPC, "--state", &state,
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let feeds = loop {
+        let feeds: Value = serde_json::from_str(&ctl_ok(&lab, &["feeds", "--json"])).unwrap();
+        if feeds.as_array().unwrap().len() == 2 || Instant::now() > deadline {
+            break feeds;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (_, log) = stop_run(again);
+    let names: Vec<&Value> = feeds
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| &f["feed"])
+        .collect();
+    assert_eq!(names, [FEED_A, SPARE], "{log}");
+    assert!(log.contains("239.8.8.3:31003 subscribed again"), "{log}");
 }

@@ -12,6 +12,7 @@ use ticklane_appliance::source::steering::Subscriptions;
 use ticklane_appliance::source::udp::FeedSocket;
 use ticklane_capture::feed::Feed;
 use ticklane_control::feeds::Feeds;
+use ticklane_control::store::Store;
 use ticklane_control::{ApplianceInfo, ControlConfig, ControlPlane, Parts};
 
 use super::report::PathInfo;
@@ -33,12 +34,19 @@ pub(crate) struct ControlArgs {
     /// after AUTH) need; without it, live feed changes are refused.
     #[arg(long, value_name = "FILE")]
     pub(crate) token_file: Option<PathBuf>,
+    /// Keep the feeds subscribed live in this file (redb, created if need
+    /// be): they are subscribed again when the appliance restarts with it.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) state: Option<PathBuf>,
 }
 
 impl ControlArgs {
     /// True when some listener is asked for.
     pub(crate) fn enabled(&self) -> bool {
-        self.grpc.is_some() || self.control.is_some() || self.metrics.is_some()
+        self.grpc.is_some()
+            || self.control.is_some()
+            || self.metrics.is_some()
+            || self.state.is_some()
     }
 }
 
@@ -82,7 +90,10 @@ pub(crate) fn prepare(
             token,
             ..ControlConfig::default()
         },
-        feeds: Feeds::new(feeds, subscriptions, ifindex),
+        feeds: match &args.state {
+            Some(path) => Feeds::new(feeds, subscriptions, ifindex).with_store(Store::open(path)?),
+            None => Feeds::new(feeds, subscriptions, ifindex),
+        },
         iface: iface.to_owned(),
         ifindex,
         queue,
@@ -115,6 +126,7 @@ impl Pending {
             feeds: self.feeds,
         };
         let plane = ControlPlane::start(self.cfg, parts, 1)?;
+        plane.restore(|line| eprintln!("ticklane run: {line}"));
         let b = plane.bound;
         for (what, addr) in [
             ("gRPC", b.grpc),

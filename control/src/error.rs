@@ -53,6 +53,9 @@ pub enum ControlError {
         #[source]
         source: std::io::Error,
     },
+    /// The change was made live, but the store could not record it.
+    #[error("the change is live, but was not recorded for restarts")]
+    Store(#[from] crate::store::StoreError),
     /// The runtime could not start.
     #[error("starting the control plane's runtime")]
     Runtime(#[source] std::io::Error),
@@ -70,9 +73,11 @@ impl ControlError {
             Self::Exhausted(_) => Code::ResourceExhausted,
             Self::FailedPrecondition(_) => Code::FailedPrecondition,
             Self::Stopping => Code::Unavailable,
-            Self::Steering(_) | Self::Membership(_) | Self::Bind { .. } | Self::Runtime(_) => {
-                Code::Internal
-            }
+            Self::Steering(_)
+            | Self::Membership(_)
+            | Self::Bind { .. }
+            | Self::Runtime(_)
+            | Self::Store(_) => Code::Internal,
         }
     }
 

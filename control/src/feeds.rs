@@ -13,6 +13,7 @@ use ticklane_capture::feed::Feed;
 
 use crate::ControlError;
 use crate::link::Link;
+use crate::store::Store;
 
 /// Receive buffer of a group membership socket (it is never read: on the
 /// XDP path the frames are steered past it).
@@ -87,6 +88,7 @@ pub struct Feeds {
     /// The XDP subscription map; `None` on kernel sockets (feeds fixed).
     subscriptions: Option<Subscriptions>,
     ifindex: u32,
+    store: Option<Store>,
 }
 
 impl Feeds {
@@ -110,7 +112,23 @@ impl Feeds {
             entries,
             subscriptions,
             ifindex,
+            store: None,
         }
+    }
+
+    /// Records the live changes in `store` from now on (see
+    /// [`crate::store`]).
+    pub fn with_store(mut self, store: Store) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The feeds the store says were subscribed live (none without one).
+    pub fn stored(&self) -> Result<Vec<String>, ControlError> {
+        Ok(match &self.store {
+            Some(store) => store.live_feeds()?,
+            None => Vec::new(),
+        })
     }
 
     /// The feeds, by line.
@@ -162,6 +180,9 @@ impl Feeds {
                     line,
                     membership: Some(membership),
                 });
+                if let Some(store) = &self.store {
+                    store.add(&feed)?;
+                }
                 Ok(line)
             }
             Err(e) => {
@@ -207,6 +228,9 @@ impl Feeds {
         let entry = self.entries.remove(i);
         // Leaves the group.
         drop(entry.membership);
+        if let Some(store) = &self.store {
+            store.remove(&entry.feed)?;
+        }
         Ok(entry.line)
     }
 }

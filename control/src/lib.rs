@@ -9,7 +9,8 @@
 //! - [`metrics`]: Prometheus text at `/metrics`, `/healthz`, `/readyz`;
 //! - [`appliance`]: what they all share: the stats snapshots, the feeds
 //!   and their live changes, the book snapshots, the event streams;
-//! - [`link`]: the one thread that talks to the poller's request ring.
+//! - [`link`]: the one thread that talks to the poller's request ring;
+//! - [`store`]: the feeds subscribed live, kept across restarts (redb).
 //!
 //! # What it guarantees
 //!
@@ -29,6 +30,7 @@ pub mod line;
 pub mod link;
 pub mod metrics;
 mod server;
+pub mod store;
 
 pub use appliance::{Appliance, ApplianceInfo};
 pub use error::ControlError;

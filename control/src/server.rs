@@ -88,6 +88,7 @@ pub struct Parts {
 #[derive(Debug)]
 pub struct ControlPlane {
     app: Arc<Appliance>,
+    runtime: tokio::runtime::Handle,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     /// Where each listener is bound (the ports chosen, for port 0).
@@ -147,6 +148,7 @@ impl ControlPlane {
             .enable_all()
             .build()
             .map_err(ControlError::Runtime)?;
+        let handle = runtime.handle().clone();
         let token: Option<Arc<str>> = cfg.token.map(Into::into);
         let limits = cfg.limits;
         let (stop, stopped) = oneshot::channel::<()>();
@@ -177,6 +179,7 @@ impl ControlPlane {
             .map_err(ControlError::Runtime)?;
         Ok(Self {
             app,
+            runtime: handle,
             stop: Some(stop),
             thread: Some(thread),
             bound,
@@ -187,6 +190,38 @@ impl ControlPlane {
     pub fn forwarder(&self) -> impl FnMut(Event) + Send + 'static {
         let app = self.app.clone();
         move |e| app.publish(e)
+    }
+
+    /// Subscribes again, in the background, the feeds the store says were
+    /// subscribed live before a restart (once the poller runs, it answers);
+    /// `report` is told the outcome of each, in words.
+    pub fn restore(&self, report: impl Fn(String) + Send + 'static) {
+        let app = self.app.clone();
+        self.runtime.spawn(async move {
+            let mut feeds = app.feeds().await;
+            let stored = match feeds.stored() {
+                Ok(stored) => stored,
+                Err(e) => return report(format!("warning: {}", e.full())),
+            };
+            for text in stored {
+                let outcome = match crate::feeds::parse(&text) {
+                    Ok(feed) => feeds.subscribe(app.link(), feed).await,
+                    Err(e) => Err(e),
+                };
+                report(match outcome {
+                    Ok(line) => {
+                        format!("{text} subscribed again (as before the restart), line {line}")
+                    }
+                    Err(ControlError::AlreadySubscribed { .. }) => {
+                        format!("{text} is a --feed already")
+                    }
+                    Err(e) => format!(
+                        "warning: {text} (subscribed before the restart): {}",
+                        e.full()
+                    ),
+                });
+            }
+        });
     }
 
     /// Stops serving (open connections are dropped).
