@@ -266,6 +266,7 @@ async fn ask(args: &CtlArgs) -> anyhow::Result<ExitCode> {
         CtlCommand::Stream { what, stock, count } => {
             let request = proto::StreamRequest {
                 stock: stock.clone().unwrap_or_default(),
+                disconnect_when_behind: false,
             };
             let limit = count.unwrap_or(u64::MAX);
             match what {

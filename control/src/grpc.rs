@@ -108,7 +108,10 @@ impl Service {
     ) -> Result<Response<UpdateStream<U>>, Status> {
         self.within_limit(&request)?;
         let permit = self.stream_permit()?;
-        let stock = request.into_inner().stock;
+        let proto::StreamRequest {
+            stock,
+            disconnect_when_behind,
+        } = request.into_inner();
         let only = if stock.is_empty() {
             None
         } else {
@@ -129,7 +132,16 @@ impl Service {
                 }
                 Err(BroadcastStreamRecvError::Lagged(n)) => {
                     app.count_stream_dropped(U::TOPIC, n);
-                    Some(Ok(U::dropped(n)))
+                    Some(if disconnect_when_behind {
+                        // The stream ends with this status.
+                        Err(Status::resource_exhausted(format!(
+                            "this client fell {n} events behind its buffer of {}: disconnected, \
+                             as it asked (disconnect_when_behind); read faster or filter by stock",
+                            crate::appliance::STREAM_BUFFER
+                        )))
+                    } else {
+                        Ok(U::dropped(n))
+                    })
                 }
             }
         });

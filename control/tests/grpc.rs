@@ -342,12 +342,13 @@ async fn a_stream_client_that_never_reads_is_told_how_many_events_it_lost() {
     );
     let mut c = run.client().await;
     delivered(&mut c).await;
-    let request = || proto::StreamRequest {
+    let request = |disconnect_when_behind| proto::StreamRequest {
         stock: String::new(),
+        disconnect_when_behind,
     };
-    let mut slow = c.stream_trades(request()).await.unwrap().into_inner();
-    let _other = c.stream_bbo(request()).await.unwrap();
-    let e = c.stream_vwap(request()).await.unwrap_err();
+    let mut slow = c.stream_trades(request(false)).await.unwrap().into_inner();
+    let mut cut = c.stream_trades(request(true)).await.unwrap().into_inner();
+    let e = c.stream_vwap(request(false)).await.unwrap_err();
     assert_eq!(e.code(), Code::ResourceExhausted, "the stream limit");
     assert!(e.message().contains("2 streams are open"), "{e:?}");
 
@@ -380,12 +381,26 @@ async fn a_stream_client_that_never_reads_is_told_how_many_events_it_lost() {
     }
     assert_eq!(trades + dropped, published);
     assert!(dropped > 0, "the client's buffer overflowed");
+    // The client that asked to be disconnected instead was.
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(10), cut.message()).await {
+            Ok(Ok(Some(_))) => continue,
+            Ok(other) => break other,
+            Err(_) => panic!("the slow client was not disconnected"),
+        }
+    };
+    let e = ended.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted);
+    assert!(e.message().contains("disconnect_when_behind"), "{e:?}");
     let metrics = http_get(run.plane().bound.metrics.unwrap(), "/metrics");
+    let counted: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ticklane_stream_dropped_total{topic=\"trades\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
     assert!(
-        metrics.contains(&format!(
-            "ticklane_stream_dropped_total{{topic=\"trades\"}} {dropped}"
-        )),
-        "{metrics}"
+        counted > dropped,
+        "both clients' losses are counted: {counted} vs {dropped} of the first"
     );
 }
 
@@ -457,6 +472,7 @@ async fn a_snapshot_joined_to_the_bbo_stream_rebuilds_the_bbo() {
     let mut stream = c
         .stream_bbo(proto::StreamRequest {
             stock: String::new(),
+            disconnect_when_behind: false,
         })
         .await
         .unwrap()
