@@ -8,8 +8,9 @@
 //!
 //! Lines are at most [`Limits::max_line`](crate::Limits) bytes; a longer
 //! one, a line that is not text, or an unknown command gets an `ERR` and
-//! nothing else happens. A connection idle for the idle timeout, or that
-//! does not read its answers, is closed; beyond the maximum of clients, a
+//! nothing else happens. A connection that sends no whole line for the idle
+//! timeout (silent, or trickling bytes), or that does not read its answers,
+//! is closed; beyond the maximum of clients, a
 //! new one is told so and closed.
 
 use std::sync::Arc;
@@ -99,17 +100,23 @@ async fn session(
     let mut authenticated = false;
     // After an oversized line: its rest, up to the next newline, is skipped.
     let mut skipping = false;
+    // Idle means no whole line for this long: a client trickling bytes
+    // (slowloris) is closed as one sending nothing.
+    let mut deadline = tokio::time::Instant::now() + limits.idle;
     loop {
-        let n = match tokio::time::timeout(limits.idle, stream.read(&mut buf[len..])).await {
+        let n = match tokio::time::timeout_at(deadline, stream.read(&mut buf[len..])).await {
             Ok(Ok(0)) | Ok(Err(_)) => return Err(End::Gone),
             Ok(Ok(n)) => n,
             Err(_) => {
-                let idle = format!("ERR idle for {:?}: closing\n", limits.idle);
+                let idle = format!("ERR no command for {:?}: closing\n", limits.idle);
                 send(&mut stream, &idle, limits).await?;
                 return Err(End::Gone);
             }
         };
         len += n;
+        if buf[len - n..len].contains(&b'\n') {
+            deadline = tokio::time::Instant::now() + limits.idle;
+        }
         // The answers to every whole line read, written at once.
         let mut answers = String::new();
         let mut start = 0;

@@ -456,9 +456,29 @@ async fn the_line_server_limits_clients_and_closes_idle_ones() {
     );
     assert_eq!(read_line(&mut two), "OK 0 feeds");
     // Idle for longer than the timeout: told and closed.
-    assert_eq!(read_line(&mut one), "ERR idle for 300ms: closing");
+    assert_eq!(read_line(&mut one), "ERR no command for 300ms: closing");
     let mut rest = Vec::new();
     assert_eq!(one.read_to_end(&mut rest).unwrap(), 0, "closed");
+    // Slowloris: a byte every 50 ms, never a whole line: closed all the same.
+    drop(two);
+    let mut slow = TcpStream::connect(addr).unwrap();
+    let mut trickle = slow.try_clone().unwrap();
+    let started = std::time::Instant::now();
+    let trickler = std::thread::spawn(move || {
+        for _ in 0..30 {
+            if trickle.write_all(b"S").is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    assert_eq!(read_line(&mut slow), "ERR no command for 300ms: closing");
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(1000),
+        "closed while still trickling, after {took:?}"
+    );
+    trickler.join().unwrap();
 }
 
 /// A snapshot joined to the BBO stream rebuilds the appliance's BBO: the
