@@ -538,3 +538,67 @@ fn the_control_plane_observes_and_changes_a_live_appliance_despite_hostile_clien
     assert_eq!(names, [FEED_A, SPARE], "{log}");
     assert!(log.contains("239.8.8.3:31003 subscribed again"), "{log}");
 }
+
+/// On kernel UDP sockets too, a feed subscribed live gets its own socket
+/// (joined at once) and is sequenced; unsubscribed, its socket is closed and
+/// the appliance takes none of it.
+#[test]
+fn feeds_change_live_on_kernel_sockets_too() {
+    if !netns_available() {
+        return;
+    }
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let a = day(dir.path(), "a", FEED_A, "UDPA", "20000", "5");
+    let b = day(dir.path(), "b", FEED_B, "UDPB", "10000", "6");
+    let token = arg(dir.path(), "token");
+    std::fs::write(&token, TOKEN).unwrap();
+    let summary = arg(dir.path(), "summary.json");
+    let lab = Lab::new("ctu", 1);
+    let run = start_run(
+        &lab,
+        &[
+            "--mode",
+            "udp",
+            "--feed",
+            FEED_A,
+            "--grpc",
+            GRPC,
+            "--token-file",
+            &token,
+            "--summary-json",
+            &summary,
+        ],
+    );
+    assert_success(&send(&lab, &a).wait_with_output().unwrap());
+    let started = Instant::now();
+    let sub = ctl_ok(&lab, &["--token-file", &token, "subscribe", FEED_B]);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(sub.contains("(feed line 1)"), "{sub}");
+    assert_success(&send(&lab, &b).wait_with_output().unwrap());
+    std::thread::sleep(Duration::from_millis(500));
+    let status: Value = serde_json::from_str(&ctl_ok(&lab, &["status", "--json"])).unwrap();
+    assert_eq!(status["mode"], "udp");
+    let b_session = status["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["session"] == "UDPB");
+    assert_eq!(
+        b_session.map(|s| s["next_seq"].clone()),
+        Some(10_001.into()),
+        "{status}"
+    );
+    ctl_ok(&lab, &["--token-file", &token, "unsubscribe", FEED_B]);
+    let feeds: Value = serde_json::from_str(&ctl_ok(&lab, &["feeds", "--json"])).unwrap();
+    assert_eq!(feeds.as_array().unwrap().len(), 1, "{feeds}");
+    assert_success(&send(&lab, &b).wait_with_output().unwrap());
+    std::thread::sleep(Duration::from_millis(300));
+    let (stdout, stderr) = stop_run(run);
+    let s: Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    assert_eq!(
+        s["messages"], 30_000,
+        "B's second sending taken by none\n{s}\n{stdout}\n{stderr}"
+    );
+    assert_eq!(s["session"]["lost_messages"], 0, "{s}");
+}

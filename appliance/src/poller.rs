@@ -474,19 +474,20 @@ impl Core<'_> {
                 self.snapshot_book(stock, &mut into);
                 Answer::Book(into)
             }
-            Ask::AddFeed(feed) => {
-                let added = source.add_feed(feed);
-                if let Ok(line) = added {
+            Ask::AddFeed { feed, mut socket } => {
+                let line = source.add_feed(feed, &mut socket);
+                if let Ok(line) = line {
                     self.sessions.grow_lines(line + 1);
                 }
-                Answer::FeedAdded(added)
+                Answer::FeedAdded { line, socket }
             }
             Ask::RemoveFeed { group, port } => {
-                let removed = source.remove_feed(group, port);
-                if let Ok(line) = removed {
+                let mut socket = None;
+                let line = source.remove_feed(group, port, &mut socket);
+                if let Ok(line) = line {
                     self.sessions.vacate_line(line);
                 }
-                Answer::FeedRemoved(removed)
+                Answer::FeedRemoved { line, socket }
             }
         }
     }

@@ -7,9 +7,9 @@
 //! source, between batches of packets, each with bounded work (a snapshot
 //! copies at most the levels its reply has room for), and hands the answer
 //! back on a second ring. The memory an answer needs comes with the request
-//! (the asker sizes a [`BookSnapshot`]) and goes back with the answer: the
-//! poller allocates nothing, frees nothing, makes no syscall and takes no
-//! lock for a request.
+//! (the asker sizes a [`BookSnapshot`], opens a kernel socket) and goes
+//! back with the answer: the poller allocates nothing, frees nothing, makes
+//! no syscall, closes no socket and takes no lock for a request.
 //!
 //! At most [`RING_SLOTS`] requests are outstanding at once ([`Requester`]
 //! refuses more), and the answer ring has as many slots: an answer always
@@ -23,6 +23,7 @@ use ticklane_protocols::moldudp64::Session;
 
 use crate::book::Level;
 use crate::source::FeedChangeError;
+use crate::source::udp::FeedSocket;
 
 /// Slots of each ring: the requests outstanding at most.
 pub const RING_SLOTS: usize = 64;
@@ -133,7 +134,13 @@ pub enum Ask {
         into: Box<BookSnapshot>,
     },
     /// Take this feed's datagrams from now on (its own feed line).
-    AddFeed(Feed),
+    AddFeed {
+        /// The feed.
+        feed: Feed,
+        /// Its socket, opened and joined by the asker, for a source that
+        /// receives through kernel sockets (handed back if not taken).
+        socket: Option<FeedSocket>,
+    },
     /// Stop taking the datagrams to this group and port.
     RemoveFeed {
         /// The group.
@@ -149,9 +156,20 @@ pub enum Answer {
     /// The snapshot (its `found` says whether the stock has a book).
     Book(Box<BookSnapshot>),
     /// The feed line the feed was given.
-    FeedAdded(Result<usize, FeedChangeError>),
+    FeedAdded {
+        /// The line, or why not.
+        line: Result<usize, FeedChangeError>,
+        /// The socket sent, when the source did not take it.
+        socket: Option<FeedSocket>,
+    },
     /// The feed line the feed had.
-    FeedRemoved(Result<usize, FeedChangeError>),
+    FeedRemoved {
+        /// The line, or why not.
+        line: Result<usize, FeedChangeError>,
+        /// The feed's socket, when the source had one: close it off the
+        /// poller.
+        socket: Option<FeedSocket>,
+    },
 }
 
 /// The slow path's end: sends requests, receives answers, tagged by an id.
@@ -259,7 +277,10 @@ mod tests {
         while requester.outstanding() > 0 {
             server.serve(|_| {
                 served += 1;
-                Answer::FeedRemoved(Err(FeedChangeError::NotSubscribed))
+                Answer::FeedRemoved {
+                    line: Err(FeedChangeError::NotSubscribed),
+                    socket: None,
+                }
             });
             while let Some((id, _)) = requester.receive() {
                 assert!(id < RING_SLOTS as u64);

@@ -22,6 +22,7 @@ use ticklane_appliance::request::{self, Answer, Ask, BookSnapshot, Stock};
 use ticklane_appliance::session::SessionConfig;
 use ticklane_appliance::source::admission::{Admission, Checksums};
 use ticklane_appliance::source::memory::MemorySource;
+use ticklane_appliance::source::udp::FeedSocket;
 use ticklane_appliance::source::{
     Arrival, FeedChangeError, Polled, Source, SourceCounters, SourceError, Verdict, Wait,
 };
@@ -212,7 +213,11 @@ impl Source for Measured {
         self.inner.counters()
     }
 
-    fn add_feed(&mut self, feed: Feed) -> Result<usize, FeedChangeError> {
+    fn add_feed(
+        &mut self,
+        feed: Feed,
+        _socket: &mut Option<FeedSocket>,
+    ) -> Result<usize, FeedChangeError> {
         self.feeds.add_feed(feed)
     }
 
@@ -220,6 +225,7 @@ impl Source for Measured {
         &mut self,
         group: std::net::Ipv4Addr,
         port: u16,
+        _socket: &mut Option<FeedSocket>,
     ) -> Result<usize, FeedChangeError> {
         self.feeds.remove_feed(group, port)
     }
@@ -246,7 +252,7 @@ fn ask_until_done(mut requester: request::Requester) -> Asked {
     let mut round = 0u64;
     while !requester.is_abandoned() {
         let ask = match round % 4 {
-            0 => Ask::AddFeed(feed),
+            0 => Ask::AddFeed { feed, socket: None },
             1 => Ask::RemoveFeed {
                 group: feed.group,
                 port: feed.port,
@@ -270,8 +276,8 @@ fn ask_until_done(mut requester: request::Requester) -> Asked {
                     asked.levels += (b.bids.len() + b.asks.len()) as u64;
                 }
                 Answer::Book(_) => {}
-                Answer::FeedAdded(r) => asked.feeds_added += u64::from(r.is_ok()),
-                Answer::FeedRemoved(r) => asked.feeds_removed += u64::from(r.is_ok()),
+                Answer::FeedAdded { line, .. } => asked.feeds_added += u64::from(line.is_ok()),
+                Answer::FeedRemoved { line, .. } => asked.feeds_removed += u64::from(line.is_ok()),
             }
         }
         std::thread::yield_now();

@@ -25,7 +25,7 @@ use ticklane_appliance::request;
 use ticklane_appliance::source::{
     Arrival, Polled, Source, SourceCounters, SourceError, Verdict, Wait,
 };
-use ticklane_control::feeds::Feeds;
+use ticklane_control::feeds::{Feeds, Steer};
 use ticklane_control::proto::{self, appliance_client::ApplianceClient};
 use ticklane_control::{ApplianceInfo, ControlConfig, ControlPlane, Parts};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -198,7 +198,7 @@ fn main() {
             },
             stats: poller.stats_reader(),
             requester,
-            feeds: Feeds::new(Vec::new(), None, 0),
+            feeds: Feeds::new(Vec::new(), Steer::Fixed, 0),
         },
         2,
     )

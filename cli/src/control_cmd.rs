@@ -8,10 +8,9 @@ use anyhow::Context;
 use ticklane_appliance::poller::Poller;
 use ticklane_appliance::request;
 use ticklane_appliance::source::Source;
-use ticklane_appliance::source::steering::Subscriptions;
 use ticklane_appliance::source::udp::FeedSocket;
 use ticklane_capture::feed::Feed;
-use ticklane_control::feeds::Feeds;
+use ticklane_control::feeds::{Feeds, Steer};
 use ticklane_control::store::Store;
 use ticklane_control::{ApplianceInfo, ControlConfig, ControlPlane, Parts};
 
@@ -60,11 +59,11 @@ pub(crate) struct Pending {
 }
 
 /// Prepares the control plane for `feeds` (line = position), with their
-/// group memberships and the XDP subscription map when feeds may change.
+/// group memberships (XDP path), changed as `steer` says.
 pub(crate) fn prepare(
     args: &ControlArgs,
     feeds: Vec<(Feed, Option<FeedSocket>)>,
-    subscriptions: Option<Subscriptions>,
+    steer: Steer,
     (iface, ifindex, queue): (&str, u32, u32),
 ) -> anyhow::Result<Pending> {
     let token = match &args.token_file {
@@ -91,8 +90,8 @@ pub(crate) fn prepare(
             ..ControlConfig::default()
         },
         feeds: match &args.state {
-            Some(path) => Feeds::new(feeds, subscriptions, ifindex).with_store(Store::open(path)?),
-            None => Feeds::new(feeds, subscriptions, ifindex),
+            Some(path) => Feeds::new(feeds, steer, ifindex).with_store(Store::open(path)?),
+            None => Feeds::new(feeds, steer, ifindex),
         },
         iface: iface.to_owned(),
         ifindex,

@@ -23,6 +23,7 @@ use ticklane_appliance::stats::StatsReader;
 use ticklane_appliance::sys;
 use ticklane_capture::Record;
 use ticklane_capture::pace;
+use ticklane_control::feeds::Steer;
 use ticklane_lab::send::FrameSender;
 
 use super::GroupPort;
@@ -239,8 +240,12 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                 let subscriptions = source.take_subscriptions().map_err(XdpError::from)?;
                 let feeds = sockets.into_iter().map(|s| (s.feed, Some(s))).collect();
                 let at = (args.iface.as_str(), ifindex, args.queue);
-                let pending =
-                    super::control_cmd::prepare(&args.control, feeds, Some(subscriptions), at)?;
+                let pending = super::control_cmd::prepare(
+                    &args.control,
+                    feeds,
+                    Steer::Xdp(subscriptions),
+                    at,
+                )?;
                 (Some(pending), Vec::new())
             } else {
                 (None, sockets)
@@ -259,7 +264,12 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             let control = if args.control.enabled() {
                 let feeds = sockets.iter().map(|s| (s.feed, None)).collect();
                 let at = (args.iface.as_str(), ifindex, args.queue);
-                Some(super::control_cmd::prepare(&args.control, feeds, None, at)?)
+                Some(super::control_cmd::prepare(
+                    &args.control,
+                    feeds,
+                    Steer::Kernel,
+                    at,
+                )?)
             } else {
                 None
             };

@@ -100,9 +100,8 @@ impl ControlError {
             FeedChangeError::NotSubscribed => Self::NotSubscribed(feed),
             FeedChangeError::Full => Self::Exhausted(e.to_string()),
             FeedChangeError::Unsupported => Self::FailedPrecondition(format!(
-                "{feed}: this appliance receives on kernel sockets (or a capture), whose feeds \
-                 are fixed while it runs: restart it with the --feed options wanted \
-                 (live changes need the XDP path)"
+                "{feed}: this appliance's feeds are fixed while it runs (a capture): restart \
+                 it with the --feed options wanted"
             )),
         }
     }

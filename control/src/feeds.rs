@@ -7,6 +7,7 @@
 use std::net::Ipv4Addr;
 
 use ticklane_appliance::request::{Answer, Ask};
+use ticklane_appliance::source::FeedChangeError;
 use ticklane_appliance::source::steering::Subscriptions;
 use ticklane_appliance::source::udp::FeedSocket;
 use ticklane_capture::feed::Feed;
@@ -18,6 +19,10 @@ use crate::store::Store;
 /// Receive buffer of a group membership socket (it is never read: on the
 /// XDP path the frames are steered past it).
 const MEMBERSHIP_BUFFER: usize = 64 << 10;
+
+/// Receive buffer of a feed's socket on kernel sockets (as `ticklane run`
+/// gives the feeds it starts with).
+const KERNEL_BUFFER: usize = 8 << 20;
 
 /// `GROUP:PORT` of a feed.
 pub fn name(group: Ipv4Addr, port: u16) -> String {
@@ -81,24 +86,33 @@ pub struct Entry {
     membership: Option<FeedSocket>,
 }
 
+/// How the appliance's feeds can change while it runs.
+#[derive(Debug)]
+pub enum Steer {
+    /// The XDP path: the subscription map steers a feed; the control plane
+    /// owns the group memberships.
+    Xdp(Subscriptions),
+    /// Kernel UDP sockets: a feed's socket, opened and joined here, is
+    /// handed to the poller, and handed back to be closed.
+    Kernel,
+    /// Fixed feeds (a capture, a benchmark).
+    Fixed,
+}
+
 /// The feeds, and what changes them.
 #[derive(Debug)]
 pub struct Feeds {
     entries: Vec<Entry>,
-    /// The XDP subscription map; `None` on kernel sockets (feeds fixed).
-    subscriptions: Option<Subscriptions>,
+    steer: Steer,
     ifindex: u32,
     store: Option<Store>,
 }
 
 impl Feeds {
     /// The feeds the appliance started with (line = position), with their
-    /// group memberships when the control plane is to own them.
-    pub fn new(
-        initial: Vec<(Feed, Option<FeedSocket>)>,
-        subscriptions: Option<Subscriptions>,
-        ifindex: u32,
-    ) -> Self {
+    /// group memberships when the control plane is to own them, changed
+    /// as `steer` says on interface `ifindex`.
+    pub fn new(initial: Vec<(Feed, Option<FeedSocket>)>, steer: Steer, ifindex: u32) -> Self {
         let entries = initial
             .into_iter()
             .enumerate()
@@ -110,7 +124,7 @@ impl Feeds {
             .collect();
         Self {
             entries,
-            subscriptions,
+            steer,
             ifindex,
             store: None,
         }
@@ -158,46 +172,46 @@ impl Feeds {
                 line: e.line,
             });
         }
-        let Some(subscriptions) = self.subscriptions.as_mut() else {
-            return Err(ControlError::feed_change(
-                label,
-                ticklane_appliance::source::FeedChangeError::Unsupported,
-            ));
-        };
-        let line = match link.ask(Ask::AddFeed(feed)).await? {
-            Answer::FeedAdded(r) => r.map_err(|e| ControlError::feed_change(label.clone(), e))?,
-            _ => return Err(ControlError::Stopping),
-        };
-        let steered = subscriptions.insert(&feed).map_err(ControlError::from);
-        let joined = steered.and_then(|()| {
-            FeedSocket::join(feed, self.ifindex, MEMBERSHIP_BUFFER)
-                .map_err(ControlError::Membership)
-        });
-        match joined {
-            Ok(membership) => {
-                self.entries.push(Entry {
-                    feed,
-                    line,
-                    membership: Some(membership),
+        let (line, membership) = match &mut self.steer {
+            Steer::Fixed => {
+                return Err(ControlError::feed_change(
+                    label,
+                    FeedChangeError::Unsupported,
+                ));
+            }
+            Steer::Kernel => {
+                let socket = FeedSocket::join(feed, self.ifindex, KERNEL_BUFFER)
+                    .map_err(ControlError::Membership)?;
+                (add(link, feed, Some(socket), &label).await?, None)
+            }
+            Steer::Xdp(subscriptions) => {
+                let line = add(link, feed, None, &label).await?;
+                let steered = subscriptions.insert(&feed).map_err(ControlError::from);
+                let joined = steered.and_then(|()| {
+                    FeedSocket::join(feed, self.ifindex, MEMBERSHIP_BUFFER)
+                        .map_err(ControlError::Membership)
                 });
-                if let Some(store) = &self.store {
-                    store.add(&feed)?;
+                match joined {
+                    Ok(membership) => (line, Some(membership)),
+                    Err(e) => {
+                        // Undo: not steered, not expected. Best effort; the
+                        // first error is the one to report.
+                        let _ = subscriptions.remove(&feed);
+                        let _ = remove(link, feed.group, feed.port, &label).await;
+                        return Err(e);
+                    }
                 }
-                Ok(line)
             }
-            Err(e) => {
-                // Undo: not steered, not expected. Best effort; the first
-                // error is the one to report.
-                let _ = subscriptions.remove(&feed);
-                let _ = link
-                    .ask(Ask::RemoveFeed {
-                        group: feed.group,
-                        port: feed.port,
-                    })
-                    .await;
-                Err(e)
-            }
+        };
+        self.entries.push(Entry {
+            feed,
+            line,
+            membership,
+        });
+        if let Some(store) = &self.store {
+            store.add(&feed)?;
         }
+        Ok(line)
     }
 
     /// Stops receiving the feed to `group:port`: its frames go back to the
@@ -214,24 +228,60 @@ impl Feeds {
             .iter()
             .position(|e| (e.feed.group, e.feed.port) == (group, port))
             .ok_or_else(|| ControlError::NotSubscribed(label.clone()))?;
-        let Some(subscriptions) = self.subscriptions.as_mut() else {
-            return Err(ControlError::feed_change(
-                label,
-                ticklane_appliance::source::FeedChangeError::Unsupported,
-            ));
-        };
-        subscriptions.remove(&self.entries[i].feed)?;
-        match link.ask(Ask::RemoveFeed { group, port }).await? {
-            Answer::FeedRemoved(r) => r.map_err(|e| ControlError::feed_change(label, e))?,
-            _ => return Err(ControlError::Stopping),
-        };
+        match &mut self.steer {
+            Steer::Fixed => {
+                return Err(ControlError::feed_change(
+                    label,
+                    FeedChangeError::Unsupported,
+                ));
+            }
+            Steer::Kernel => {}
+            // Not steered any more before the poller stops expecting it.
+            Steer::Xdp(subscriptions) => subscriptions.remove(&self.entries[i].feed)?,
+        }
+        remove(link, group, port, &label).await?;
         let entry = self.entries.remove(i);
-        // Leaves the group.
+        // Leaves the group (on the XDP path; the poller's socket was
+        // closed by `remove` on kernel sockets).
         drop(entry.membership);
         if let Some(store) = &self.store {
             store.remove(&entry.feed)?;
         }
         Ok(entry.line)
+    }
+}
+
+/// Asks the poller to take `feed` (with its socket, on kernel sockets); a
+/// socket it hands back is closed here, off the poller.
+async fn add(
+    link: &Link,
+    feed: Feed,
+    socket: Option<FeedSocket>,
+    label: &str,
+) -> Result<usize, ControlError> {
+    match link.ask(Ask::AddFeed { feed, socket }).await? {
+        Answer::FeedAdded { line, socket } => {
+            drop(socket);
+            line.map_err(|e| ControlError::feed_change(label.to_owned(), e))
+        }
+        _ => Err(ControlError::Stopping),
+    }
+}
+
+/// Asks the poller to drop the feed to `group:port`; the socket it hands
+/// back (kernel sockets) is closed here, which leaves the group.
+async fn remove(
+    link: &Link,
+    group: Ipv4Addr,
+    port: u16,
+    label: &str,
+) -> Result<usize, ControlError> {
+    match link.ask(Ask::RemoveFeed { group, port }).await? {
+        Answer::FeedRemoved { line, socket } => {
+            drop(socket);
+            line.map_err(|e| ControlError::feed_change(label.to_owned(), e))
+        }
+        _ => Err(ControlError::Stopping),
     }
 }
 

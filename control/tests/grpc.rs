@@ -21,7 +21,7 @@ use ticklane_appliance::source::{
     Arrival, Polled, Source, SourceCounters, SourceError, Verdict, Wait,
 };
 use ticklane_capture::{Format, Record};
-use ticklane_control::feeds::Feeds;
+use ticklane_control::feeds::{Feeds, Steer};
 use ticklane_control::line::LineLimits;
 use ticklane_control::proto::appliance_client::ApplianceClient;
 use ticklane_control::proto::{self, get_book_request::Stock};
@@ -167,7 +167,7 @@ fn start(limits: Limits, flowing: bool) -> Running {
             },
             stats: poller.stats_reader(),
             requester,
-            feeds: Feeds::new(Vec::new(), None, 0),
+            feeds: Feeds::new(Vec::new(), Steer::Fixed, 0),
         },
         1,
     )

@@ -175,7 +175,8 @@ pub enum SourceError {
 /// Why a feed could not be added to or removed from a running source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum FeedChangeError {
-    /// This source's feeds are fixed (captures; kernel UDP sockets).
+    /// This source's feeds are fixed (captures), or a kernel UDP source
+    /// was not handed the feed's socket.
     #[error("feeds cannot be changed on this source while it runs: restart with the feed given")]
     Unsupported,
     /// The group and port are a feed already.
@@ -207,18 +208,30 @@ pub trait Source {
     /// on its housekeeping tick, not per packet.
     fn counters(&self) -> SourceCounters;
 
-    /// Takes `feed`'s datagrams from now on, on the feed line returned.
-    /// Called by the poller between polls, on a control-plane request: it
-    /// must neither allocate nor make a syscall.
-    fn add_feed(&mut self, feed: Feed) -> Result<usize, FeedChangeError> {
-        let _ = feed;
+    /// Takes `feed`'s datagrams from now on, on the feed line returned;
+    /// a source that receives through kernel sockets takes `socket` (opened
+    /// and joined by the asker), others leave it. Called by the poller
+    /// between polls, on a control-plane request: it must neither allocate
+    /// nor make a syscall (nor close a socket).
+    fn add_feed(
+        &mut self,
+        feed: Feed,
+        socket: &mut Option<udp::FeedSocket>,
+    ) -> Result<usize, FeedChangeError> {
+        let _ = (feed, socket);
         Err(FeedChangeError::Unsupported)
     }
 
     /// Stops taking the datagrams of the feed to `group:port`; returns the
-    /// line it had. The same rules as [`Self::add_feed`].
-    fn remove_feed(&mut self, group: Ipv4Addr, port: u16) -> Result<usize, FeedChangeError> {
-        let _ = (group, port);
+    /// line it had, and puts the feed's socket, if it had one, in `socket`
+    /// for the asker to close. The same rules as [`Self::add_feed`].
+    fn remove_feed(
+        &mut self,
+        group: Ipv4Addr,
+        port: u16,
+        socket: &mut Option<udp::FeedSocket>,
+    ) -> Result<usize, FeedChangeError> {
+        let _ = (group, port, socket);
         Err(FeedChangeError::Unsupported)
     }
 }

@@ -11,6 +11,7 @@ pub use ticklane_xdp::Vlan;
 
 use super::admission::{Admission, Checksums};
 use super::steering::{AttachedMode, Steering, SteeringError, Subscriptions, XdpModeRequest};
+use super::udp::FeedSocket;
 use super::xsk::{XskConfig, XskError, XskReceiver};
 use super::{
     Arrival, FeedChangeError, Payload, Polled, Source, SourceCounters, SourceError, Verdict, Wait,
@@ -146,11 +147,21 @@ impl Source for XdpSource {
         Ok(Polled::Arrivals(n))
     }
 
-    fn add_feed(&mut self, feed: Feed) -> Result<usize, FeedChangeError> {
+    /// The socket, if any, is left to the asker: XDP steers the frames.
+    fn add_feed(
+        &mut self,
+        feed: Feed,
+        _socket: &mut Option<FeedSocket>,
+    ) -> Result<usize, FeedChangeError> {
         self.admission.add_feed(feed)
     }
 
-    fn remove_feed(&mut self, group: Ipv4Addr, port: u16) -> Result<usize, FeedChangeError> {
+    fn remove_feed(
+        &mut self,
+        group: Ipv4Addr,
+        port: u16,
+        _socket: &mut Option<FeedSocket>,
+    ) -> Result<usize, FeedChangeError> {
         self.admission.remove_feed(group, port)
     }
 
