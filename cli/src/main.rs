@@ -3,6 +3,7 @@
 
 mod args;
 mod book_cmd;
+mod config;
 mod control_cmd;
 mod ctl_cmd;
 mod decode;
@@ -48,7 +49,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args = match config::expand(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("ticklane: error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cli = Cli::parse_from(args);
     let result = match cli.command {
         Command::Gen(args) => gen_cmd::run(&args),
         Command::Decode(args) => decode::run(&args),

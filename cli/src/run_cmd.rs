@@ -116,6 +116,11 @@ pub(crate) struct RunArgs {
     max_orders: usize,
     #[command(flatten)]
     control: super::control_cmd::ControlArgs,
+    /// Options from a TOML file: each key is a long option of this command
+    /// (`queue = 1`, `feed = ["239.1.1.1:26477"]`, `spin = true`); an option
+    /// on the command line wins over the file's.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 /// What the live run needs besides its source.
