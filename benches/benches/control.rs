@@ -27,7 +27,7 @@ use ticklane_appliance::source::{
 };
 use ticklane_control::feeds::{Feeds, Steer};
 use ticklane_control::proto::{self, appliance_client::ApplianceClient};
-use ticklane_control::{ApplianceInfo, ControlConfig, ControlPlane, Parts};
+use ticklane_control::{ApplianceInfo, ControlConfig, ControlPlane};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The seed framework's rate (the baseline).
@@ -182,24 +182,19 @@ fn main() {
         Pipeline::with_bus(Books::new(1 << 10), Vwap::default(), BusConfig::default());
     let (mut poller, _stats) =
         Poller::new(Quiet, pipeline, None, PollerConfig::default(), stop).unwrap();
-    let (requester, server) = request::ring();
-    poller.serve(server);
     let local = "127.0.0.1:0".parse().unwrap();
-    let plane = ControlPlane::start(
+    let plane = ControlPlane::attach(
+        &mut poller,
         ControlConfig {
             grpc: Some(local),
             control: Some(local),
             ..ControlConfig::default()
         },
-        Parts {
-            info: ApplianceInfo {
-                version: "bench".into(),
-                ..ApplianceInfo::default()
-            },
-            stats: poller.stats_reader(),
-            requester,
-            feeds: Feeds::new(Vec::new(), Steer::Fixed, 0),
+        ApplianceInfo {
+            version: "bench".into(),
+            ..ApplianceInfo::default()
         },
+        Feeds::new(Vec::new(), Steer::Fixed, 0),
         2,
     )
     .unwrap();

@@ -6,13 +6,12 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use ticklane_appliance::poller::Poller;
-use ticklane_appliance::request;
 use ticklane_appliance::source::Source;
 use ticklane_appliance::source::udp::FeedSocket;
 use ticklane_capture::feed::Feed;
 use ticklane_control::feeds::{Feeds, Steer};
 use ticklane_control::store::Store;
-use ticklane_control::{ApplianceInfo, ControlConfig, ControlPlane, Parts};
+use ticklane_control::{ApplianceInfo, ControlConfig, ControlPlane};
 
 use super::report::PathInfo;
 
@@ -107,8 +106,6 @@ impl Pending {
         poller: &mut Poller<'_, S>,
         path: &PathInfo,
     ) -> anyhow::Result<ControlPlane> {
-        let (requester, server) = request::ring();
-        poller.serve(server);
         let info = ApplianceInfo {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             interface: self.iface,
@@ -118,13 +115,7 @@ impl Pending {
             xdp_mode: path.xdp_mode.unwrap_or_default().to_owned(),
             bind: path.bind.unwrap_or_default().to_owned(),
         };
-        let parts = Parts {
-            info,
-            stats: poller.stats_reader(),
-            requester,
-            feeds: self.feeds,
-        };
-        let plane = ControlPlane::start(self.cfg, parts, 1)?;
+        let plane = ControlPlane::attach(poller, self.cfg, info, self.feeds, 1)?;
         plane.restore(|line| eprintln!("ticklane run: {line}"));
         let b = plane.bound;
         for (what, addr) in [

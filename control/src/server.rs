@@ -186,6 +186,27 @@ impl ControlPlane {
         })
     }
 
+    /// Starts the control plane of `poller` (before it runs): the poller
+    /// serves its request ring from now on, and gives it a stats reader of
+    /// its own.
+    pub fn attach<S: ticklane_appliance::source::Source>(
+        poller: &mut ticklane_appliance::poller::Poller<'_, S>,
+        cfg: ControlConfig,
+        info: ApplianceInfo,
+        feeds: Feeds,
+        worker_threads: usize,
+    ) -> Result<Self, ControlError> {
+        let (requester, server) = ticklane_appliance::request::ring();
+        poller.serve(server);
+        let parts = Parts {
+            info,
+            stats: poller.stats_reader(),
+            requester,
+            feeds,
+        };
+        Self::start(cfg, parts, worker_threads)
+    }
+
     /// What the bus drain hands every event to (on its thread).
     pub fn forwarder(&self) -> impl FnMut(Event) + Send + 'static {
         let app = self.app.clone();

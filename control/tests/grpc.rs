@@ -15,7 +15,6 @@ use ticklane_appliance::book::Books;
 use ticklane_appliance::bus::{BusConfig, Drain, Event, TradeEvent, TradeKind};
 use ticklane_appliance::pipeline::Pipeline;
 use ticklane_appliance::poller::{Poller, PollerConfig};
-use ticklane_appliance::request;
 use ticklane_appliance::source::memory::MemorySource;
 use ticklane_appliance::source::{
     Arrival, Polled, Source, SourceCounters, SourceError, Verdict, Wait,
@@ -25,7 +24,7 @@ use ticklane_control::feeds::{Feeds, Steer};
 use ticklane_control::line::LineLimits;
 use ticklane_control::proto::appliance_client::ApplianceClient;
 use ticklane_control::proto::{self, get_book_request::Stock};
-use ticklane_control::{ApplianceInfo, ControlConfig, ControlPlane, Limits, Parts};
+use ticklane_control::{ApplianceInfo, ControlConfig, ControlPlane, Limits};
 use ticklane_lab::generate::{FeedConfig, generate};
 use ticklane_lab::market::MarketConfig;
 use ticklane_protocols::moldudp64::Session;
@@ -148,10 +147,9 @@ fn start(limits: Limits, flowing: bool) -> Running {
     };
     let (mut poller, _stats) =
         Poller::new(source, pipeline, None, PollerConfig::default(), stop).unwrap();
-    let (requester, server) = request::ring();
-    poller.serve(server);
     let local = "127.0.0.1:0".parse().unwrap();
-    let plane = ControlPlane::start(
+    let plane = ControlPlane::attach(
+        &mut poller,
         ControlConfig {
             grpc: Some(local),
             control: Some(local),
@@ -159,16 +157,12 @@ fn start(limits: Limits, flowing: bool) -> Running {
             token: Some(TOKEN.into()),
             limits,
         },
-        Parts {
-            info: ApplianceInfo {
-                version: "test".into(),
-                mode: "capture".into(),
-                ..ApplianceInfo::default()
-            },
-            stats: poller.stats_reader(),
-            requester,
-            feeds: Feeds::new(Vec::new(), Steer::Fixed, 0),
+        ApplianceInfo {
+            version: "test".into(),
+            mode: "capture".into(),
+            ..ApplianceInfo::default()
         },
+        Feeds::new(Vec::new(), Steer::Fixed, 0),
         1,
     )
     .unwrap();
