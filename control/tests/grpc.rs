@@ -330,6 +330,9 @@ async fn a_stream_client_that_never_reads_is_told_how_many_events_it_lost() {
     let run = start(
         Limits {
             max_streams: 2,
+            // A unary call's limit, not a stream's: the streams below live
+            // longer than this.
+            timeout: Duration::from_millis(200),
             ..Limits::default()
         },
         true,
@@ -346,6 +349,7 @@ async fn a_stream_client_that_never_reads_is_told_how_many_events_it_lost() {
     assert_eq!(e.code(), Code::ResourceExhausted, "the stream limit");
     assert!(e.message().contains("2 streams are open"), "{e:?}");
 
+    tokio::time::sleep(Duration::from_millis(500)).await;
     // Three buffers' worth published while the client reads nothing.
     let published = 3 * ticklane_control::appliance::STREAM_BUFFER as u64;
     let mut forward = run.plane().forwarder();
