@@ -137,6 +137,7 @@ pub struct Delivery {
     pipeline: Pipeline,
     requester: Option<Requester>,
     session: Session,
+    last: (Session, u64),
     delivered: u64,
     bad_messages: u64,
     lost: RangeLog,
@@ -151,6 +152,7 @@ impl Delivery {
             pipeline,
             requester,
             session: Session::default(),
+            last: (Session::default(), 0),
             delivered: 0,
             bad_messages: 0,
             lost: RangeLog::with_capacity(KEPT_RANGES),
@@ -176,6 +178,7 @@ impl Delivery {
             }
         };
         self.delivered += 1;
+        self.last = (self.session, seq);
         if !self.pipeline.deliver(self.session, seq, m) {
             self.audit_missed.record(self.session, seq, seq + 1);
         }
@@ -193,6 +196,12 @@ impl Delivery {
     /// Messages delivered.
     pub fn delivered(&self) -> u64 {
         self.delivered
+    }
+
+    /// The session and sequence number of the last message delivered
+    /// (sequence 0: none yet).
+    pub fn last_delivered(&self) -> (Session, u64) {
+        self.last
     }
 
     /// Sequenced messages that were not valid ITCH (skipped).

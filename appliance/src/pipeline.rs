@@ -22,6 +22,8 @@ pub struct Pipeline {
     bus: Publisher,
     by_type: [u64; MESSAGE_TYPES.len()],
     timestamp: u64,
+    /// The message being applied: its events carry it.
+    at: (Session, u64),
 }
 
 fn level(l: Option<crate::book::Level>) -> (u32, u64) {
@@ -39,6 +41,7 @@ impl Pipeline {
             bus: publisher,
             by_type: [0; MESSAGE_TYPES.len()],
             timestamp: 0,
+            at: (Session::default(), 0),
         };
         (pipeline, subscribers)
     }
@@ -64,6 +67,7 @@ impl Pipeline {
             self.by_type[i] += 1;
         }
         self.timestamp = header.timestamp();
+        self.at = (session, seq);
         let bus = &mut self.bus;
         self.vwap.advance(self.timestamp, |e| bus.vwap(e));
         message.dispatch(self);
@@ -87,6 +91,8 @@ impl Pipeline {
         let (bid, ask) = self.bbo(locate);
         self.bus.bbo(BboEvent {
             locate,
+            session: self.at.0,
+            seq: self.at.1,
             timestamp: self.timestamp,
             bid,
             ask,
@@ -108,6 +114,8 @@ impl Pipeline {
         let timestamp = self.timestamp;
         self.bus.trade(TradeEvent {
             locate,
+            session: self.at.0,
+            seq: self.at.1,
             timestamp,
             price,
             shares,

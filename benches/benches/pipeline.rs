@@ -19,17 +19,11 @@
 //! default mix, ≤ 40 ns/message on the uniform mix).
 
 use criterion::{Criterion, Throughput, criterion_group};
-use std::sync::atomic::AtomicBool;
 
-use ticklane_appliance::analytics::vwap::Vwap;
 use ticklane_appliance::book::Books;
-use ticklane_appliance::bus::BusConfig;
-use ticklane_appliance::pipeline::Pipeline;
-use ticklane_appliance::poller::{Poller, PollerConfig, TimeBase};
 use ticklane_appliance::session::{Action, ActionSink, SessionConfig, SessionTracker};
-use ticklane_appliance::source::memory::MemorySource;
 use ticklane_benches::baseline::{BaselineBooks, BookLevels};
-use ticklane_benches::{MoldStream, interleaved_best};
+use ticklane_benches::{MoldStream, interleaved_best, whole_pipeline};
 use ticklane_lab::market::{MarketConfig, Mix};
 use ticklane_protocols::itch::{self, Handler};
 use ticklane_protocols::moldudp64::Packet;
@@ -203,33 +197,6 @@ fn baseline_books(stream: &MoldStream) -> (u64, BaselineBooks) {
     (sink.delivered, books)
 }
 
-/// The production path: the poller over packets in memory, into the
-/// delivery sink (books, VWAP, tape, bus, audit ring; nobody drains the
-/// rings, so full ones count their drops as they would in production).
-fn whole_pipeline(source: &MemorySource, max_orders: usize) -> u64 {
-    let (pipeline, _subscribers) = Pipeline::with_bus(
-        Books::new(max_orders),
-        Vwap::default(),
-        BusConfig {
-            events: 1 << 10,
-            audit: 1 << 10,
-        },
-    );
-    let cfg = PollerConfig {
-        session: SessionConfig {
-            window_packets: 64,
-            ..SessionConfig::default()
-        },
-        time: TimeBase::Capture,
-        ..PollerConfig::default()
-    };
-    let stop = AtomicBool::new(false);
-    let (mut poller, _stats) =
-        Poller::new(source.clone(), pipeline, None, cfg, &stop).expect("a poller over memory");
-    let ending = poller.run().expect("memory never fails");
-    poller.finish(ending).snapshot.delivered
-}
-
 fn bench(c: &mut Criterion) {
     let w = default_mix();
     let source = w.stream.source();
@@ -243,7 +210,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| baseline_books(&w.stream).0)
     });
     g.bench_function("whole_pipeline", |b| {
-        b.iter(|| whole_pipeline(&source, w.max_orders))
+        b.iter(|| whole_pipeline(&source, w.max_orders, None))
     });
     g.bench_function("parse_session_no_book", |b| {
         b.iter(|| session_only(&w.stream))
@@ -258,7 +225,7 @@ fn report(w: &Workload) {
     let (m, baseline) = baseline_books(stream);
     let source = stream.source();
     assert_eq!((n, m), (stream.messages, stream.messages));
-    assert_eq!(whole_pipeline(&source, w.max_orders), stream.messages);
+    assert_eq!(whole_pipeline(&source, w.max_orders, None), stream.messages);
     assert_eq!(
         canonical(&books),
         baseline.canonical(),
@@ -268,7 +235,7 @@ fn report(w: &Workload) {
     drop((books, baseline));
     let mut t = || ticklane_books(stream, w.max_orders).0;
     let mut b = || baseline_books(stream).0;
-    let mut p = || whole_pipeline(&source, w.max_orders);
+    let mut p = || whole_pipeline(&source, w.max_orders, None);
     let mut n = || session_only(stream);
     let results = interleaved_best(
         w.rounds,

@@ -5,6 +5,15 @@ pub mod baseline;
 
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::AtomicBool;
+
+use ticklane_appliance::analytics::vwap::Vwap;
+use ticklane_appliance::book::Books;
+use ticklane_appliance::bus::BusConfig;
+use ticklane_appliance::pipeline::Pipeline;
+use ticklane_appliance::poller::{Poller, PollerConfig, TimeBase};
+use ticklane_appliance::request::RequestServer;
+use ticklane_appliance::session::SessionConfig;
 use ticklane_appliance::source::memory::MemorySource;
 use ticklane_lab::market::{MAX_MESSAGE_LEN, Market, MarketConfig, Mix};
 use ticklane_protocols::moldudp64::{PacketBuilder, Session};
@@ -179,4 +188,40 @@ pub fn enter(ns: &str) {
     // SAFETY: `f` is an open namespace descriptor; setns(2) moves only the
     // calling thread.
     assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+}
+
+/// The production path: the poller over packets in memory, into the
+/// delivery sink (books, VWAP, tape, bus, audit ring; nobody drains the
+/// rings, so full ones count their drops as they would in production),
+/// with books sized for `max_orders`, serving the control plane's requests
+/// of `requests` when given. Returns the messages delivered.
+pub fn whole_pipeline(
+    source: &MemorySource,
+    max_orders: usize,
+    requests: Option<RequestServer>,
+) -> u64 {
+    let (pipeline, _subscribers) = Pipeline::with_bus(
+        Books::new(max_orders),
+        Vwap::default(),
+        BusConfig {
+            events: 1 << 10,
+            audit: 1 << 10,
+        },
+    );
+    let cfg = PollerConfig {
+        session: SessionConfig {
+            window_packets: 64,
+            ..SessionConfig::default()
+        },
+        time: TimeBase::Capture,
+        ..PollerConfig::default()
+    };
+    let stop = AtomicBool::new(false);
+    let (mut poller, _stats) =
+        Poller::new(source.clone(), pipeline, None, cfg, &stop).expect("a poller over memory");
+    if let Some(server) = requests {
+        poller.serve(server);
+    }
+    let ending = poller.run().expect("memory never fails");
+    poller.finish(ending).snapshot.delivered
 }

@@ -3,6 +3,9 @@
 
 mod args;
 mod book_cmd;
+mod config;
+mod control_cmd;
+mod ctl_cmd;
 mod decode;
 mod doctor;
 mod gen_cmd;
@@ -60,10 +63,18 @@ enum Command {
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
+    Ctl(ctl_cmd::CtlArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args = match config::expand(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("ticklane: error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cli = Cli::parse_from(args);
     let result = match cli.command {
         Command::Gen(args) => gen_cmd::run(&args),
         Command::Decode(args) => decode::run(&args),
@@ -79,6 +90,7 @@ fn main() -> ExitCode {
             print_bytes(&script)
         }
         Command::Man { dir } => man(dir.as_deref()),
+        Command::Ctl(args) => ctl_cmd::run(&args),
     };
     match result {
         Ok(code) => code,

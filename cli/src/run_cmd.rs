@@ -24,6 +24,7 @@ use ticklane_appliance::stats::StatsReader;
 use ticklane_appliance::sys;
 use ticklane_capture::pace;
 use ticklane_capture::{OutputFile, Record};
+use ticklane_control::feeds::Steer;
 use ticklane_lab::send::FrameSender;
 
 use super::GroupPort;
@@ -114,6 +115,13 @@ pub(crate) struct RunArgs {
     /// Capacity of the order pool.
     #[arg(long, default_value_t = 1 << 20, value_parser = args::max_orders())]
     max_orders: usize,
+    #[command(flatten)]
+    control: super::control_cmd::ControlArgs,
+    /// Options from a TOML file: each key is a long option of this command
+    /// (`queue = 1`, `feed = ["239.1.1.1:26477"]`, `spin = true`); an option
+    /// on the command line wins over the file's.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 /// What the live run needs besides its source.
@@ -272,8 +280,23 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                     Checksums::TrustNic => "trusted_nic",
                 }),
             };
-            // The sockets stay joined for the switches until the end.
-            let outcome = drive(source, live, path);
+            // The sockets stay joined for the switches until the end (the
+            // control plane's, when it may change the feeds).
+            let (control, sockets) = if args.control.enabled() {
+                let subscriptions = source.take_subscriptions().map_err(XdpError::from)?;
+                let feeds = sockets.into_iter().map(|s| (s.feed, Some(s))).collect();
+                let at = (args.iface.as_str(), ifindex, args.queue);
+                let pending = super::control_cmd::prepare(
+                    &args.control,
+                    feeds,
+                    Steer::Xdp(subscriptions),
+                    at,
+                )?;
+                (Some(pending), Vec::new())
+            } else {
+                (None, sockets)
+            };
+            let outcome = drive(source, live, path, control);
             drop(sockets);
             outcome
         }
@@ -284,13 +307,31 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                 checksums: Some("kernel"),
                 ..PathInfo::default()
             };
-            drive(UdpSource::new(sockets), live, path)
+            let control = if args.control.enabled() {
+                let feeds = sockets.iter().map(|s| (s.feed, None)).collect();
+                let at = (args.iface.as_str(), ifindex, args.queue);
+                Some(super::control_cmd::prepare(
+                    &args.control,
+                    feeds,
+                    Steer::Kernel,
+                    at,
+                )?)
+            } else {
+                None
+            };
+            drive(UdpSource::new(sockets), live, path, control)
         }
     }
 }
 
-/// Runs the poller on `source` until stopped, then reports.
-fn drive<S: Source>(source: S, live: Live<'_>, path: PathInfo) -> anyhow::Result<ExitCode> {
+/// Runs the poller on `source` (with the control plane, when asked for)
+/// until stopped, then reports.
+fn drive<S: Source>(
+    source: S,
+    live: Live<'_>,
+    path: PathInfo,
+    control: Option<super::control_cmd::Pending>,
+) -> anyhow::Result<ExitCode> {
     let Live {
         args,
         cfg,
@@ -302,8 +343,12 @@ fn drive<S: Source>(source: S, live: Live<'_>, path: PathInfo) -> anyhow::Result
         Vwap::default(),
         BusConfig::default(),
     );
-    let drain = Drain::spawn(subscribers);
     let (mut poller, stats) = Poller::new(source, pipeline, outputs.tap, cfg, stop)?;
+    let control = control.map(|c| c.start(&mut poller, &path)).transpose()?;
+    let drain = match &control {
+        Some(plane) => Drain::spawn_forwarding(subscribers, plane.forwarder()),
+        None => Drain::spawn(subscribers),
+    };
     eprintln!(
         "ticklane run: ready on {} queue {} ({}{}{})",
         args.iface,
@@ -321,6 +366,9 @@ fn drive<S: Source>(source: S, live: Live<'_>, path: PathInfo) -> anyhow::Result
         done.store(true, Ordering::Relaxed);
         ending
     })?;
+    if let Some(plane) = control {
+        plane.stop();
+    }
     let finished = poller.finish(ending);
     let drained = drain.finish();
     if let Err(e) = &finished.tap.1 {
