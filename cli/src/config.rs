@@ -146,7 +146,7 @@ mod tests {
             "queue: 3",
             "spin: true",
             "trust_nic_checksum: false",
-            "duration: Some(1.5)",
+            "duration: Some(1.5s)",
             "127.0.0.1:50051",
             "port: 2",
         ] {
