@@ -754,7 +754,7 @@ mod tests {
         let segs = segments(dir.path()).unwrap();
         let acked = Position {
             segment: segs[3],
-            offset: 100,
+            offset: MAGIC.len() as u64,
         };
         reclaim(dir.path(), acked).unwrap();
         assert_eq!(segments(dir.path()).unwrap(), segs[3..].to_vec());
