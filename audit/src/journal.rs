@@ -232,6 +232,11 @@ impl Journal {
         entry.encode(&mut self.buf);
     }
 
+    /// Drops the pending batch (after a failed commit).
+    pub fn discard(&mut self) {
+        self.buf.clear();
+    }
+
     /// Bytes appended and not yet committed.
     pub fn pending_bytes(&self) -> usize {
         self.buf.len()

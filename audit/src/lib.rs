@@ -11,3 +11,4 @@
 
 pub mod journal;
 pub mod record;
+pub mod writer;
