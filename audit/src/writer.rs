@@ -146,7 +146,7 @@ impl State {
 
 impl AuditWriter {
     /// Starts the thread on `ring`, writing to `journal`.
-    pub fn spawn(mut ring: Consumer<AuditRecord>, journal: Journal) -> Self {
+    pub fn spawn(mut ring: Consumer<AuditRecord>, journal: Journal) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let gauges = Arc::new(WriterGauges::default());
         let (flag, g) = (stop.clone(), gauges.clone());
@@ -170,13 +170,12 @@ impl AuditWriter {
                     // is one write (and at most one fsync).
                     std::thread::sleep(Duration::from_millis(1));
                 }
-            })
-            .expect("spawning the audit writer thread");
-        Self {
+            })?;
+        Ok(Self {
             stop,
             gauges,
             handle,
-        }
+        })
     }
 
     /// Its live counters.
@@ -254,7 +253,7 @@ mod tests {
             audit: 1 << 12,
         });
         let (journal, _) = Journal::open(dir.path(), JournalConfig::default()).unwrap();
-        let writer = AuditWriter::spawn(take_audit(&mut subs), journal);
+        let writer = AuditWriter::spawn(take_audit(&mut subs), journal).unwrap();
         let session = Session::from_name(b"W").unwrap();
         let mut missed = ticklane_appliance::delivery::RangeLog::with_capacity(100_000);
         for seq in 1..=100_000u64 {
@@ -318,7 +317,7 @@ mod tests {
             audit: 1 << 16,
         });
         let (journal, _) = Journal::open(disk.0.path(), JournalConfig::default()).unwrap();
-        let writer = AuditWriter::spawn(take_audit(&mut subs), journal);
+        let writer = AuditWriter::spawn(take_audit(&mut subs), journal).unwrap();
         let gauges = writer.gauges();
         let session = Session::from_name(b"W").unwrap();
         // In small bursts, so that the writer's batches are small and the
