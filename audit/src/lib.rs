@@ -11,4 +11,5 @@
 
 pub mod journal;
 pub mod record;
+pub mod store;
 pub mod writer;
