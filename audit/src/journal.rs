@@ -387,6 +387,14 @@ impl Reader {
         }
     }
 
+    /// Goes back to `at`, where a record starts (to read it again).
+    pub fn rewind(&mut self, at: Position) {
+        if at.segment != self.at.segment {
+            self.file = None;
+        }
+        self.at = at;
+    }
+
     /// Where the next entry starts.
     pub fn position(&self) -> Position {
         self.at

@@ -11,5 +11,6 @@
 
 pub mod journal;
 pub mod record;
+pub mod shipper;
 pub mod store;
 pub mod writer;

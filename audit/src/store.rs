@@ -286,18 +286,19 @@ impl Store {
         Ok(n)
     }
 
-    async fn insert<T: clickhouse::Row + Serialize>(
+    async fn insert<T>(
         &self,
         table: &str,
         rows: &[T],
         what: &'static str,
     ) -> Result<(), StoreError>
     where
-        for<'a> T: clickhouse::Row<Value<'a> = T>,
+        for<'a> T: Serialize + clickhouse::Row<Value<'a> = T>,
     {
         let mut insert = self
             .client
-            .insert::<T>(table)
+            // Constant, qualified names: `insert` would quote the dot.
+            .insert_unescaped::<T>(table)
             .await
             .map_err(self.err(what))?
             .with_timeouts(Some(self.cfg.send_timeout), Some(self.cfg.end_timeout));
@@ -350,9 +351,9 @@ impl Store {
     ) -> Result<u64, StoreError> {
         self.query(
             "SELECT count() FROM ticklane.messages \
-             WHERE session = ? AND batch_first = ? AND batch_last = ?",
+             WHERE session = unhex(?) AND batch_first = ? AND batch_last = ?",
         )
-        .bind(serde_bytes::Bytes::new(session))
+        .bind(hex(session))
         .bind(first)
         .bind(last)
         .fetch_one::<u64>()
@@ -363,15 +364,26 @@ impl Store {
     /// Rows of gap (session, from, end) in the table.
     pub async fn gap_rows(&self, session: &[u8], from: u64, end: u64) -> Result<u64, StoreError> {
         self.query(
-            "SELECT count() FROM ticklane.gaps WHERE session = ? AND from_seq = ? AND end_seq = ?",
+            "SELECT count() FROM ticklane.gaps WHERE session = unhex(?) AND from_seq = ? AND end_seq = ?",
         )
-        .bind(serde_bytes::Bytes::new(session))
+        .bind(hex(session))
         .bind(from)
         .bind(end)
         .fetch_one::<u64>()
         .await
         .map_err(self.err("asking whether a gap landed"))
     }
+}
+
+/// Bytes as a hex string, for `unhex(?)`: 18.16 reads no `x'…'` literals,
+/// and a session need not be UTF-8.
+pub fn hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    bytes
+        .iter()
+        .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]])
+        .map(char::from)
+        .collect()
 }
 
 /// The statements of a schema file: separated by lines holding only `;`,

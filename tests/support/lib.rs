@@ -2,6 +2,8 @@
 //! cargo, optimised), the real captures, network-namespace labs, and a way
 //! to run the binary and see everything it did.
 
+pub mod clickhouse;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
