@@ -395,6 +395,12 @@ impl Reader {
         self.at = at;
     }
 
+    /// Bytes read from the current segment after the last whole record
+    /// (a torn tail, or a batch still being written).
+    pub fn leftover(&self) -> u64 {
+        (self.buf.len() as u64).saturating_sub(self.at.offset)
+    }
+
     /// Where the next entry starts.
     pub fn position(&self) -> Position {
         self.at

@@ -10,7 +10,9 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod journal;
+pub mod query;
 pub mod record;
 pub mod shipper;
 pub mod store;
+pub mod verify;
 pub mod writer;

@@ -286,12 +286,7 @@ impl Store {
         Ok(n)
     }
 
-    async fn insert<T>(
-        &self,
-        table: &str,
-        rows: &[T],
-        what: &'static str,
-    ) -> Result<(), StoreError>
+    async fn insert<T>(&self, table: &str, rows: &[T], what: &'static str) -> Result<(), StoreError>
     where
         for<'a> T: Serialize + clickhouse::Row<Value<'a> = T>,
     {
