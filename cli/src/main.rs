@@ -2,6 +2,7 @@
 //! formatting of what they report. Everything else is in the libraries.
 
 mod args;
+mod audit_cmd;
 mod book_cmd;
 mod decode;
 mod gen_cmd;
@@ -21,6 +22,7 @@ use clap::{Parser, Subcommand};
 /// synthetic feed (gen), decode to canonical JSON Lines (decode), build the
 /// order books (book), replay through the whole pipeline (replay), serve
 /// MoldUDP64 re-requests (retrans-server), put frames on a wire (send).
+/// Audit: query and verify the audit trail (audit).
 #[derive(Debug, Parser)]
 #[command(
     name = "ticklane",
@@ -42,6 +44,7 @@ enum Command {
     RetransServer(retrans_cmd::RetransArgs),
     Run(run_cmd::RunArgs),
     Send(run_cmd::SendArgs),
+    Audit(audit_cmd::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Command::RetransServer(args) => retrans_cmd::run(&args),
         Command::Run(args) => run_cmd::run(&args),
         Command::Send(args) => run_cmd::send(&args),
+        Command::Audit(args) => audit_cmd::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -113,6 +113,8 @@ pub(crate) struct RunArgs {
     /// Capacity of the order pool.
     #[arg(long, default_value_t = 1 << 20)]
     max_orders: usize,
+    #[command(flatten)]
+    audit: super::audit_cmd::AuditRunArgs,
 }
 
 /// What the live run needs besides its source.
@@ -257,11 +259,12 @@ fn drive<S: Source>(source: S, live: &Live<'_>, path: PathInfo) -> anyhow::Resul
         )))),
         None => None,
     };
-    let (pipeline, subscribers) = Pipeline::with_bus(
+    let (pipeline, mut subscribers) = Pipeline::with_bus(
         Books::new(args.max_orders),
         Vwap::default(),
         BusConfig::default(),
     );
+    let audit = super::audit_cmd::LiveAudit::start(&args.audit, &mut subscribers)?;
     let drain = Drain::spawn(subscribers);
     let (mut poller, stats) = Poller::new(source, pipeline, tap, live.cfg.clone(), live.stop)?;
     eprintln!(
@@ -286,7 +289,10 @@ fn drive<S: Source>(source: S, live: &Live<'_>, path: PathInfo) -> anyhow::Resul
     if let Err(e) = &finished.tap.1 {
         eprintln!("ticklane run: warning: the tap could not be flushed: {e}");
     }
-    let summary = report::summary(&finished, &path, &drained);
+    let mut summary = report::summary(&finished, &path, &drained);
+    if let Some(audit) = audit {
+        summary["audit"]["trail"] = audit.finish(&finished.audit_missed);
+    }
     report::warn("ticklane run", &summary);
     report::warn_rejected("ticklane run", &summary);
     println!(
