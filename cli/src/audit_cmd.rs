@@ -528,12 +528,7 @@ pub(crate) struct AuditRunArgs {
     audit_segment_mib: u64,
     /// At a stop, how long to keep shipping what was journaled (seconds);
     /// what is left is shipped at the next start.
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        default_value_t = 10.0,
-        requires = "clickhouse"
-    )]
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     audit_ship_timeout: f64,
 }
 
