@@ -189,13 +189,13 @@ pub async fn query_store(
             Param::Text(t) => q.bind(t),
         };
     }
-    let err = |source| StoreError::Server {
+    let what = "querying messages";
+    let mut cursor = q.fetch::<Stored>().map_err(|source| StoreError::Server {
         url: store.url().to_owned(),
-        what: "querying messages",
+        what,
         source,
-    };
-    let mut cursor = q.fetch::<Stored>().map_err(err)?;
-    while let Some(row) = cursor.next().await.map_err(err)? {
+    })?;
+    while let Some(row) = store.bounded(what, cursor.next()).await? {
         each(row);
     }
     Ok(())
@@ -203,32 +203,22 @@ pub async fn query_store(
 
 /// The gap rows in ClickHouse.
 pub async fn store_gaps(store: &Store) -> Result<Vec<GapRow>, StoreError> {
+    let q = store.query(
+        "SELECT day, session, from_seq, end_seq, journaled_ns FROM ticklane.gaps FINAL \
+         ORDER BY session, from_seq",
+    );
     store
-        .query(
-            "SELECT day, session, from_seq, end_seq, journaled_ns FROM ticklane.gaps FINAL \
-             ORDER BY session, from_seq",
-        )
-        .fetch_all::<GapRow>()
+        .bounded("querying gaps", q.fetch_all::<GapRow>())
         .await
-        .map_err(|source| StoreError::Server {
-            url: store.url().to_owned(),
-            what: "querying gaps",
-            source,
-        })
 }
 
 /// Rows stored more than once for the same (session, seq) (hidden by
 /// FINAL; zero when shipping was exactly once).
 pub async fn store_duplicates(store: &Store) -> Result<u64, StoreError> {
+    let q = store.query("SELECT count() - uniqExact(session, seq) FROM ticklane.messages");
     store
-        .query("SELECT count() - uniqExact(session, seq) FROM ticklane.messages")
-        .fetch_one::<u64>()
+        .bounded("counting duplicate rows", q.fetch_one::<u64>())
         .await
-        .map_err(|source| StoreError::Server {
-            url: store.url().to_owned(),
-            what: "counting duplicate rows",
-            source,
-        })
 }
 
 #[cfg(test)]

@@ -17,7 +17,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::journal::{AckState, JournalError, Position, Reader, reclaim};
 use crate::record::Entry;
-use crate::store::{GapRow, MessageRow, Store, StoreError, day_of};
+use crate::store::{GapRow, MessageRow, Store, StoreError, day_of, hex};
+
+/// How long an earlier attempt is given to show up on the server before
+/// the shipper asks whether it landed.
+const SETTLE: Duration = Duration::from_millis(500);
 
 /// Shipper failures that stop it.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +108,20 @@ impl Batch {
     fn id(&self) -> Option<(&[u8], u64, u64)> {
         let (first, last) = (self.messages.first()?, self.messages.last()?);
         Some((&first.session, first.seq, last.seq))
+    }
+
+    /// The query id of its inserts, the same for every attempt.
+    fn query_id(&self) -> String {
+        match (self.id(), self.gaps.first()) {
+            (Some((s, first, last)), _) => format!("ticklane-{}-{first}-{last}", hex(s)),
+            (None, Some(g)) => format!(
+                "ticklane-gap-{}-{}-{}",
+                hex(&g.session),
+                g.from_seq,
+                g.end_seq
+            ),
+            (None, None) => String::from("ticklane-empty"),
+        }
     }
 }
 
@@ -198,17 +216,23 @@ impl Ship {
         give_up: &dyn Fn() -> bool,
     ) -> bool {
         let mut delay = self.cfg.backoff;
+        let query_id = batch.query_id();
         loop {
             let attempt = async {
-                if ambiguous && self.landed(batch).await? {
-                    self.gauges.found_landed.fetch_add(1, Ordering::Relaxed);
-                    return Ok::<(), StoreError>(());
+                if ambiguous {
+                    self.settle(&query_id).await?;
+                    if self.landed(batch).await? {
+                        self.gauges.found_landed.fetch_add(1, Ordering::Relaxed);
+                        return Ok::<(), StoreError>(());
+                    }
                 }
                 if !batch.messages.is_empty() {
-                    self.store.insert_messages(&batch.messages).await?;
+                    self.store
+                        .insert_messages(&batch.messages, &query_id)
+                        .await?;
                 }
                 if !batch.gaps.is_empty() {
-                    self.store.insert_gaps(&batch.gaps).await?;
+                    self.store.insert_gaps(&batch.gaps, &query_id).await?;
                 }
                 Ok(())
             };
@@ -247,6 +271,18 @@ impl Ship {
                 }
             }
         }
+    }
+
+    /// Before asking whether a batch landed: an earlier attempt that timed
+    /// out here may still sit unread in the server's socket, or still run.
+    /// Give the server a moment to pick it up, then wait until no query
+    /// with its id runs (the server serves one at a time per id).
+    async fn settle(&self, query_id: &str) -> Result<(), StoreError> {
+        tokio::time::sleep(SETTLE).await;
+        while self.store.running(query_id).await? {
+            tokio::time::sleep(self.cfg.backoff).await;
+        }
+        Ok(())
     }
 
     /// Whether every row of `batch` is in the store already.

@@ -43,6 +43,18 @@ pub enum StoreError {
         /// The client's error.
         source: clickhouse::error::Error,
     },
+    /// No answer within the timeout.
+    #[error(
+        "ClickHouse at {url}: {what}: no answer within {after:?} (is the server up, and not overloaded?)"
+    )]
+    Timeout {
+        /// The server.
+        url: String,
+        /// What was asked.
+        what: &'static str,
+        /// The timeout.
+        after: Duration,
+    },
 }
 
 /// How the store talks to the server.
@@ -262,10 +274,27 @@ impl Store {
 
     /// The server's version string.
     pub async fn version(&self) -> Result<String, StoreError> {
-        self.query("SELECT version()")
-            .fetch_one::<String>()
-            .await
-            .map_err(self.err("asking its version"))
+        self.bounded(
+            "asking its version",
+            self.query("SELECT version()").fetch_one::<String>(),
+        )
+        .await
+    }
+
+    /// `request`, bounded by the answer timeout.
+    pub async fn bounded<T>(
+        &self,
+        what: &'static str,
+        request: impl Future<Output = clickhouse::error::Result<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.cfg.end_timeout, request).await {
+            Ok(r) => r.map_err(self.err(what)),
+            Err(_) => Err(StoreError::Timeout {
+                url: self.cfg.url.clone(),
+                what,
+                after: self.cfg.end_timeout,
+            }),
+        }
     }
 
     /// A query with this store's timeouts.
@@ -277,16 +306,23 @@ impl Store {
     pub async fn init(&self) -> Result<usize, StoreError> {
         let mut n = 0;
         for stmt in statements(SCHEMA) {
-            self.query(&stmt.replace('?', "??"))
-                .execute()
-                .await
-                .map_err(self.err("applying the schema"))?;
+            self.bounded(
+                "applying the schema",
+                self.query(&stmt.replace('?', "??")).execute(),
+            )
+            .await?;
             n += 1;
         }
         Ok(n)
     }
 
-    async fn insert<T>(&self, table: &str, rows: &[T], what: &'static str) -> Result<(), StoreError>
+    async fn insert<T>(
+        &self,
+        table: &str,
+        rows: &[T],
+        query_id: &str,
+        what: &'static str,
+    ) -> Result<(), StoreError>
     where
         for<'a> T: Serialize + clickhouse::Row<Value<'a> = T>,
     {
@@ -296,7 +332,10 @@ impl Store {
             .insert_unescaped::<T>(table)
             .await
             .map_err(self.err(what))?
-            .with_timeouts(Some(self.cfg.send_timeout), Some(self.cfg.end_timeout));
+            .with_timeouts(Some(self.cfg.send_timeout), Some(self.cfg.end_timeout))
+            // One id for every attempt of a batch: the server refuses an
+            // attempt while an earlier one still runs.
+            .with_setting("query_id", query_id);
         for r in rows {
             insert.write(r).await.map_err(self.err(what))?;
         }
@@ -304,15 +343,37 @@ impl Store {
     }
 
     /// Inserts one sealed batch of messages (one insert, one part: the
-    /// caller keeps batches under 1,048,576 rows).
-    pub async fn insert_messages(&self, rows: &[MessageRow]) -> Result<(), StoreError> {
-        self.insert("ticklane.messages", rows, "inserting a batch of messages")
+    /// caller keeps batches under 1,048,576 rows), as query `query_id`.
+    pub async fn insert_messages(
+        &self,
+        rows: &[MessageRow],
+        query_id: &str,
+    ) -> Result<(), StoreError> {
+        self.insert(
+            "ticklane.messages",
+            rows,
+            query_id,
+            "inserting a batch of messages",
+        )
+        .await
+    }
+
+    /// Inserts gap rows, as query `query_id`.
+    pub async fn insert_gaps(&self, rows: &[GapRow], query_id: &str) -> Result<(), StoreError> {
+        self.insert("ticklane.gaps", rows, query_id, "inserting gaps")
             .await
     }
 
-    /// Inserts gap rows.
-    pub async fn insert_gaps(&self, rows: &[GapRow]) -> Result<(), StoreError> {
-        self.insert("ticklane.gaps", rows, "inserting gaps").await
+    /// Whether query `query_id` is running on the server (an insert that
+    /// timed out on this side may still be executing, or about to).
+    pub async fn running(&self, query_id: &str) -> Result<bool, StoreError> {
+        let q = self
+            .query("SELECT count() FROM system.processes WHERE query_id = ?")
+            .bind(query_id);
+        Ok(self
+            .bounded("asking whether an insert still runs", q.fetch_one::<u64>())
+            .await?
+            > 0)
     }
 
     /// Records a shipped batch (bookkeeping for `audit stats`).
@@ -332,7 +393,8 @@ impl Store {
             rows,
             shipped_ns: now_ns,
         };
-        self.insert("ticklane.batches", &[row], "recording a batch")
+        let id = format!("ticklane-batch-{}-{first}-{last}", hex(session));
+        self.insert("ticklane.batches", &[row], &id, "recording a batch")
             .await
     }
 
@@ -344,29 +406,30 @@ impl Store {
         first: u64,
         last: u64,
     ) -> Result<u64, StoreError> {
-        self.query(
-            "SELECT count() FROM ticklane.messages \
-             WHERE session = unhex(?) AND batch_first = ? AND batch_last = ?",
-        )
-        .bind(hex(session))
-        .bind(first)
-        .bind(last)
-        .fetch_one::<u64>()
-        .await
-        .map_err(self.err("asking whether a batch landed"))
+        let q = self
+            .query(
+                "SELECT count() FROM ticklane.messages \
+                 WHERE session = unhex(?) AND batch_first = ? AND batch_last = ?",
+            )
+            .bind(hex(session))
+            .bind(first)
+            .bind(last);
+        self.bounded("asking whether a batch landed", q.fetch_one::<u64>())
+            .await
     }
 
     /// Rows of gap (session, from, end) in the table.
     pub async fn gap_rows(&self, session: &[u8], from: u64, end: u64) -> Result<u64, StoreError> {
-        self.query(
-            "SELECT count() FROM ticklane.gaps WHERE session = unhex(?) AND from_seq = ? AND end_seq = ?",
-        )
-        .bind(hex(session))
-        .bind(from)
-        .bind(end)
-        .fetch_one::<u64>()
-        .await
-        .map_err(self.err("asking whether a gap landed"))
+        let q = self
+            .query(
+                "SELECT count() FROM ticklane.gaps \
+                 WHERE session = unhex(?) AND from_seq = ? AND end_seq = ?",
+            )
+            .bind(hex(session))
+            .bind(from)
+            .bind(end);
+        self.bounded("asking whether a gap landed", q.fetch_one::<u64>())
+            .await
     }
 }
 

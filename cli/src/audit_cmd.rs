@@ -55,6 +55,11 @@ pub(crate) struct ServerArgs {
     /// File holding the ClickHouse password (one line).
     #[arg(long, value_name = "FILE", requires = "clickhouse")]
     pub(crate) clickhouse_password_file: Option<PathBuf>,
+    /// Seconds to wait for ClickHouse's answer to a batch or a query before
+    /// the attempt counts as failed (a batch is then asked about before it
+    /// is sent again).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    pub(crate) clickhouse_timeout: f64,
 }
 
 impl ServerArgs {
@@ -64,6 +69,11 @@ impl ServerArgs {
             return Ok(None);
         };
         let mut cfg = StoreConfig::new(url);
+        if !(self.clickhouse_timeout > 0.0 && self.clickhouse_timeout.is_finite()) {
+            bail!("--clickhouse-timeout must be a number of seconds above 0");
+        }
+        cfg.end_timeout = std::time::Duration::from_secs_f64(self.clickhouse_timeout);
+        cfg.send_timeout = cfg.send_timeout.min(cfg.end_timeout);
         cfg.user = self.clickhouse_user.clone();
         if let Some(f) = &self.clickhouse_password_file {
             let p = std::fs::read_to_string(f)
