@@ -406,30 +406,35 @@ impl Store {
         first: u64,
         last: u64,
     ) -> Result<u64, StoreError> {
-        let q = self
-            .query(
-                "SELECT count() FROM ticklane.messages \
-                 WHERE session = unhex(?) AND batch_first = ? AND batch_last = ?",
-            )
-            .bind(hex(session))
-            .bind(first)
-            .bind(last);
-        self.bounded("asking whether a batch landed", q.fetch_one::<u64>())
-            .await
+        self.count_of(
+            "SELECT count() FROM ticklane.messages \
+             WHERE session = unhex(?) AND batch_first = ? AND batch_last = ?",
+            (session, first, last),
+            "asking whether a batch landed",
+        )
+        .await
     }
 
     /// Rows of gap (session, from, end) in the table.
     pub async fn gap_rows(&self, session: &[u8], from: u64, end: u64) -> Result<u64, StoreError> {
-        let q = self
-            .query(
-                "SELECT count() FROM ticklane.gaps \
-                 WHERE session = unhex(?) AND from_seq = ? AND end_seq = ?",
-            )
-            .bind(hex(session))
-            .bind(from)
-            .bind(end);
-        self.bounded("asking whether a gap landed", q.fetch_one::<u64>())
-            .await
+        self.count_of(
+            "SELECT count() FROM ticklane.gaps \
+             WHERE session = unhex(?) AND from_seq = ? AND end_seq = ?",
+            (session, from, end),
+            "asking whether a gap landed",
+        )
+        .await
+    }
+
+    /// A count keyed by (session, a, b), bound in that order.
+    async fn count_of(
+        &self,
+        sql: &'static str,
+        (session, a, b): (&[u8], u64, u64),
+        what: &'static str,
+    ) -> Result<u64, StoreError> {
+        let q = self.query(sql).bind(hex(session)).bind(a).bind(b);
+        self.bounded(what, q.fetch_one::<u64>()).await
     }
 }
 

@@ -260,25 +260,15 @@ fn query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
     let mut out = BufWriter::with_capacity(1 << 20, stdout.lock());
     let mut line = Vec::with_capacity(512);
     match args.format {
-        Format::Csv => writeln!(
-            out,
-            "session,seq,type,stock_locate,timestamp,stock,order_reference,side,shares,price,match_number"
-        )?,
-        Format::Table => writeln!(
-            out,
-            "{:<10} {:>12} {:<4} {:>6} {:>16} {:<8} {:>20} {:<4} {:>10} {:>10} {:>20}",
-            "session",
-            "seq",
-            "type",
-            "locate",
-            "timestamp",
-            "stock",
-            "order_ref",
-            "side",
-            "shares",
-            "price",
-            "match"
-        )?,
+        Format::Csv | Format::Table => {
+            line.clear();
+            write_cells(
+                &mut line,
+                &COLUMNS.map(|(name, _)| name.to_owned()),
+                args.format,
+            )?;
+            out.write_all(&line)?;
+        }
         Format::Jsonl => {}
     }
     let result = messages(&args.source, &filter, |session, seq, raw| {
@@ -293,42 +283,10 @@ fn query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
             },
             Format::Csv | Format::Table => {
                 let mut padded = [b' '; 10];
-                padded[..session.len().min(10)].copy_from_slice(&session[..session.len().min(10)]);
+                let n = session.len().min(10);
+                padded[..n].copy_from_slice(&session[..n]);
                 let r = MessageRow::new(&Session(padded), seq, 0, raw);
-                let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-                if args.format == Format::Csv {
-                    writeln!(
-                        line,
-                        "{},{},{},{},{},{},{},{},{},{},{}",
-                        text(&r.session),
-                        r.seq,
-                        text(&r.r#type),
-                        r.stock_locate,
-                        r.timestamp,
-                        text(&r.stock),
-                        r.order_reference,
-                        text(&r.side),
-                        r.shares,
-                        r.price,
-                        r.match_number
-                    )?;
-                } else {
-                    writeln!(
-                        line,
-                        "{:<10} {:>12} {:<4} {:>6} {:>16} {:<8} {:>20} {:<4} {:>10} {:>10} {:>20}",
-                        text(&r.session),
-                        r.seq,
-                        text(&r.r#type),
-                        r.stock_locate,
-                        r.timestamp,
-                        text(&r.stock),
-                        r.order_reference,
-                        text(&r.side),
-                        r.shares,
-                        r.price,
-                        r.match_number
-                    )?;
-                }
+                write_cells(&mut line, &cells(&r), args.format)?;
             }
         }
         out.write_all(&line)?;
@@ -343,6 +301,58 @@ fn query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
         }
         r => r.map(|()| ExitCode::SUCCESS),
     }
+}
+
+/// The csv and table columns: name, and width in the table (negative:
+/// left-aligned text).
+const COLUMNS: [(&str, i8); 11] = [
+    ("session", -10),
+    ("seq", 12),
+    ("type", -4),
+    ("stock_locate", 12),
+    ("timestamp", 16),
+    ("stock", -8),
+    ("order_reference", 20),
+    ("side", -4),
+    ("shares", 10),
+    ("price", 10),
+    ("match_number", 20),
+];
+
+fn cells(r: &MessageRow) -> [String; 11] {
+    [
+        text(&r.session),
+        r.seq.to_string(),
+        text(&r.r#type),
+        r.stock_locate.to_string(),
+        r.timestamp.to_string(),
+        text(&r.stock),
+        r.order_reference.to_string(),
+        text(&r.side),
+        r.shares.to_string(),
+        r.price.to_string(),
+        r.match_number.to_string(),
+    ]
+}
+
+/// One csv line (values with a comma or quote quoted) or table line.
+fn write_cells(out: &mut Vec<u8>, cells: &[String; 11], format: Format) -> std::io::Result<()> {
+    for (i, (cell, (_, width))) in cells.iter().zip(COLUMNS).enumerate() {
+        if i > 0 {
+            out.push(if format == Format::Csv { b',' } else { b' ' });
+        }
+        let w = usize::from(width.unsigned_abs());
+        match format {
+            Format::Csv if cell.contains([',', '"', '\n']) => {
+                write!(out, "\"{}\"", cell.replace('"', "\"\""))?;
+            }
+            Format::Csv | Format::Jsonl => out.extend_from_slice(cell.as_bytes()),
+            Format::Table if width < 0 => write!(out, "{cell:<w$}")?,
+            Format::Table => write!(out, "{cell:>w$}")?,
+        }
+    }
+    out.push(b'\n');
+    Ok(())
 }
 
 fn text(b: &[u8]) -> String {
