@@ -159,6 +159,9 @@ enum Fault {
     Stop10s,
     /// SIGKILL, then a restart on the same data.
     Kill,
+    /// No server; an audit ring of 64 slots and the feed in a burst: the
+    /// ring overflows.
+    TinyRing,
 }
 
 /// A generated feed with losses, duplicates and reordering, sent live to
@@ -235,6 +238,10 @@ fn live_audit(tag: &str, clickhouse: bool, fault: Fault) {
         "--audit-ship-timeout",
         "30",
     ];
+    let tiny = fault == Fault::TinyRing;
+    if tiny {
+        args.extend_from_slice(&["--audit-ring", "64"]);
+    }
     if let Some(u) = &url {
         // A short answer timeout: a stopped server makes attempts fail (and
         // the batch in flight ambiguous) rather than only wait.
@@ -243,14 +250,15 @@ fn live_audit(tag: &str, clickhouse: bool, fault: Fault) {
     let run = ticklane_e2e::start_run(&lab, &args);
     let mut sender = lab
         .ticklane_in(&lab.a)
-        .args(["send", &damaged, "--iface", &lab.va, "--pps", "400"])
+        .args(["send", &damaged, "--iface", &lab.va, "--pps"])
+        .arg(if tiny { "20000" } else { "400" })
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(1));
     if let Some(server) = &mut ch {
         match fault {
-            Fault::None => {}
+            Fault::None | Fault::TinyRing => {}
             Fault::Stop10s => {
                 server.signal(libc::SIGSTOP);
                 std::thread::sleep(Duration::from_secs(10));
@@ -270,6 +278,9 @@ fn live_audit(tag: &str, clickhouse: bool, fault: Fault) {
     assert_eq!(s["session"]["lost_messages"], 0, "{s}\n{stderr}");
     assert_eq!(s["messages"], 40_000, "{stderr}");
     let trail = &s["audit"]["trail"];
+    if tiny {
+        return overflow_recorded_exactly(&s, &clean, &journal, &audit);
+    }
     assert_eq!(trail["journaled"], 40_000, "{trail}\n{stderr}");
     assert_eq!(trail["gaps"], serde_json::json!([]));
     if clickhouse {
@@ -305,6 +316,57 @@ fn live_audit(tag: &str, clickhouse: bool, fault: Fault) {
     );
     if !clickhouse {
         truncated_journal(&journal, &clean, &audit);
+    }
+}
+
+/// The audit ring overflowed: what it missed is in the summary, the
+/// journal's gap records and `audit gaps` with exact bounds, and `audit
+/// verify` finds exactly those ranges missing, nothing else.
+fn overflow_recorded_exactly(
+    s: &serde_json::Value,
+    clean: &str,
+    journal: &str,
+    audit: &dyn Fn(&[&str]) -> std::process::Output,
+) {
+    let trail = &s["audit"]["trail"];
+    let missed = s["audit"]["missed"]["messages"].as_u64().unwrap();
+    assert!(missed > 0, "the tiny ring overflowed: {s}");
+    assert_eq!(
+        trail["journaled"].as_u64().unwrap() + missed,
+        40_000,
+        "{trail}"
+    );
+    assert_eq!(trail["gaps_journaled"], true);
+    let gaps: Vec<(u64, u64)> = trail["gaps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["from"].as_u64().unwrap(), g["to"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(gaps.iter().map(|(f, t)| t - f + 1).sum::<u64>(), missed);
+    let listed = String::from_utf8(audit(&["gaps", "--journal", journal]).stdout).unwrap();
+    let v = audit(&["verify", clean, "--journal", journal]);
+    let said = String::from_utf8(v.stdout).unwrap();
+    assert_eq!(v.status.code(), Some(1), "{said}");
+    let missing: Vec<(u64, u64)> = said
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("missing: session \"TICKLANE01\" seq ")
+        })
+        .map(|r| {
+            let (from, rest) = r.split_once("..=").unwrap();
+            let to = rest.split(' ').next().unwrap();
+            (from.parse().unwrap(), to.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        missing, gaps,
+        "verify finds exactly the recorded gaps missing:\n{said}"
+    );
+    assert!(!said.contains("not in the capture") && !said.contains("different bytes"));
+    for (from, to) in gaps {
+        assert!(listed.contains(&format!("seq {from}..={to} ")), "{listed}");
     }
 }
 
@@ -351,6 +413,11 @@ fn a_live_feed_with_losses_lands_in_clickhouse_exactly_once() {
 #[test]
 fn the_journal_alone_is_the_audit_store_and_a_truncated_segment_is_reported_exactly() {
     live_audit("auj", false, Fault::None);
+}
+
+#[test]
+fn an_overflowing_audit_ring_is_recorded_as_exact_gap_ranges() {
+    live_audit("aur", false, Fault::TinyRing);
 }
 
 #[test]

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use ticklane_appliance::bus::BusConfig;
 use ticklane_audit::journal::{self, AckState};
 use ticklane_audit::query::{self, Filter};
 use ticklane_audit::shipper::unacknowledged;
@@ -550,6 +551,21 @@ pub(crate) struct AuditRunArgs {
     /// what is left is shipped at the next start.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     audit_ship_timeout: f64,
+    /// Slots of the audit ring between the poller and the audit writer (a
+    /// full ring costs the poller nothing: what it could not take is
+    /// journaled as gap ranges with exact bounds).
+    #[arg(long, value_name = "SLOTS", default_value_t = BusConfig::default().audit, requires = "audit_dir")]
+    audit_ring: usize,
+}
+
+impl AuditRunArgs {
+    /// The bus sizes these options ask for.
+    pub(crate) fn bus(&self) -> BusConfig {
+        BusConfig {
+            audit: self.audit_ring.max(1),
+            ..BusConfig::default()
+        }
+    }
 }
 
 /// The audit trail of a live run: the writer thread and, with a server,

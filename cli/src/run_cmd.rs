@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use ticklane_appliance::analytics::vwap::Vwap;
 use ticklane_appliance::book::Books;
-use ticklane_appliance::bus::{BusConfig, Drain};
+use ticklane_appliance::bus::Drain;
 use ticklane_appliance::delivery::Tap;
 use ticklane_appliance::pipeline::Pipeline;
 use ticklane_appliance::poller::{Poller, PollerConfig, TimeBase};
@@ -262,7 +262,7 @@ fn drive<S: Source>(source: S, live: &Live<'_>, path: PathInfo) -> anyhow::Resul
     let (pipeline, mut subscribers) = Pipeline::with_bus(
         Books::new(args.max_orders),
         Vwap::default(),
-        BusConfig::default(),
+        args.audit.bus(),
     );
     let audit = super::audit_cmd::LiveAudit::start(&args.audit, &mut subscribers)?;
     let drain = Drain::spawn(subscribers);
