@@ -159,6 +159,9 @@ enum Fault {
     Stop10s,
     /// SIGKILL, then a restart on the same data.
     Kill,
+    /// The appliance SIGKILLed two seconds into the feed, then started again
+    /// on the same journal (with no feed): it ships the unacknowledged tail.
+    KillAppliance,
     /// No server; an audit ring of 64 slots and the feed in a burst: the
     /// ring overflows.
     TinyRing,
@@ -259,6 +262,22 @@ fn live_audit(tag: &str, clickhouse: bool, fault: Fault) {
     if let Some(server) = &mut ch {
         match fault {
             Fault::None | Fault::TinyRing => {}
+            Fault::KillAppliance => {
+                // The server held still meanwhile, so that the kill leaves an
+                // unshipped tail (and a batch in flight) behind.
+                server.signal(libc::SIGSTOP);
+                std::thread::sleep(Duration::from_secs(1));
+                let mut run = run;
+                run.child.0.kill().unwrap();
+                run.child.0.wait().unwrap();
+                let _ = sender.kill();
+                let _ = sender.wait();
+                server.signal(libc::SIGCONT);
+                let url = server.url();
+                return restarted_after_a_crash(
+                    &lab, &args, &summary, &clean, &journal, &url, &audit,
+                );
+            }
             Fault::Stop10s => {
                 server.signal(libc::SIGSTOP);
                 std::thread::sleep(Duration::from_secs(10));
@@ -317,6 +336,53 @@ fn live_audit(tag: &str, clickhouse: bool, fault: Fault) {
     if !clickhouse {
         truncated_journal(&journal, &clean, &audit);
     }
+}
+
+/// After `kill -9` of the appliance mid-feed: a new run on the same journal
+/// ships exactly the unacknowledged tail (a batch in flight at the kill is
+/// asked about, not duplicated); ClickHouse then holds every journaled
+/// message once, 1..=K of the feed, and nothing else.
+fn restarted_after_a_crash(
+    lab: &ticklane_e2e::Lab,
+    args: &[&str],
+    summary: &str,
+    clean: &str,
+    journal: &str,
+    url: &str,
+    audit: &dyn Fn(&[&str]) -> std::process::Output,
+) {
+    let tail = ticklane_audit::shipper::unacknowledged(std::path::Path::new(journal)).unwrap();
+    assert!(tail > 0, "the kill left an unshipped tail");
+    let run = ticklane_e2e::start_run(lab, args);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (_, stderr) = ticklane_e2e::stop_run(run);
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(summary).unwrap()).unwrap();
+    let trail = &s["audit"]["trail"];
+    assert_eq!(
+        trail["journaled"], 0,
+        "no feed this time: {trail}\n{stderr}"
+    );
+    assert_eq!(
+        trail["shipped"]["rows"], tail,
+        "exactly the unacknowledged tail: {trail}"
+    );
+    assert_eq!(trail["shipped"]["left_for_next_start"], 0, "{trail}");
+    let v = audit(&["verify", clean, "--clickhouse", url]);
+    let said = String::from_utf8(v.stdout).unwrap();
+    let (matched, rest) = said
+        .split_once(" of 40000 messages match")
+        .and_then(|(head, rest)| Some((head.rsplit(' ').next()?.parse::<u64>().ok()?, rest)))
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(matched > 0 && matched < 40_000, "killed mid-feed: {said}");
+    assert_eq!(
+        rest.trim(),
+        format!(
+            "missing: session \"TICKLANE01\" seq {}..=40000 ({} messages)",
+            matched + 1,
+            40_000 - matched
+        ),
+        "1..=K once each, nothing else and no duplicate rows:\n{said}"
+    );
 }
 
 /// The audit ring overflowed: what it missed is in the summary, the
@@ -413,6 +479,11 @@ fn a_live_feed_with_losses_lands_in_clickhouse_exactly_once() {
 #[test]
 fn the_journal_alone_is_the_audit_store_and_a_truncated_segment_is_reported_exactly() {
     live_audit("auj", false, Fault::None);
+}
+
+#[test]
+fn the_appliance_killed_mid_feed_ships_its_unacknowledged_tail_at_restart() {
+    live_audit("aua", true, Fault::KillAppliance);
 }
 
 #[test]
