@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::journal::{AckState, JournalError, Position, Reader, reclaim};
 use crate::record::Entry;
@@ -190,12 +190,6 @@ fn next_batch(
     Ok(b)
 }
 
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
-
 /// The shipping loop's state.
 struct Ship {
     dir: PathBuf,
@@ -239,22 +233,6 @@ impl Ship {
             match attempt.await {
                 Ok(()) => {
                     self.gauges.failing.store(false, Ordering::Relaxed);
-                    if let Some((session, first, last)) = batch.id() {
-                        // Bookkeeping only: a failure here loses no message.
-                        if let Err(e) = self
-                            .store
-                            .record_batch(
-                                session,
-                                first,
-                                last,
-                                batch.messages.len() as u64,
-                                now_ns(),
-                            )
-                            .await
-                        {
-                            self.last_error = Some(e.to_string());
-                        }
-                    }
                     return true;
                 }
                 Err(e) => {
@@ -305,10 +283,12 @@ impl Ship {
         Ok(true)
     }
 
-    fn acknowledge(&mut self, batch: &Batch) -> Result<(), JournalError> {
+    /// Records `batch` as acknowledged, and `next` (when one is ready) as
+    /// the batch now in flight, in one durable write.
+    fn acknowledge(&mut self, batch: &Batch, next: Option<&Batch>) -> Result<(), JournalError> {
         self.ack = AckState {
             acked: batch.end,
-            pending: None,
+            pending: next.map(|n| n.end),
         };
         self.ack.store(&self.dir)?;
         self.gauges
@@ -326,7 +306,7 @@ impl Ship {
     async fn run(
         &mut self,
         committed: Option<Arc<Mutex<Position>>>,
-        stop: &AtomicBool,
+        stop: &Arc<AtomicBool>,
         deadline: &Mutex<Option<Instant>>,
     ) -> Result<(), ShipError> {
         let give_up = || {
@@ -343,27 +323,98 @@ impl Ship {
             if !self.deliver(&batch, true, &give_up).await {
                 return Ok(());
             }
-            self.acknowledge(&batch)?;
+            self.acknowledge(&batch, None)?;
         }
-        loop {
-            let stopping = stop.load(Ordering::Acquire);
-            let upto = committed
-                .as_ref()
-                .map(|c| *c.lock().unwrap_or_else(PoisonError::into_inner));
-            let batch = next_batch(&mut reader, upto, self.cfg.max_rows)?;
-            if batch.messages.is_empty() && batch.gaps.is_empty() {
-                if stopping || committed.is_none() {
-                    return Ok(());
-                }
-                tokio::time::sleep(self.cfg.every).await;
-                continue;
-            }
-            self.ack.pending = Some(batch.end);
+        // The next batch is read and built on a thread of its own while
+        // this one is being inserted (one batch ahead, no more).
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let sealer = Sealer {
+            reader,
+            committed,
+            stop: stop.clone(),
+            max_rows: self.cfg.max_rows,
+            every: self.cfg.every,
+        };
+        std::thread::Builder::new()
+            .name("audit-sealer".into())
+            .spawn(move || sealer.run(&tx))
+            .map_err(ShipError::Runtime)?;
+        // Ends when the sealer has nothing more (it then drops its sender).
+        let mut next = match rx.recv() {
+            Ok(b) => Some(b?),
+            Err(_) => return Ok(()),
+        };
+        if let Some(b) = &next {
+            self.ack.pending = Some(b.end);
             self.ack.store(&self.dir)?;
+        }
+        while let Some(batch) = next.take() {
             if !self.deliver(&batch, false, &give_up).await {
                 return Ok(());
             }
-            self.acknowledge(&batch)?;
+            // The next batch, when ready now, is marked in flight in the
+            // same write as this one's acknowledgement; else it is marked
+            // on its own when it comes.
+            next = match rx.try_recv() {
+                Ok(b) => Some(b?),
+                Err(std::sync::mpsc::TryRecvError::Empty) => None,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    self.acknowledge(&batch, None)?;
+                    return Ok(());
+                }
+            };
+            self.acknowledge(&batch, next.as_ref())?;
+            if next.is_none() {
+                next = match rx.recv() {
+                    Ok(b) => Some(b?),
+                    Err(_) => return Ok(()),
+                };
+                if let Some(b) = &next {
+                    self.ack.pending = Some(b.end);
+                    self.ack.store(&self.dir)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads the journal into sealed batches, in order, for the shipper.
+struct Sealer {
+    reader: Reader,
+    committed: Option<Arc<Mutex<Position>>>,
+    stop: Arc<AtomicBool>,
+    max_rows: usize,
+    every: Duration,
+}
+
+impl Sealer {
+    /// Until stopped with nothing left (or, with no writer, at the end), or
+    /// until the shipper hangs up.
+    fn run(mut self, tx: &std::sync::mpsc::SyncSender<Result<Batch, JournalError>>) {
+        loop {
+            let stopping = self.stop.load(Ordering::Acquire);
+            let upto = self
+                .committed
+                .as_ref()
+                .map(|c| *c.lock().unwrap_or_else(PoisonError::into_inner));
+            match next_batch(&mut self.reader, upto, self.max_rows) {
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+                Ok(b) if b.messages.is_empty() && b.gaps.is_empty() => {
+                    if stopping || self.committed.is_none() {
+                        return;
+                    }
+                    std::thread::sleep(self.every);
+                }
+                Ok(b) => {
+                    if tx.send(Ok(b)).is_err() {
+                        return;
+                    }
+                }
+            }
         }
     }
 }

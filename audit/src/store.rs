@@ -143,17 +143,6 @@ pub struct GapRow {
     pub journaled_ns: u64,
 }
 
-#[derive(Debug, Clone, clickhouse::Row, Serialize)]
-struct BatchRow {
-    day: u16,
-    #[serde(with = "serde_bytes")]
-    session: Vec<u8>,
-    first_seq: u64,
-    last_seq: u64,
-    rows: u64,
-    shipped_ns: u64,
-}
-
 const NS_PER_DAY: u64 = 86_400 * 1_000_000_000;
 
 /// The partition day of a time in ns since the Unix epoch.
@@ -376,28 +365,6 @@ impl Store {
             > 0)
     }
 
-    /// Records a shipped batch (bookkeeping for `audit stats`).
-    pub async fn record_batch(
-        &self,
-        session: &[u8],
-        first: u64,
-        last: u64,
-        rows: u64,
-        now_ns: u64,
-    ) -> Result<(), StoreError> {
-        let row = BatchRow {
-            day: day_of(now_ns),
-            session: session.to_vec(),
-            first_seq: first,
-            last_seq: last,
-            rows,
-            shipped_ns: now_ns,
-        };
-        let id = format!("ticklane-batch-{}-{first}-{last}", hex(session));
-        self.insert("ticklane.batches", &[row], &id, "recording a batch")
-            .await
-    }
-
     /// Rows of batch (session, first, last) that are in the table (not
     /// deduplicated: a complete batch that landed twice shows twice).
     pub async fn batch_rows(
@@ -491,7 +458,7 @@ mod tests {
     fn the_schema_has_its_tables_and_only_what_18_16_accepts() {
         let stmts = statements(SCHEMA);
         assert_eq!(stmts.len(), 5);
-        for t in ["messages", "gaps", "batches"] {
+        for t in ["messages", "gaps"] {
             assert!(
                 stmts
                     .iter()

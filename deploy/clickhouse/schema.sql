@@ -39,16 +39,12 @@ CREATE TABLE IF NOT EXISTS ticklane.gaps (
 PARTITION BY day
 ORDER BY (session, from_seq, end_seq)
 ;
-CREATE TABLE IF NOT EXISTS ticklane.batches (
-    day Date,
-    session String,
-    first_seq UInt64,
-    last_seq UInt64,
-    rows UInt64,
-    shipped_ns UInt64
-) ENGINE = ReplacingMergeTree()
-PARTITION BY day
-ORDER BY (session, first_seq, last_seq)
+-- The sealed batches, as the rows carry them (no insert of their own).
+CREATE VIEW IF NOT EXISTS ticklane.batches AS
+SELECT session, batch_first AS first_seq, batch_last AS last_seq, count() AS rows,
+       min(journaled_ns) AS first_journaled_ns, max(journaled_ns) AS last_journaled_ns
+FROM ticklane.messages FINAL
+GROUP BY session, batch_first, batch_last
 ;
 CREATE VIEW IF NOT EXISTS ticklane.sessions AS
 SELECT session, min(seq) AS first_seq, max(seq) AS last_seq, count() AS messages
