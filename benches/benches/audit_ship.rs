@@ -17,10 +17,11 @@ use ticklane_e2e::clickhouse::ClickHouse;
 use ticklane_protocols::moldudp64::Packet;
 
 const MESSAGES: u64 = 1_000_000;
-const BATCH: usize = 100_000;
 const ROUNDS: usize = 3;
 
 fn main() {
+    // The shipper's own batch size, for both.
+    let batch = ShipConfig::default().max_rows;
     if std::env::args().any(|a| a == "--list") {
         return;
     }
@@ -52,7 +53,7 @@ fn main() {
     }
     journal.commit().expect("writing the journal");
     drop(journal);
-    for chunk in rows.chunks_mut(BATCH) {
+    for chunk in rows.chunks_mut(batch) {
         let (first, last) = (chunk[0].seq, chunk[chunk.len() - 1].seq);
         for r in chunk {
             (r.batch_first, r.batch_last) = (first, last);
@@ -74,7 +75,7 @@ fn main() {
         server.sql("TRUNCATE TABLE ticklane.messages");
         let t = Instant::now();
         rt.block_on(async {
-            for chunk in rows.chunks(BATCH) {
+            for chunk in rows.chunks(batch) {
                 let mut insert = raw_client
                     .insert_unescaped::<MessageRow>("ticklane.messages")
                     .await
@@ -94,7 +95,6 @@ fn main() {
             store.clone(),
             ShipConfig {
                 reclaim: false,
-                max_rows: BATCH,
                 ..ShipConfig::default()
             },
             None,
@@ -134,7 +134,7 @@ fn main() {
     let n = rows.len() as f64;
     let (ship, raw) = (n / best_ship.as_secs_f64(), n / best_raw.as_secs_f64());
     println!(
-        "\naudit shipping to ClickHouse 18.16 (local server), {} messages in batches of {BATCH}, best of {ROUNDS} interleaved runs:",
+        "\naudit shipping to ClickHouse 18.16 (local server), {} messages in batches of {batch}, best of {ROUNDS} interleaved runs:",
         rows.len()
     );
     println!(
