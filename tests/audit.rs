@@ -516,7 +516,10 @@ fn journal_of(dir: &std::path::Path, n: u64) -> Vec<(u64, Vec<u8>)> {
         },
     )
     .unwrap();
-    append(&mut j, Session::from_name(b"Q1").unwrap(), &msgs);
+    // In batches, as the writer commits: segments of 64 KiB rotate.
+    for chunk in msgs.chunks(500) {
+        append(&mut j, Session::from_name(b"Q1").unwrap(), chunk);
+    }
     msgs
 }
 
@@ -693,4 +696,52 @@ fn bad_urls_unreachable_servers_and_damaged_journals_give_clear_errors() {
         "{}",
         r.stderr
     );
+}
+
+/// `ticklane run --clickhouse` refuses to start, saying what to do, when
+/// the server does not answer or has no audit tables (rather than
+/// journaling while every shipment fails).
+#[test]
+fn run_refuses_an_unreachable_server_and_one_without_the_schema() {
+    if !ticklane_e2e::netns_available() {
+        return;
+    }
+    let _serial = ticklane_e2e::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let journal = ticklane_e2e::arg(dir.path(), "journal");
+    let lab = ticklane_e2e::Lab::new("aun", 1);
+    let server = ClickHouse::start_in(Some(&lab.b));
+    let url = server.url();
+    for (u, says) in [
+        ("http://127.0.0.1:1", "does not answer"),
+        (
+            url.as_str(),
+            "has no audit tables: run `ticklane audit init",
+        ),
+    ] {
+        let out = lab
+            .ticklane_in(&lab.b)
+            .args([
+                "run",
+                "--iface",
+                &lab.vb,
+                "--feed",
+                "239.8.8.9:30009",
+                "--duration",
+                "5",
+            ])
+            .args([
+                "--audit-dir",
+                &journal,
+                "--clickhouse",
+                u,
+                "--clickhouse-timeout",
+                "2",
+            ])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
 }

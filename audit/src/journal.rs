@@ -242,31 +242,17 @@ impl Journal {
         self.buf.len()
     }
 
-    /// Writes the pending batch, fsyncs as the policy says, rotates when the
-    /// segment is full, and publishes the new committed position. On an
-    /// error the batch is not written (and stays pending).
+    /// Writes the pending batch (in a new segment when the current one is
+    /// full), fsyncs as the policy says, and publishes the new committed
+    /// position. A failed write leaves no part of the batch in the segment
+    /// (it stays pending); a failed fsync leaves it written but not known
+    /// to be durable.
     pub fn commit(&mut self) -> Result<(), JournalError> {
-        if !self.buf.is_empty() {
-            let path = segment_path(&self.dir, self.at.segment);
-            if let Err(e) = self.file.write_all(&self.buf) {
-                // Put the file back where the last whole batch ended, so
-                // that a partly written batch leaves no torn record behind.
-                let _ = self.file.set_len(self.at.offset);
-                let _ = self.file.seek(SeekFrom::Start(self.at.offset));
-                return Err(io("writing", &path)(e));
-            }
-            self.at.offset += self.buf.len() as u64;
-            self.bytes_written += self.buf.len() as u64;
-            self.buf.clear();
-            let due = match self.cfg.fsync {
-                FsyncPolicy::Batch => true,
-                FsyncPolicy::Interval(every) => self.synced_at.elapsed() >= every,
-                FsyncPolicy::Off => false,
-            };
-            if due {
-                self.sync()?;
-            }
+        if self.buf.is_empty() {
+            return Ok(());
         }
+        // Rotate first: a failure to start the next segment then leaves
+        // the batch unwritten, never written and reported as failed.
         if self.at.offset >= self.cfg.segment_bytes {
             if self.cfg.fsync != FsyncPolicy::Off {
                 self.sync()?;
@@ -277,6 +263,25 @@ impl Journal {
                 segment: next,
                 offset: MAGIC.len() as u64,
             };
+        }
+        let path = segment_path(&self.dir, self.at.segment);
+        if let Err(e) = self.file.write_all(&self.buf) {
+            // Put the file back where the last whole batch ended, so
+            // that a partly written batch leaves no torn record behind.
+            let _ = self.file.set_len(self.at.offset);
+            let _ = self.file.seek(SeekFrom::Start(self.at.offset));
+            return Err(io("writing", &path)(e));
+        }
+        self.at.offset += self.buf.len() as u64;
+        self.bytes_written += self.buf.len() as u64;
+        self.buf.clear();
+        let due = match self.cfg.fsync {
+            FsyncPolicy::Batch => true,
+            FsyncPolicy::Interval(every) => self.synced_at.elapsed() >= every,
+            FsyncPolicy::Off => false,
+        };
+        if due {
+            self.sync()?;
         }
         *self
             .committed

@@ -286,7 +286,16 @@ impl Store {
         }
     }
 
-    /// A query with this store's timeouts.
+    /// Whether `ticklane audit init` has created the tables.
+    pub async fn schema_ready(&self) -> Result<bool, StoreError> {
+        let q = self.query("EXISTS TABLE ticklane.messages");
+        Ok(self
+            .bounded("looking for the audit tables", q.fetch_one::<u8>())
+            .await?
+            == 1)
+    }
+
+    /// A query (bound it with [`Store::bounded`]).
     pub fn query(&self, sql: &str) -> clickhouse::query::Query {
         self.client.query(sql)
     }

@@ -593,6 +593,18 @@ impl LiveAudit {
             bail!("--audit-ship-timeout must be a number of seconds, 0 or more");
         }
         let store = args.server.store()?;
+        if let Some(store) = &store {
+            let ready = block_on(store.schema_ready())?.with_context(|| {
+                format!("ClickHouse at {} does not answer: start it, or run without --clickhouse (the journal keeps the audit)", store.url())
+            })?;
+            if !ready {
+                bail!(
+                    "ClickHouse at {} has no audit tables: run `ticklane audit init --clickhouse {}` first",
+                    store.url(),
+                    store.url()
+                );
+            }
+        }
         let (journal, recovery) = journal::Journal::open(
             dir,
             journal::JournalConfig {
@@ -610,17 +622,12 @@ impl LiveAudit {
         }
         let committed = journal.committed();
         let shipper = match store {
-            Some(store) => {
-                block_on(store.version())?.with_context(|| {
-                    format!("ClickHouse at {} does not answer: start it, or run without --clickhouse (the journal keeps the audit)", store.url())
-                })?;
-                Some(ticklane_audit::shipper::Shipper::spawn(
-                    dir,
-                    store,
-                    ticklane_audit::shipper::ShipConfig::default(),
-                    Some(committed),
-                )?)
-            }
+            Some(store) => Some(ticklane_audit::shipper::Shipper::spawn(
+                dir,
+                store,
+                ticklane_audit::shipper::ShipConfig::default(),
+                Some(committed),
+            )?),
             None => None,
         };
         let writer = ticklane_audit::writer::AuditWriter::spawn(
