@@ -310,6 +310,11 @@ fn live_audit(tag: &str, clickhouse: bool, fault: Fault) {
         assert_eq!(trail["shipped"]["rows"], 40_000, "{trail}");
         if fault != Fault::None {
             assert!(
+                stderr.contains("ClickHouse is failing; the journal keeps the audit")
+                    && stderr.contains("ClickHouse answers again"),
+                "the outage was reported as it happened:\n{stderr}"
+            );
+            assert!(
                 trail["shipped"]["failed_attempts"].as_u64().unwrap() > 0,
                 "the fault was felt: {trail}"
             );

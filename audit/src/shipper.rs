@@ -512,3 +512,82 @@ pub fn unacknowledged(dir: &Path) -> Result<u64, JournalError> {
     }
     Ok(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{Journal, JournalConfig};
+    use ticklane_protocols::moldudp64::Session;
+
+    const DAY: u64 = 86_400 * 1_000_000_000;
+
+    /// Every batch is one session, one partition day, at most `max_rows`
+    /// rows, and gaps travel on their own; batch ids are the first and last
+    /// seq, carried by every row.
+    #[test]
+    fn batches_are_sealed_by_session_day_size_and_gaps() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(dir.path(), JournalConfig::default()).unwrap();
+        let (a, b) = (
+            Session::from_name(b"A").unwrap(),
+            Session::from_name(b"B").unwrap(),
+        );
+        let msg = |session, seq, journaled_ns| Entry::Message {
+            session,
+            seq,
+            journaled_ns,
+            bytes: b"S\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00O",
+        };
+        for seq in 1..=5 {
+            j.append(&msg(a, seq, DAY - 10));
+        }
+        for seq in 6..=8 {
+            j.append(&msg(a, seq, DAY + 10));
+        }
+        j.append(&Entry::Gap {
+            session: a,
+            from: 9,
+            end: 12,
+            journaled_ns: DAY + 11,
+        });
+        for seq in 12..=13 {
+            j.append(&msg(a, seq, DAY + 12));
+        }
+        j.append(&msg(b, 1, DAY + 13));
+        j.commit().unwrap();
+        let mut reader = Reader::open(dir.path(), Position::default());
+        let mut shapes = Vec::new();
+        loop {
+            let batch = next_batch(&mut reader, None, 3).unwrap();
+            if batch.messages.is_empty() && batch.gaps.is_empty() {
+                break;
+            }
+            for r in &batch.messages {
+                let id = batch.id().unwrap();
+                assert_eq!((r.batch_first, r.batch_last), (id.1, id.2));
+            }
+            shapes.push((
+                batch.messages.first().map(|r| (r.session.clone(), r.seq)),
+                batch.messages.len(),
+                batch
+                    .gaps
+                    .iter()
+                    .map(|g| (g.from_seq, g.end_seq))
+                    .collect::<Vec<_>>(),
+            ));
+        }
+        let a1 = |seq| Some((b"A".to_vec(), seq));
+        assert_eq!(
+            shapes,
+            vec![
+                (a1(1), 3, vec![]),
+                (a1(4), 2, vec![]),
+                (a1(6), 3, vec![]),
+                (None, 0, vec![(9, 12)]),
+                (a1(12), 2, vec![]),
+                (Some((b"B".to_vec(), 1)), 1, vec![]),
+            ],
+            "3 rows at most; the day changes after seq 5; the gap alone; session B apart"
+        );
+    }
+}

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, bail};
 use ticklane_appliance::bus::BusConfig;
@@ -575,6 +577,50 @@ pub(crate) struct LiveAudit {
     shipper: Option<ticklane_audit::shipper::Shipper>,
     recovery: journal::Recovery,
     ship_timeout: std::time::Duration,
+    watch: (Arc<AtomicBool>, std::thread::JoinHandle<()>),
+}
+
+/// Says on stderr, as it happens, when the journal stops (a full disk) and
+/// when ClickHouse starts or stops failing (the journal absorbs outages).
+fn watch(
+    writer: Arc<ticklane_audit::writer::WriterGauges>,
+    shipper: Option<Arc<ticklane_audit::shipper::ShipGauges>>,
+    done: Arc<AtomicBool>,
+) {
+    let (mut alarmed, mut failing) = (false, false);
+    loop {
+        // Read first: one more look after the stop was asked for.
+        let last = done.load(Ordering::Acquire);
+        if !alarmed && writer.alarm.load(Ordering::Acquire) {
+            alarmed = true;
+            eprintln!(
+                "ticklane run: ALARM: the audit journal stopped after {} bytes (disk full or I/O error); what it cannot write is kept as exact gap ranges; free space in --audit-dir",
+                writer.bytes.load(Ordering::Relaxed)
+            );
+        }
+        let now = shipper
+            .as_ref()
+            .is_some_and(|g| g.failing.load(Ordering::Relaxed));
+        if now != failing {
+            failing = now;
+            let shipped = shipper
+                .as_ref()
+                .map_or(0, |g| g.rows.load(Ordering::Relaxed));
+            let journaled = writer.journaled.load(Ordering::Relaxed);
+            if now {
+                eprintln!(
+                    "ticklane run: warning: ClickHouse is failing; the journal keeps the audit meanwhile ({} messages not shipped yet)",
+                    journaled.saturating_sub(shipped)
+                );
+            } else {
+                eprintln!("ticklane run: ClickHouse answers again; shipping the backlog");
+            }
+        }
+        if last {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 impl LiveAudit {
@@ -635,11 +681,22 @@ impl LiveAudit {
             journal,
         )
         .context("starting the audit writer thread")?;
+        let done = Arc::new(AtomicBool::new(false));
+        let (w, sg, d) = (
+            writer.gauges(),
+            shipper.as_ref().map(|s| s.gauges()),
+            done.clone(),
+        );
+        let watcher = std::thread::Builder::new()
+            .name("audit-watch".into())
+            .spawn(move || watch(w, sg, d))
+            .context("starting the audit watch thread")?;
         Ok(Some(Self {
             writer,
             shipper,
             recovery,
             ship_timeout: std::time::Duration::from_secs_f64(args.audit_ship_timeout),
+            watch: (done, watcher),
         }))
     }
 
@@ -699,6 +756,9 @@ impl LiveAudit {
                 w.gaps.len()
             );
         }
+        // Watched until here: the outage may end while the stop ships.
+        self.watch.0.store(true, Ordering::Release);
+        let _ = self.watch.1.join();
         v
     }
 }
