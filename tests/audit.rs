@@ -625,82 +625,76 @@ fn audit_query_gives_the_same_answers_from_the_journal_and_from_clickhouse() {
     }
 }
 
-/// What an operator gets wrong gets a clear error, never a panic.
+/// What an operator gets wrong gets a clear error, never a panic: each
+/// command exits with `code` and its stderr says `says`.
 #[test]
 fn bad_urls_unreachable_servers_and_damaged_journals_give_clear_errors() {
-    let r = run(&["audit", "query", "--clickhouse", "localhost:8123"]);
-    assert_eq!(r.code, Some(1));
-    assert!(r.stderr.contains("give http://HOST:PORT"), "{}", r.stderr);
-    let r = run(&[
-        "audit",
-        "stats",
-        "--clickhouse",
-        "http://127.0.0.1:1",
-        "--clickhouse-timeout",
-        "2",
-    ]);
-    assert_eq!(r.code, Some(1));
-    assert!(
-        r.stderr.contains("ClickHouse at http://127.0.0.1:1"),
-        "{}",
-        r.stderr
-    );
-    let r = run(&[
-        "audit",
-        "init",
-        "--clickhouse",
-        "http://127.0.0.1:1",
-        "--clickhouse-timeout",
-        "0",
-    ]);
-    assert!(
-        r.stderr.contains("--clickhouse-timeout must be"),
-        "{}",
-        r.stderr
-    );
-    let r = run(&["audit", "query", "--journal", "/nonexistent/journal"]);
-    assert_eq!(r.code, Some(1));
-    assert!(
-        r.stderr.contains("is not a journal directory"),
-        "{}",
-        r.stderr
-    );
-    let r = run(&["audit", "query"]);
-    assert_eq!(
-        r.code,
-        Some(2),
-        "clap names the missing source: {}",
-        r.stderr
-    );
-    let r = run(&["audit", "query", "--journal", "/tmp", "--type", "Z"]);
-    assert!(
-        r.stderr.contains("not an ITCH 5.0 message type"),
-        "{}",
-        r.stderr
-    );
-    // A flipped byte inside a sealed segment: the file and offset are named.
     let dir = tempfile::tempdir().unwrap();
     journal_of(dir.path(), 3_000);
+    // A flipped byte inside a sealed segment: the file and offset are named.
     let first = ticklane_audit::journal::segments(dir.path()).unwrap()[0];
     let seg = dir.path().join(format!("{first:020}.seg"));
     let mut bytes = std::fs::read(&seg).unwrap();
     bytes[100] ^= 0xff;
     std::fs::write(&seg, bytes).unwrap();
-    let r = run(&[
-        "audit",
-        "verify",
-        "/nonexistent.pcap",
-        "--journal",
-        dir.path().to_str().unwrap(),
-    ]);
-    assert_eq!(r.code, Some(1));
-    let r = run(&["audit", "query", "--journal", dir.path().to_str().unwrap()]);
-    assert_eq!(r.code, Some(1));
-    assert!(
-        r.stderr.contains("corrupt record in") && r.stderr.contains(&format!("{first:020}.seg")),
-        "{}",
-        r.stderr
-    );
+    let damaged = dir.path().to_str().unwrap();
+    let seg_name = format!("corrupt record in {}", seg.display());
+    let unreachable = "http://127.0.0.1:1";
+    let cases: [(&[&str], i32, &str); 8] = [
+        (
+            &["query", "--clickhouse", "localhost:8123"],
+            1,
+            "give http://HOST:PORT",
+        ),
+        (
+            &[
+                "stats",
+                "--clickhouse",
+                unreachable,
+                "--clickhouse-timeout",
+                "2",
+            ],
+            1,
+            "ClickHouse at http://127.0.0.1:1",
+        ),
+        (
+            &[
+                "init",
+                "--clickhouse",
+                unreachable,
+                "--clickhouse-timeout",
+                "0",
+            ],
+            1,
+            "--clickhouse-timeout must be",
+        ),
+        (
+            &["query", "--journal", "/nonexistent/journal"],
+            1,
+            "is not a journal directory",
+        ),
+        (&["query"], 2, "--clickhouse <URL>|--journal <DIR>"),
+        (
+            &["query", "--journal", "/tmp", "--type", "Z"],
+            2,
+            "not an ITCH 5.0 message type",
+        ),
+        (
+            &["verify", "/nonexistent.pcap", "--journal", damaged],
+            1,
+            "/nonexistent.pcap",
+        ),
+        (&["query", "--journal", damaged], 1, &seg_name),
+    ];
+    for (args, code, says) in cases {
+        let r = run(&[&["audit"], args].concat());
+        assert_eq!(r.code, Some(code), "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(says),
+            "{args:?} should say {says:?}: {}",
+            r.stderr
+        );
+    }
 }
 
 /// `ticklane run --clickhouse` refuses to start, saying what to do, when
