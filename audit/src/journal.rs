@@ -373,11 +373,16 @@ fn repair_tail(dir: &Path, index: u64, recovery: &mut Recovery) -> Result<(), Jo
 pub struct Reader {
     dir: PathBuf,
     at: Position,
-    /// The current segment's bytes from its start.
+    /// The current segment's bytes read so far, from offset `base`.
     buf: Vec<u8>,
+    base: u64,
     file: Option<File>,
     recovery: Recovery,
 }
+
+/// Bytes read from a segment at a time (the first entries are decoded
+/// before the whole segment is read).
+const READ_CHUNK: u64 = 4 << 20;
 
 impl Reader {
     /// Starts at `from` (or at the first segment after it, when its segment
@@ -387,6 +392,7 @@ impl Reader {
             dir: dir.to_owned(),
             at: from,
             buf: Vec::new(),
+            base: 0,
             file: None,
             recovery: Recovery::default(),
         }
@@ -394,7 +400,7 @@ impl Reader {
 
     /// Goes back to `at`, where a record starts (to read it again).
     pub fn rewind(&mut self, at: Position) {
-        if at.segment != self.at.segment {
+        if at.segment != self.at.segment || at.offset < self.base {
             self.file = None;
         }
         self.at = at;
@@ -403,7 +409,7 @@ impl Reader {
     /// Bytes read from the current segment after the last whole record
     /// (a torn tail, or a batch still being written).
     pub fn leftover(&self) -> u64 {
-        (self.buf.len() as u64).saturating_sub(self.at.offset)
+        (self.buf.len() as u64).saturating_sub(self.at.offset.saturating_sub(self.base))
     }
 
     /// Where the next entry starts.
@@ -429,7 +435,7 @@ impl Reader {
             if self.file.is_none() && !self.load()? {
                 return Ok(None);
             }
-            let off = self.at.offset as usize;
+            let off = self.at.offset.saturating_sub(self.base) as usize;
             match Entry::decode(self.buf.get(off..).unwrap_or_default()) {
                 Decoded::Record(_, len) => {
                     self.at.offset += len as u64;
@@ -440,7 +446,7 @@ impl Reader {
                         Decoded::Record(entry, _) => Ok(Some((entry, next))),
                         _ => Err(JournalError::Corrupt {
                             path: segment_path(&self.dir, next.segment),
-                            offset: off as u64,
+                            offset: self.base + off as u64,
                         }),
                     };
                 }
@@ -482,14 +488,21 @@ impl Reader {
             };
         }
         let path = segment_path(&self.dir, index);
-        let file = File::open(&path).map_err(io("opening", &path))?;
+        let mut file = File::open(&path).map_err(io("opening", &path))?;
+        let mut magic = [0u8; MAGIC.len()];
+        match file.read_exact(&mut magic) {
+            Ok(()) if magic != *MAGIC => return Err(JournalError::NotAJournal { path }),
+            // Shorter than its magic: a segment torn at creation, empty.
+            Ok(()) | Err(_) => {}
+        }
+        // Read from where the entries wanted start, not from the top.
+        self.at.offset = self.at.offset.max(MAGIC.len() as u64);
+        file.seek(SeekFrom::Start(self.at.offset))
+            .map_err(io("reading", &path))?;
+        self.base = self.at.offset;
         self.file = Some(file);
         self.buf.clear();
         self.read_more()?;
-        if self.buf.len() >= MAGIC.len() && !self.buf.starts_with(MAGIC) {
-            return Err(JournalError::NotAJournal { path });
-        }
-        self.at.offset = self.at.offset.max(MAGIC.len() as u64);
         Ok(true)
     }
 
@@ -498,7 +511,8 @@ impl Reader {
             return Ok(false);
         };
         let before = self.buf.len();
-        f.read_to_end(&mut self.buf)
+        f.take(READ_CHUNK)
+            .read_to_end(&mut self.buf)
             .map_err(io("reading", &segment_path(&self.dir, self.at.segment)))?;
         Ok(self.buf.len() > before)
     }
