@@ -623,6 +623,21 @@ fn audit_query_gives_the_same_answers_from_the_journal_and_from_clickhouse() {
         assert!(stats.contains("messages: 5000"), "{stats}");
         assert!(stats.contains("seq 1..=5000"), "{stats}");
     }
+    // Wrong credentials: the server's refusal, said plainly.
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "wrong\n").unwrap();
+    let r = ticklane_e2e::ticklane(&[
+        "audit",
+        "stats",
+        "--clickhouse",
+        &url,
+        "--clickhouse-user",
+        "nobody",
+        "--clickhouse-password-file",
+        pw.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("Unknown user nobody"), "{}", r.stderr);
 }
 
 /// What an operator gets wrong gets a clear error, never a panic: each
@@ -712,7 +727,10 @@ fn run_refuses_an_unreachable_server_and_one_without_the_schema() {
     let server = ClickHouse::start_in(Some(&lab.b));
     let url = server.url();
     for (u, says) in [
-        ("http://127.0.0.1:1", "does not answer"),
+        (
+            "http://127.0.0.1:1",
+            "cannot use ClickHouse at http://127.0.0.1:1",
+        ),
         (
             url.as_str(),
             "has no audit tables: run `ticklane audit init",

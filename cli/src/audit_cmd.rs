@@ -641,7 +641,10 @@ impl LiveAudit {
         let store = args.server.store()?;
         if let Some(store) = &store {
             let ready = block_on(store.schema_ready())?.with_context(|| {
-                format!("ClickHouse at {} does not answer: start it, or run without --clickhouse (the journal keeps the audit)", store.url())
+                format!(
+                    "cannot use ClickHouse at {}: check that it runs, the URL, the user and password; or run without --clickhouse (the journal keeps the audit)",
+                    store.url()
+                )
             })?;
             if !ready {
                 bail!(
