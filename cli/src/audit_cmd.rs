@@ -710,6 +710,14 @@ impl LiveAudit {
         missed: &ticklane_appliance::delivery::RangeLog,
     ) -> serde_json::Value {
         let w = self.writer.finish(missed.kept());
+        if missed.is_cut() {
+            eprintln!(
+                "ticklane run: warning: the audit ring missed {} messages in {} ranges; only the first {} ranges are kept with exact bounds (the summary's audit.missed has the totals)",
+                missed.messages(),
+                missed.ranges(),
+                missed.kept().len()
+            );
+        }
         if let Some(e) = &w.error {
             eprintln!("ticklane run: ALARM: the audit journal stopped: {e}");
         }
