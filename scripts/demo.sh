@@ -78,7 +78,9 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 print(f"  path: {d['mode']} ({d['xdp_mode']} XDP, {d['bind']} bind); {d['packets']} frames, {d['messages']} messages")
 s = d['session']
-print(f"  gaps: {s['gaps']} detected, {s['gaps_filled']} filled from the server ({s['requests']} requests); lost: {s['lost_messages']}")
+print(f"  gaps: {s['gaps']} detected, {s['gaps_filled']} filled from the server ({s['requests']} requests for {s['requested_messages']} messages, {s['window_overflow']} packets past a full reorder window); lost: {s['lost_messages']}")
+r = s['recovery_us']
+print(f"  gap recovery time: p50 <= {r['p50_at_most']} us, p99 <= {r['p99_at_most']} us over {r['gaps']} gaps")
 print(f"  XDP program counters: {d['xdp_counters']}")
 PY
 

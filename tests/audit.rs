@@ -9,7 +9,7 @@ use ticklane_audit::record::Entry;
 use ticklane_audit::shipper::{ShipConfig, Shipper};
 use ticklane_audit::store::{Store, StoreConfig};
 use ticklane_e2e::clickhouse::ClickHouse;
-use ticklane_lab::market::{MAX_MESSAGE_LEN, Market, MarketConfig};
+use ticklane_lab::market::{MAX_MESSAGE_LEN, Market, MarketConfig, Mix};
 use ticklane_protocols::moldudp64::Session;
 
 /// `n` messages of a synthetic day, as (seq, bytes).
@@ -19,6 +19,8 @@ fn market(n: u64) -> Vec<(u64, Vec<u8>)> {
         stocks: 20,
         messages: n,
         max_live_orders: 10_000,
+        mix: Mix::Recent,
+        resting: 0,
     });
     let mut buf = [0u8; MAX_MESSAGE_LEN];
     let mut out = Vec::new();

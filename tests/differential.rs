@@ -26,6 +26,8 @@ fn ticklane_and_itchy_agree_on_a_generated_day() {
         stocks: 60,
         messages: 200_000,
         max_live_orders: 20_000,
+        mix: ticklane_lab::market::Mix::Recent,
+        resting: 0,
     });
     let mut buf = [0u8; MAX_MESSAGE_LEN];
     let mut stream = Vec::new();

@@ -283,7 +283,11 @@ fn a_socket_on_queue_1_of_a_two_queue_veth_receives_the_feed() {
     let sent = std::process::Command::new("taskset")
         .args(["-c", "1", "ip", "netns", "exec", &lab.a])
         .arg(ticklane_e2e::ticklane_bin())
-        .args(["send", &feed, "--iface", &lab.va, "--pps", "20000"])
+        // Through AF_PACKET, which takes the queue XPS picks (an AF_XDP
+        // socket sends on the queue it is bound to instead).
+        .args([
+            "send", &feed, "--iface", &lab.va, "--pps", "20000", "--via", "packet",
+        ])
         .output()
         .unwrap();
     assert_success(&sent);

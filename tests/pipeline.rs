@@ -117,6 +117,57 @@ fn a_damaged_feed_without_a_server_reports_its_losses() {
     assert!(run.stderr.contains("messages lost"), "{}", run.stderr);
 }
 
+#[test]
+fn more_lost_ranges_than_are_listed_are_counted_and_flagged_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let damaged = arg(dir.path(), "d.pcap");
+    // One message per packet, a third dropped: thousands of holes, more
+    // than the summary lists (KEPT_RANGES, 1024).
+    ticklane_ok(&[
+        "gen",
+        "-o",
+        &arg(dir.path(), "f.pcap"),
+        "--messages",
+        "20000",
+        "--stocks",
+        "10",
+        "--max-messages",
+        "1",
+        "--damaged",
+        &damaged,
+        "--drop",
+        "0.3",
+    ]);
+    let received: std::collections::BTreeSet<u64> = ticklane_ok(&["decode", &damaged])
+        .stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    let holes = (1..=20_000u64)
+        .filter(|seq| !received.contains(seq) && (*seq == 1 || received.contains(&(seq - 1))))
+        .count() as u64;
+    assert!(holes > 1024, "{holes} holes");
+
+    let run = ticklane_ok(&["replay", "--json", &damaged]);
+    let v: Value = serde_json::from_str(&run.stdout).unwrap();
+    let ranges = &v["session"]["lost_ranges"];
+    assert_eq!(ranges["ranges"], holes, "every range counted: {ranges:#}");
+    assert_eq!(ranges["listed"].as_array().unwrap().len(), 1024);
+    assert_eq!(ranges["cut"], true);
+    assert_eq!(ranges["messages"], 20_000 - received.len() as u64);
+    assert_eq!(ranges["messages"], v["session"]["lost_messages"]);
+    assert!(
+        run.stderr.contains(&format!("in {holes} gaps"))
+            && run.stderr.contains("the list of ranges was cut"),
+        "{}",
+        run.stderr
+    );
+}
+
 fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()

@@ -16,6 +16,11 @@ pub use crate::session::SessionEvent;
 pub struct BboEvent {
     /// The stock.
     pub locate: u16,
+    /// Session of the message that moved it.
+    pub session: Session,
+    /// Sequence number of that message: a book snapshot taken at a lower
+    /// one is joined to the stream from this event on.
+    pub seq: u64,
     /// Feed time.
     pub timestamp: u64,
     /// Best bid price and shares (0, 0 when the side is empty).
@@ -244,6 +249,19 @@ impl Publisher {
     }
 }
 
+/// One best-effort event, whichever its topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A BBO change.
+    Bbo(BboEvent),
+    /// A print.
+    Trade(TradeEvent),
+    /// A VWAP emission.
+    Vwap(VwapEvent),
+    /// Session news.
+    Session(SessionEvent),
+}
+
 /// What a [`Drain`] consumed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DrainStats {
@@ -273,7 +291,17 @@ pub struct Drain {
 
 impl Drain {
     /// Starts the thread.
-    pub fn spawn(mut subs: Subscribers) -> Self {
+    pub fn spawn(subs: Subscribers) -> Self {
+        Self::spawn_forwarding(subs, |_| {})
+    }
+
+    /// Starts the thread, which hands every best-effort event to `forward`
+    /// (the control plane's streams) as it empties the rings. `forward`
+    /// runs on the drain's thread, never on the poller's.
+    pub fn spawn_forwarding(
+        mut subs: Subscribers,
+        mut forward: impl FnMut(Event) + Send + 'static,
+    ) -> Self {
         use std::sync::atomic::{AtomicBool, Ordering};
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -283,19 +311,23 @@ impl Drain {
             loop {
                 let stopping = flag.load(Ordering::Acquire);
                 let mut got = 0;
-                while subs.bbo.pop().is_ok() {
+                while let Ok(e) = subs.bbo.pop() {
+                    forward(Event::Bbo(e));
                     st.bbo += 1;
                     got += 1;
                 }
-                while subs.trades.pop().is_ok() {
+                while let Ok(e) = subs.trades.pop() {
+                    forward(Event::Trade(e));
                     st.trades += 1;
                     got += 1;
                 }
-                while subs.vwap.pop().is_ok() {
+                while let Ok(e) = subs.vwap.pop() {
+                    forward(Event::Vwap(e));
                     st.vwap += 1;
                     got += 1;
                 }
-                while subs.session.pop().is_ok() {
+                while let Ok(e) = subs.session.pop() {
+                    forward(Event::Session(e));
                     st.session += 1;
                     got += 1;
                 }
@@ -343,6 +375,8 @@ mod tests {
         for i in 0..5 {
             p.trade(TradeEvent {
                 locate: 1,
+                session: Session::default(),
+                seq: i,
                 timestamp: i,
                 price: 1,
                 shares: 1,
@@ -375,17 +409,27 @@ mod tests {
             events: 1 << 14,
             audit: 1 << 14,
         });
-        let drain = Drain::spawn(s);
+        let forwarded = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let count = forwarded.clone();
+        let drain = Drain::spawn_forwarding(s, move |e| {
+            if !matches!(e, Event::Bbo(_)) {
+                count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
         let session = Session::from_name(b"DRAIN").unwrap();
         for i in 0..10_000u64 {
             p.bbo(BboEvent {
                 locate: 1,
+                session,
+                seq: i,
                 timestamp: i,
                 bid: (1, 1),
                 ask: (2, 1),
             });
             p.trade(TradeEvent {
                 locate: 1,
+                session,
+                seq: i,
                 timestamp: i,
                 price: 1,
                 shares: 1,
@@ -410,6 +454,11 @@ mod tests {
         assert_eq!(
             (got.bbo, got.trades, got.vwap, got.session, got.audit),
             (10_000, 10_000, 1, 1, 9_999)
+        );
+        assert_eq!(
+            forwarded.load(std::sync::atomic::Ordering::Relaxed),
+            10_002,
+            "every trade, VWAP and session event forwarded"
         );
         assert_eq!(
             got.audit_out_of_order, 1,

@@ -8,7 +8,7 @@
 use std::io::Write;
 
 use ticklane_protocols::itch;
-use ticklane_protocols::moldudp64::Session;
+use ticklane_protocols::moldudp64::{Packet, Session};
 
 use crate::pipeline::Pipeline;
 use crate::recovery::Requester;
@@ -137,6 +137,7 @@ pub struct Delivery {
     pipeline: Pipeline,
     requester: Option<Requester>,
     session: Session,
+    last: (Session, u64),
     delivered: u64,
     bad_messages: u64,
     lost: RangeLog,
@@ -151,6 +152,7 @@ impl Delivery {
             pipeline,
             requester,
             session: Session::default(),
+            last: (Session::default(), 0),
             delivered: 0,
             bad_messages: 0,
             lost: RangeLog::with_capacity(KEPT_RANGES),
@@ -176,6 +178,7 @@ impl Delivery {
             }
         };
         self.delivered += 1;
+        self.last = (self.session, seq);
         if !self.pipeline.deliver(self.session, seq, m) {
             self.audit_missed.record(self.session, seq, seq + 1);
         }
@@ -193,6 +196,12 @@ impl Delivery {
     /// Messages delivered.
     pub fn delivered(&self) -> u64 {
         self.delivered
+    }
+
+    /// The session and sequence number of the last message delivered
+    /// (sequence 0: none yet).
+    pub fn last_delivered(&self) -> (Session, u64) {
+        self.last
     }
 
     /// Sequenced messages that were not valid ITCH (skipped).
@@ -233,6 +242,11 @@ impl Delivery {
 }
 
 impl ActionSink for Delivery {
+    #[inline]
+    fn upcoming(&mut self, packet: &Packet<&[u8]>) {
+        self.pipeline.books.prefetch(packet);
+    }
+
     #[inline]
     fn action(&mut self, action: Action<'_>) {
         match action {

@@ -20,6 +20,8 @@
 //! - [`bus`]: lock-free rings from the poller to its consumers, and the
 //!   loss-free audit ring;
 //! - [`stats`]: the wait-free snapshot other threads read;
+//! - [`request`]: the ring the control plane asks a poller through (book
+//!   snapshots, feeds added and removed), served between packets;
 //! - [`sys`]: the raw Linux calls, each with its safety proof.
 
 pub mod analytics;
@@ -29,6 +31,7 @@ pub mod delivery;
 pub mod pipeline;
 pub mod poller;
 pub mod recovery;
+pub mod request;
 pub mod session;
 pub mod source;
 pub mod stats;

@@ -22,6 +22,8 @@ pub struct Pipeline {
     bus: Publisher,
     by_type: [u64; MESSAGE_TYPES.len()],
     timestamp: u64,
+    /// The message being applied: its events carry it.
+    at: (Session, u64),
 }
 
 fn level(l: Option<crate::book::Level>) -> (u32, u64) {
@@ -39,6 +41,7 @@ impl Pipeline {
             bus: publisher,
             by_type: [0; MESSAGE_TYPES.len()],
             timestamp: 0,
+            at: (Session::default(), 0),
         };
         (pipeline, subscribers)
     }
@@ -64,6 +67,7 @@ impl Pipeline {
             self.by_type[i] += 1;
         }
         self.timestamp = header.timestamp();
+        self.at = (session, seq);
         let bus = &mut self.bus;
         self.vwap.advance(self.timestamp, |e| bus.vwap(e));
         message.dispatch(self);
@@ -83,18 +87,26 @@ impl Pipeline {
         })
     }
 
-    /// Runs a book change and publishes the BBO if it moved.
-    fn changing(&mut self, locate: u16, change: impl FnOnce(&mut Books)) {
-        let before = self.bbo(locate);
-        change(&mut self.books);
+    fn publish_bbo(&mut self, locate: u16) {
         let (bid, ask) = self.bbo(locate);
-        if (bid, ask) != before {
-            self.bus.bbo(BboEvent {
-                locate,
-                timestamp: self.timestamp,
-                bid,
-                ask,
-            });
+        self.bus.bbo(BboEvent {
+            locate,
+            session: self.at.0,
+            seq: self.at.1,
+            timestamp: self.timestamp,
+            bid,
+            ask,
+        });
+    }
+
+    /// Publishes the BBO of the stock a book change touched, if the change
+    /// moved its best bid or ask (the books say so: no BBO is read when a
+    /// level below the top changed).
+    fn changed(&mut self, locate: Option<u16>) {
+        if let Some(locate) = locate
+            && self.books.top_changed()
+        {
+            self.publish_bbo(locate);
         }
     }
 
@@ -102,6 +114,8 @@ impl Pipeline {
         let timestamp = self.timestamp;
         self.bus.trade(TradeEvent {
             locate,
+            session: self.at.0,
+            seq: self.at.1,
             timestamp,
             price,
             shares,
@@ -111,23 +125,15 @@ impl Pipeline {
         self.vwap.trade(locate, timestamp, price, shares);
     }
 
-    /// Runs a change on the book of the resting order `reference`; an
-    /// unknown reference is counted instead.
-    fn on_resting(&mut self, reference: u64, change: impl FnOnce(&mut Books)) {
-        match self.books.order(reference).map(|o| o.locate) {
-            Some(locate) => self.changing(locate, change),
-            None => self.books.count_unknown(),
-        }
-    }
-
     fn execution(&mut self, reference: u64, shares: u32) -> Option<Fill> {
-        let mut fill = None;
-        self.on_resting(reference, |b| fill = b.execute(reference, shares));
+        let fill = self.books.execute(reference, shares);
+        self.changed(fill.map(|f| f.locate));
         fill
     }
 
     fn add(&mut self, order: Order, stock: itch::Alpha<8>) {
-        self.changing(order.locate, |b| b.add(order, stock));
+        let added = self.books.add(order, stock);
+        self.changed(added.then_some(order.locate));
     }
 }
 
@@ -169,26 +175,34 @@ impl Handler for Pipeline {
         }
     }
     fn on_order_cancel(&mut self, m: &itch::OrderCancel) {
-        let (reference, shares) = (m.order_reference_number(), m.cancelled_shares());
-        self.on_resting(reference, |b| {
-            b.cancel(reference, shares);
-        });
+        let fill = self
+            .books
+            .cancel(m.order_reference_number(), m.cancelled_shares());
+        self.changed(fill.map(|f| f.locate));
     }
     fn on_order_delete(&mut self, m: &itch::OrderDelete) {
-        let reference = m.order_reference_number();
-        self.on_resting(reference, |b| {
-            b.delete(reference);
-        });
+        let gone = self.books.delete(m.order_reference_number());
+        self.changed(gone.map(|o| o.locate));
     }
     fn on_order_replace(&mut self, m: &itch::OrderReplace) {
-        let (old, new) = (
+        // A replace at the best price with the same shares leaves the BBO as
+        // it was, though its level changed twice: compare before and after.
+        let locate = self
+            .books
+            .order(m.original_order_reference_number())
+            .map(|o| o.locate);
+        let before = locate.map(|l| self.bbo(l));
+        self.books.replace(
             m.original_order_reference_number(),
             m.new_order_reference_number(),
+            m.shares(),
+            m.price(),
         );
-        let (shares, price) = (m.shares(), m.price());
-        self.on_resting(old, |b| {
-            b.replace(old, new, shares, price);
-        });
+        if let Some(l) = locate
+            && before != Some(self.bbo(l))
+        {
+            self.publish_bbo(l);
+        }
     }
     fn on_trade(&mut self, m: &itch::Trade) {
         self.print(

@@ -20,6 +20,7 @@ use ticklane_protocols::moldudp64::Packet;
 use crate::delivery::{Delivery, RangeLog, Tap};
 use crate::pipeline::Pipeline;
 use crate::recovery::{self, Answers};
+use crate::request::{Answer, Ask, BookSnapshot, RequestServer, Stock};
 use crate::session::{Arbiter, Pending, Route, SessionConfig, SessionTable};
 use crate::source::{Arrival, Payload, Polled, Source, SourceError, Verdict, Wait};
 use crate::stats::{
@@ -194,6 +195,7 @@ pub struct Poller<'a, S> {
     source: S,
     core: Core<'a>,
     cfg: PollerConfig,
+    requests: Option<RequestServer>,
 }
 
 impl<'a, S: Source> Poller<'a, S> {
@@ -240,7 +242,26 @@ impl<'a, S: Source> Poller<'a, S> {
             snapshot: Snapshot::default(),
             writer,
         };
-        Ok((Self { source, core, cfg }, reader))
+        Ok((
+            Self {
+                source,
+                core,
+                cfg,
+                requests: None,
+            },
+            reader,
+        ))
+    }
+
+    /// Another reader of the stats snapshots (one per reading thread).
+    pub fn stats_reader(&mut self) -> StatsReader {
+        self.core.writer.reader()
+    }
+
+    /// Serves the requests of `server`'s ring from now on, after every poll
+    /// of the source (see [`crate::request`]).
+    pub fn serve(&mut self, server: RequestServer) {
+        self.requests = Some(server);
     }
 
     /// Polls until stopped, the duration passes, or the input ends (and
@@ -261,6 +282,10 @@ impl<'a, S: Source> Poller<'a, S> {
             }
             let core = &mut self.core;
             let polled = self.source.poll(wait, |a| core.arrival(a))?;
+            if let Some(server) = &mut self.requests {
+                let (core, source) = (&mut self.core, &mut self.source);
+                server.serve(|ask| core.answer(ask, source));
+            }
             if self.core.clock.wall >= self.core.next_publish {
                 // Reading them may take syscalls: only when a snapshot is due.
                 self.core.snapshot.source = self.source.counters();
@@ -438,6 +463,47 @@ impl Core<'_> {
             arbiter.on_timer(now, &mut self.delivery);
         }
         self.next_timer = now.saturating_add(self.timer_every);
+    }
+
+    /// Serves one control-plane request (bounded work: a snapshot copies
+    /// at most the levels it has room for; a symbol is looked up among the
+    /// books, one per stock).
+    fn answer(&mut self, ask: Ask, source: &mut impl Source) -> Answer {
+        match ask {
+            Ask::Book { stock, mut into } => {
+                self.snapshot_book(stock, &mut into);
+                Answer::Book(into)
+            }
+            Ask::AddFeed { feed, mut socket } => {
+                let line = source.add_feed(feed, &mut socket);
+                if let Ok(line) = line {
+                    self.sessions.grow_lines(line + 1);
+                }
+                Answer::FeedAdded { line, socket }
+            }
+            Ask::RemoveFeed { group, port } => {
+                let mut socket = None;
+                let line = source.remove_feed(group, port, &mut socket);
+                if let Ok(line) = line {
+                    self.sessions.vacate_line(line);
+                }
+                Answer::FeedRemoved { line, socket }
+            }
+        }
+    }
+
+    fn snapshot_book(&self, stock: Stock, into: &mut BookSnapshot) {
+        let books = &self.delivery.pipeline().books;
+        let book = match stock {
+            Stock::Locate(locate) => books.book(locate).map(|b| (locate, b)),
+            Stock::Symbol(symbol) => books.iter().find(|(_, b)| b.stock().0 == symbol),
+        };
+        (into.session, into.seq) = self.delivery.last_delivered();
+        into.stale = self.sessions.iter().any(|(_, a)| a.tracker().is_stale());
+        match book {
+            Some((locate, book)) => into.fill(locate, book),
+            None => into.found = false,
+        }
     }
 
     /// Fills the snapshot from the counters and publishes it.

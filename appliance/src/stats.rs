@@ -108,8 +108,9 @@ impl StatsReader {
     }
 }
 
-/// The publishing side, owned by the poller.
-pub(crate) struct StatsWriter(triple_buffer::Input<Snapshot>);
+/// The publishing side, owned by the poller: one triple buffer per
+/// reader, all made before the poller runs.
+pub(crate) struct StatsWriter(Vec<triple_buffer::Input<Snapshot>>);
 
 impl std::fmt::Debug for StatsWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -119,11 +120,21 @@ impl std::fmt::Debug for StatsWriter {
 
 impl StatsWriter {
     pub(crate) fn publish(&mut self, snapshot: &Snapshot) {
-        self.0.write(*snapshot);
+        for input in &mut self.0 {
+            input.write(*snapshot);
+        }
+    }
+
+    /// Another reader (each reader thread needs its own).
+    pub(crate) fn reader(&mut self) -> StatsReader {
+        let (input, output) = triple_buffer::triple_buffer(&Snapshot::default());
+        self.0.push(input);
+        StatsReader(output)
     }
 }
 
 pub(crate) fn channel() -> (StatsWriter, StatsReader) {
-    let (input, output) = triple_buffer::triple_buffer(&Snapshot::default());
-    (StatsWriter(input), StatsReader(output))
+    let mut writer = StatsWriter(Vec::new());
+    let reader = writer.reader();
+    (writer, reader)
 }

@@ -299,3 +299,29 @@ pub fn pin_to_core(core: usize) -> io::Result<()> {
     set.set(core).map_err(io::Error::from)?;
     nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(io::Error::from)
 }
+
+/// Whether this kernel offers AF_XDP sockets: opens one and closes it.
+pub fn af_xdp_available() -> io::Result<()> {
+    // SAFETY: plain socket(2) call; a valid descriptor is owned and closed
+    // at once by the OwnedFd.
+    let fd = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor owned by nobody else.
+    drop(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
+    Ok(())
+}
+
+/// The soft RLIMIT_MEMLOCK of this process in bytes, `None` when unlimited.
+pub fn memlock_limit() -> io::Result<Option<u64>> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) writes one rlimit into the live struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur))
+}

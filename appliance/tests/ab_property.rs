@@ -22,6 +22,8 @@ fn packets(seed: u64, messages: u64) -> Vec<Vec<u8>> {
         stocks: 8,
         messages,
         max_live_orders: 400,
+        mix: ticklane_lab::market::Mix::Recent,
+        resting: 0,
     });
     let session = Session::from_name(SESSION).unwrap();
     let mut msg = [0u8; MAX_MESSAGE_LEN];

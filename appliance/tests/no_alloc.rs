@@ -4,7 +4,9 @@
 //! counted) → MoldUDP64 → ITCH → a handler, through the capture decoder's per-packet
 //! path, and, above all, through the production poller and delivery path
 //! (A/B arbitration, session trackers, books, VWAP, tape, bus, audit ring)
-//! with loss, duplicates, reordering and an unrecoverable gap.
+//! with loss, duplicates, reordering and an unrecoverable gap, while another
+//! thread asks the poller for book snapshots and feed changes through the
+//! control plane's request ring.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -16,11 +18,13 @@ use ticklane_appliance::book::Books;
 use ticklane_appliance::bus::BusConfig;
 use ticklane_appliance::pipeline::Pipeline;
 use ticklane_appliance::poller::{Ending, Poller, PollerConfig, TimeBase};
+use ticklane_appliance::request::{self, Answer, Ask, BookSnapshot, Stock};
 use ticklane_appliance::session::SessionConfig;
 use ticklane_appliance::source::admission::{Admission, Checksums};
 use ticklane_appliance::source::memory::MemorySource;
+use ticklane_appliance::source::udp::FeedSocket;
 use ticklane_appliance::source::{
-    Arrival, Polled, Source, SourceCounters, SourceError, Verdict, Wait,
+    Arrival, FeedChangeError, Polled, Source, SourceCounters, SourceError, Verdict, Wait,
 };
 use ticklane_capture::feed::{Feed, FeedDecoder, FeedFilter, FeedSink, Location, Problem, Unit};
 use ticklane_lab::market::{MAX_MESSAGE_LEN, Market, MarketConfig};
@@ -104,6 +108,8 @@ fn frames() -> (Vec<Vec<u8>>, u64) {
         stocks: 50,
         messages: 100_000,
         max_live_orders: 10_000,
+        mix: ticklane_lab::market::Mix::Recent,
+        resting: 0,
     });
     let spec = UdpFrameSpec::multicast([2, 0, 0, 0, 0, 1], [198, 18, 0, 1], [239, 1, 1, 1], 26477);
     let session = Session::from_name(b"NOALLOC").unwrap();
@@ -184,11 +190,13 @@ fn parsing_and_dispatch_allocate_nothing_per_packet() {
 }
 
 /// The production source for in-memory packets, noting the allocation
-/// count when half of them were handed over (the warm-up).
+/// count when half of them were handed over (the warm-up), with the AF_XDP
+/// source's feed table for the feeds the control plane adds and removes.
 struct Measured {
     inner: MemorySource,
     half: usize,
     at_half: Option<u64>,
+    feeds: Admission,
 }
 
 impl Source for Measured {
@@ -206,6 +214,77 @@ impl Source for Measured {
     fn counters(&self) -> SourceCounters {
         self.inner.counters()
     }
+
+    fn add_feed(
+        &mut self,
+        feed: Feed,
+        _socket: &mut Option<FeedSocket>,
+    ) -> Result<usize, FeedChangeError> {
+        self.feeds.add_feed(feed)
+    }
+
+    fn remove_feed(
+        &mut self,
+        group: std::net::Ipv4Addr,
+        port: u16,
+        _socket: &mut Option<FeedSocket>,
+    ) -> Result<usize, FeedChangeError> {
+        self.feeds.remove_feed(group, port)
+    }
+}
+
+/// What the control plane's thread got while the poller ran.
+#[derive(Debug, Default)]
+struct Asked {
+    books_found: u64,
+    levels: u64,
+    feeds_added: u64,
+    feeds_removed: u64,
+}
+
+/// A control-plane thread: book snapshots by symbol and by locate, and a
+/// feed added and removed, over and over, until the poller is gone.
+fn ask_until_done(mut requester: request::Requester) -> Asked {
+    let mut asked = Asked::default();
+    let feed = Feed {
+        group: [239, 9, 9, 9].into(),
+        port: 9,
+        source: None,
+    };
+    let mut round = 0u64;
+    while !requester.is_abandoned() {
+        let ask = match round % 4 {
+            0 => Ask::AddFeed { feed, socket: None },
+            1 => Ask::RemoveFeed {
+                group: feed.group,
+                port: feed.port,
+            },
+            2 => Ask::Book {
+                stock: Stock::Locate((round / 4 % 50) as u16 + 1),
+                into: BookSnapshot::with_depth(10),
+            },
+            _ => Ask::Book {
+                stock: Stock::Locate(60_000),
+                into: BookSnapshot::with_depth(10),
+            },
+        };
+        if requester.send(ask).is_ok() {
+            round += 1;
+        }
+        while let Some((_, answer)) = requester.receive() {
+            match answer {
+                Answer::Book(b) if b.found => {
+                    asked.books_found += 1;
+                    asked.levels += (b.bids.len() + b.asks.len()) as u64;
+                }
+                Answer::Book(_) => {}
+                Answer::FeedAdded { line, .. } => asked.feeds_added += u64::from(line.is_ok()),
+                Answer::FeedRemoved { line, .. } => asked.feeds_removed += u64::from(line.is_ok()),
+            }
+        }
+        std::thread::yield_now();
+    }
+    asked
 }
 
 /// Two lines of the feed, each with its own losses, duplicates on one,
@@ -281,13 +360,23 @@ fn the_production_poller_allocates_nothing_once_warm() {
         inner: source,
         half,
         at_half: None,
+        feeds: Admission::new(FeedFilter::default(), Checksums::Verify),
     };
     let (mut poller, _stats) = Poller::new(measured, pipeline, None, cfg, &stop).unwrap();
+    let (requester, server) = request::ring();
+    poller.serve(server);
+    let control = std::thread::spawn(move || ask_until_done(requester));
     let ending = poller.run().unwrap();
     let after = allocations();
     assert_eq!(ending, Ending::EndOfInput);
     let finished = poller.finish(ending);
     let during = after - finished.source.at_half.expect("the warm-up ended");
+    let asked = control.join().unwrap();
+    assert!(
+        asked.books_found > 10 && asked.levels > 0 && asked.feeds_added > 10,
+        "the poller served the control plane while it ran: {asked:?}"
+    );
+    assert!(asked.feeds_removed + 1 >= asked.feeds_added, "{asked:?}");
 
     let snap = finished.snapshot;
     let session = snap.sessions()[0].stats;

@@ -28,6 +28,7 @@ use ticklane_appliance::source::udp::FeedSocket;
 use ticklane_appliance::source::xdp::Vlan;
 use ticklane_appliance::source::xsk::{XskConfig, XskReceiver};
 use ticklane_appliance::sys::{Batch, interface_index, receive_batch, wait_readable};
+use ticklane_benches::{VethLab, enter};
 use ticklane_capture::feed::Feed;
 use ticklane_lab::send::FrameSender;
 use ticklane_protocols::itch::{self, Alpha, Char, Header, Message, U32, U64};
@@ -49,69 +50,22 @@ const FEED: Feed = Feed {
 const MASK48: u64 = (1 << 48) - 1;
 const PACKETS_PER_TRIAL: u64 = 100_000;
 
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("iproute2");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-struct Lab;
-
-impl Lab {
-    fn new() -> Self {
-        for ns in [NS_A, NS_B] {
-            let _ = Command::new("ip")
-                .args(["netns", "del", ns])
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
-        ip(&["netns", "add", NS_A]);
-        ip(&["netns", "add", NS_B]);
-        ip(&[
-            "link", "add", VA, "netns", NS_A, "type", "veth", "peer", "name", VB, "netns", NS_B,
-        ]);
-        ip(&["-n", NS_A, "addr", "add", "198.18.200.1/24", "dev", VA]);
-        ip(&["-n", NS_B, "addr", "add", "198.18.200.2/24", "dev", VB]);
-        for (ns, dev) in [(NS_A, VA), (NS_B, VB)] {
-            ip(&["-n", ns, "link", "set", dev, "mtu", "1500", "up"]);
-        }
-        Lab
-    }
-
-    /// Turns on threaded NAPI on the receiving veth. A veth has NAPI only
-    /// while an XDP program is attached, so call it after attaching.
-    fn threaded_napi() {
-        let path = format!("/sys/class/net/{VB}/threaded");
-        let status = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                NS_B,
-                "sh",
-                "-c",
-                &format!("echo 1 > {path}"),
-            ])
-            .status()
-            .unwrap();
-        assert!(status.success(), "setting threaded NAPI");
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", NS_A]).status();
-        let _ = Command::new("ip").args(["netns", "del", NS_B]).status();
-    }
-}
-
-fn enter(ns: &str) {
-    let f = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
-    use std::os::fd::AsRawFd;
-    // SAFETY: `f` is an open namespace descriptor; only this thread moves.
-    assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+/// Turns on threaded NAPI on the receiving veth. A veth has NAPI only while
+/// an XDP program is attached, so call it after attaching.
+fn threaded_napi() {
+    let path = format!("/sys/class/net/{VB}/threaded");
+    let status = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            NS_B,
+            "sh",
+            "-c",
+            &format!("echo 1 > {path}"),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success(), "setting threaded NAPI");
 }
 
 fn pin(core: usize) {
@@ -219,7 +173,7 @@ fn trial(path: Path, threaded: bool, spin: bool, pps: u64, count: u64) -> Receiv
                 let mut steering = Steering::load().unwrap();
                 steering.attach(VB, XdpModeRequest::Auto).unwrap();
                 if threaded {
-                    Lab::threaded_napi();
+                    threaded_napi();
                 }
                 let mut sock = XskReceiver::open(
                     VB,
@@ -253,7 +207,7 @@ fn trial(path: Path, threaded: bool, spin: bool, pps: u64, count: u64) -> Receiv
                 let _pass_all = threaded.then(|| {
                     let mut s = Steering::load().unwrap();
                     s.attach(VB, XdpModeRequest::Auto).unwrap();
-                    Lab::threaded_napi();
+                    threaded_napi();
                     s
                 });
                 let ifindex = interface_index(VB).unwrap();
@@ -376,7 +330,7 @@ fn main() {
         eprintln!("the net benchmark needs root (namespaces, XDP, AF_XDP); skipped");
         return;
     }
-    let _lab = Lab::new();
+    let _lab = VethLab::new((NS_A, NS_B), (VA, VB), "198.18.200");
     let mut results = Vec::new();
     for threaded in [false, true] {
         let suffix = if threaded { " +threaded NAPI" } else { "" };

@@ -1,10 +1,21 @@
 //! Shared pieces of the benchmarks: the in-memory feed they all parse, and a
 //! same-run ratio report.
 
+pub mod baseline;
+
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::AtomicBool;
+
+use ticklane_appliance::analytics::vwap::Vwap;
+use ticklane_appliance::book::Books;
+use ticklane_appliance::bus::BusConfig;
+use ticklane_appliance::pipeline::Pipeline;
+use ticklane_appliance::poller::{Poller, PollerConfig, TimeBase};
+use ticklane_appliance::request::RequestServer;
+use ticklane_appliance::session::SessionConfig;
 use ticklane_appliance::source::memory::MemorySource;
-use ticklane_lab::market::{MAX_MESSAGE_LEN, Market, MarketConfig};
+use ticklane_lab::market::{MAX_MESSAGE_LEN, Market, MarketConfig, Mix};
 use ticklane_protocols::moldudp64::{PacketBuilder, Session};
 
 /// A generated MoldUDP64 stream held in memory.
@@ -18,15 +29,26 @@ pub struct MoldStream {
 }
 
 impl MoldStream {
-    /// Packs `messages` messages of a synthetic day into packets of at most
-    /// `max_payload` bytes.
+    /// Packs `messages` messages of a synthetic day (the generator's
+    /// default, recent mix) into packets of at most `max_payload` bytes.
     pub fn generate(messages: u64, stocks: u16, max_payload: usize) -> Self {
-        let mut market = Market::new(MarketConfig {
-            seed: 42,
-            stocks,
-            messages,
-            max_live_orders: 100_000,
-        });
+        Self::market(
+            MarketConfig {
+                seed: 42,
+                stocks,
+                messages,
+                max_live_orders: 100_000,
+                mix: Mix::Recent,
+                resting: 0,
+            },
+            max_payload,
+        )
+    }
+
+    /// Packs the messages of a synthetic market into packets of at most
+    /// `max_payload` bytes.
+    pub fn market(config: MarketConfig, max_payload: usize) -> Self {
+        let mut market = Market::new(config);
         let session = Session::from_name(b"BENCH").expect("short name");
         let mut msg = [0u8; MAX_MESSAGE_LEN];
         let mut payload = vec![0u8; max_payload];
@@ -91,4 +113,115 @@ pub fn interleaved_best(
         .zip(checks)
         .map(|(((name, _), d), c)| ((*name).to_owned(), d, c))
         .collect()
+}
+
+/// Two network namespaces joined by a veth pair, for the benchmarks that
+/// put frames on a wire; made fresh (a leftover of a killed run is removed
+/// first) and removed on drop.
+pub struct VethLab {
+    /// Namespace of side a.
+    pub ns_a: &'static str,
+    /// Namespace of side b.
+    pub ns_b: &'static str,
+    /// Interface in a.
+    pub va: &'static str,
+    /// Interface in b.
+    pub vb: &'static str,
+}
+
+/// Runs `ip` with `args`, insisting that it succeeds.
+pub fn ip(args: &[&str]) {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .expect("iproute2");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl VethLab {
+    /// Makes the namespaces and the pair, with `net`.1 on `va` and `net`.2
+    /// on `vb` (`net` being three octets of 198.18.0.0/15, e.g. "198.18.200").
+    pub fn new(
+        (ns_a, ns_b): (&'static str, &'static str),
+        (va, vb): (&'static str, &'static str),
+        net: &str,
+    ) -> Self {
+        let lab = Self { ns_a, ns_b, va, vb };
+        lab.remove();
+        ip(&["netns", "add", ns_a]);
+        ip(&["netns", "add", ns_b]);
+        ip(&[
+            "link", "add", va, "netns", ns_a, "type", "veth", "peer", "name", vb, "netns", ns_b,
+        ]);
+        ip(&["-n", ns_a, "addr", "add", &format!("{net}.1/24"), "dev", va]);
+        ip(&["-n", ns_b, "addr", "add", &format!("{net}.2/24"), "dev", vb]);
+        for (ns, dev) in [(ns_a, va), (ns_b, vb)] {
+            ip(&["-n", ns, "link", "set", dev, "mtu", "1500", "up"]);
+        }
+        lab
+    }
+
+    fn remove(&self) {
+        for ns in [self.ns_a, self.ns_b] {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
+impl Drop for VethLab {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// Moves the calling thread into network namespace `ns`.
+pub fn enter(ns: &str) {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(format!("/run/netns/{ns}")).expect("the namespace exists");
+    // SAFETY: `f` is an open namespace descriptor; setns(2) moves only the
+    // calling thread.
+    assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+}
+
+/// The production path: the poller over packets in memory, into the
+/// delivery sink (books, VWAP, tape, bus, audit ring; nobody drains the
+/// rings, so full ones count their drops as they would in production),
+/// with books sized for `max_orders`, serving the control plane's requests
+/// of `requests` when given. Returns the messages delivered.
+pub fn whole_pipeline(
+    source: &MemorySource,
+    max_orders: usize,
+    requests: Option<RequestServer>,
+) -> u64 {
+    let (pipeline, _subscribers) = Pipeline::with_bus(
+        Books::new(max_orders),
+        Vwap::default(),
+        BusConfig {
+            events: 1 << 10,
+            audit: 1 << 10,
+        },
+    );
+    let cfg = PollerConfig {
+        session: SessionConfig {
+            window_packets: 64,
+            ..SessionConfig::default()
+        },
+        time: TimeBase::Capture,
+        ..PollerConfig::default()
+    };
+    let stop = AtomicBool::new(false);
+    let (mut poller, _stats) =
+        Poller::new(source.clone(), pipeline, None, cfg, &stop).expect("a poller over memory");
+    if let Some(server) = requests {
+        poller.serve(server);
+    }
+    let ending = poller.run().expect("memory never fails");
+    poller.finish(ending).snapshot.delivered
 }

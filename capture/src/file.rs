@@ -2,14 +2,18 @@
 //! micro- and nanosecond resolution, Ethernet and raw-IPv4 link types),
 //! NASDAQ BinaryFILE, and writers for all three.
 //!
-//! Readers stream with a fixed buffer, so a capture of any size is read in
-//! bounded memory; every error names the byte offset or the packet number.
+//! Readers open a capture once. A regular file is mapped into memory and its
+//! records are handed out where they lie in the page cache, never copied; a
+//! FIFO or `/dev/stdin` (which cannot be mapped) is streamed with a fixed
+//! buffer, so it reads like a file, in bounded memory. Every error names the
+//! byte offset or the packet number, in a few words (never the bytes read).
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
+use pcap_parser::nom;
 use pcap_parser::pcapng::{
     Block, EnhancedPacketBlock, InterfaceDescriptionBlock, SectionHeaderBlock,
 };
@@ -18,6 +22,8 @@ use pcap_parser::{
 };
 use ticklane_protocols::binaryfile::{self, Block as BinBlock};
 use ticklane_protocols::itch;
+
+use crate::OutputFile;
 
 /// The file formats ticklane reads and writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,8 +90,8 @@ pub struct Frame<'a> {
 /// Why a capture could not be read to its end.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
-    /// The file could not be opened or read.
-    #[error("{path}: {source}")]
+    /// The file could not be opened, read or written.
+    #[error("{path}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -134,35 +140,66 @@ pub enum CaptureError {
 
 const READ_BUFFER: usize = 1 << 20;
 
-fn open(path: &Path) -> Result<(File, Format), CaptureError> {
+/// Bytes read before the format is decided. pcap-parser must find the first
+/// block (a pcapng section header with all its options) whole in the first
+/// read it makes, and that read returns exactly these bytes.
+const HEAD_LEN: u64 = 64 * 1024;
+
+/// A capture opened once: mapped (a regular file) or streamed (anything
+/// else), the stream giving every byte, the first ones included.
+enum Opened<R> {
+    Mapped(memmap2::Mmap),
+    Streamed(R),
+}
+
+/// Opens a capture once (a FIFO or `/dev/stdin` cannot be opened twice)
+/// and decides its format from the first bytes.
+fn open(path: &Path) -> Result<(Opened<impl Read + Send>, Format), CaptureError> {
     let io_err = |source| CaptureError::Io {
         path: path.to_owned(),
         source,
     };
     let mut file = File::open(path).map_err(io_err)?;
-    let mut head = [0u8; 64];
-    let mut n = 0;
-    while n < head.len() {
-        match file.read(&mut head[n..]).map_err(io_err)? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    if n == 0 {
+    let regular = file.metadata().map_err(io_err)?.is_file();
+    let (opened, head) = if regular && file.metadata().map_err(io_err)?.len() > 0 {
+        // SAFETY: the mapping is only read, through `&[u8]`s that do not
+        // outlive it. The one hazard of a file mapping is another process
+        // truncating or rewriting the file while it is read (the bytes
+        // would change under the parser, or a read past the new end would
+        // fault): captures are written whole before they are read (our own
+        // writers publish a file only when it is complete, by rename), and
+        // every parser here checks every length it reads, whatever the
+        // bytes, so changed bytes give parse errors, not unsoundness in
+        // our code.
+        let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }.map_err(io_err)?;
+        // Read front to back: let the kernel read ahead.
+        let _ = map.advise(memmap2::Advice::Sequential);
+        let head = map[..map.len().min(HEAD_LEN as usize)].to_vec();
+        (Opened::Mapped(map), head)
+    } else {
+        let mut head = Vec::new();
+        Read::by_ref(&mut file)
+            .take(HEAD_LEN)
+            .read_to_end(&mut head)
+            .map_err(io_err)?;
+        let stream = io::Cursor::new(head.clone()).chain(file);
+        (Opened::Streamed(stream), head)
+    };
+    if head.is_empty() {
         return Err(CaptureError::Empty {
             path: path.to_owned(),
         });
     }
-    let format = Format::detect(&head[..n]).ok_or_else(|| CaptureError::UnknownFormat {
+    let format = Format::detect(&head).ok_or_else(|| CaptureError::UnknownFormat {
         path: path.to_owned(),
-        head: head[..n.min(8)]
+        head: head
             .iter()
+            .take(8)
             .map(|b| format!("{b:02x}"))
             .collect::<Vec<_>>()
             .join(" "),
     })?;
-    let file = File::open(path).map_err(io_err)?;
-    Ok((file, format))
+    Ok((opened, format))
 }
 
 /// One item of a capture: a frame, or (BinaryFILE) a bare message.
@@ -195,17 +232,73 @@ pub fn read_until(
     path: &Path,
     f: impl FnMut(Record<'_>) -> ControlFlow<()>,
 ) -> Result<Format, CaptureError> {
-    let (file, format) = open(path)?;
-    match format {
-        Format::Binaryfile => read_binaryfile(path, file, f)?,
-        Format::Pcap | Format::Pcapng => read_pcap(path, file, f)?,
+    let (opened, format) = open(path)?;
+    match (opened, format) {
+        (Opened::Mapped(map), Format::Binaryfile) => read_binaryfile_mapped(path, &map, f)?,
+        (Opened::Mapped(map), Format::Pcap) => read_pcap_mapped(path, &map, f)?,
+        (Opened::Mapped(map), Format::Pcapng) => read_pcapng_mapped(path, &map, f)?,
+        (Opened::Streamed(file), Format::Binaryfile) => read_binaryfile(path, file, f)?,
+        (Opened::Streamed(file), Format::Pcap | Format::Pcapng) => read_pcap(path, file, f)?,
     }
     Ok(format)
 }
 
+/// A BinaryFILE in memory, message by message.
+fn read_binaryfile_mapped(
+    path: &Path,
+    data: &[u8],
+    mut f: impl FnMut(Record<'_>) -> ControlFlow<()>,
+) -> Result<(), CaptureError> {
+    let (mut offset, mut number) = (0usize, 0u64);
+    while offset < data.len() {
+        match binaryfile::next_block(&data[offset..]) {
+            BinBlock::Message { message, consumed } => {
+                number += 1;
+                let record = Record::Message {
+                    number,
+                    offset: offset as u64,
+                    data: message,
+                };
+                if f(record).is_break() {
+                    return Ok(());
+                }
+                offset += consumed;
+            }
+            BinBlock::EmptyMessage => return Err(empty_block(path, offset as u64)),
+            BinBlock::Incomplete { needed } => {
+                return Err(truncated_block(
+                    path,
+                    offset as u64,
+                    data.len() - offset,
+                    needed,
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn empty_block(path: &Path, offset: u64) -> CaptureError {
+    CaptureError::Corrupt {
+        path: path.to_owned(),
+        offset,
+        what: "BinaryFILE block of length 0".into(),
+    }
+}
+
+fn truncated_block(path: &Path, offset: u64, have: usize, needed: usize) -> CaptureError {
+    CaptureError::Corrupt {
+        path: path.to_owned(),
+        offset,
+        what: format!(
+            "the file ends inside a BinaryFILE block ({have} of {needed} bytes): truncated?"
+        ),
+    }
+}
+
 fn read_binaryfile(
     path: &Path,
-    file: File,
+    file: impl Read,
     mut f: impl FnMut(Record<'_>) -> ControlFlow<()>,
 ) -> Result<(), CaptureError> {
     let mut reader = BufReader::with_capacity(READ_BUFFER, file);
@@ -228,13 +321,7 @@ fn read_binaryfile(
                 offset += consumed as u64;
                 start += consumed;
             }
-            BinBlock::EmptyMessage => {
-                return Err(CaptureError::Corrupt {
-                    path: path.to_owned(),
-                    offset,
-                    what: "BinaryFILE block of length 0".into(),
-                });
-            }
+            BinBlock::EmptyMessage => return Err(empty_block(path, offset)),
             BinBlock::Incomplete { needed } => {
                 buf.copy_within(start..end, 0);
                 end -= start;
@@ -250,13 +337,7 @@ fn read_binaryfile(
                     if end == 0 {
                         return Ok(());
                     }
-                    return Err(CaptureError::Corrupt {
-                        path: path.to_owned(),
-                        offset,
-                        what: format!(
-                            "the file ends inside a BinaryFILE block ({end} of {needed} bytes): truncated?"
-                        ),
-                    });
+                    return Err(truncated_block(path, offset, end, needed));
                 }
                 end += n;
             }
@@ -281,118 +362,158 @@ fn link_of(linktype: Linktype) -> Option<Link> {
     }
 }
 
+/// Turns pcap and pcapng blocks into records: what the mapped and the
+/// streamed readers share.
+struct Blocks<'p> {
+    path: &'p Path,
+    /// Frames so far.
+    number: u64,
+    /// Legacy pcap: one link type and resolution for the file.
+    legacy: Option<(Option<Link>, i32, bool)>,
+    interfaces: Vec<Interface>,
+}
+
+impl<'p> Blocks<'p> {
+    fn new(path: &'p Path) -> Self {
+        Self {
+            path,
+            number: 0,
+            legacy: None,
+            interfaces: Vec::new(),
+        }
+    }
+
+    fn corrupt(&self, offset: u64, what: String) -> CaptureError {
+        CaptureError::Corrupt {
+            path: self.path.to_owned(),
+            offset,
+            what,
+        }
+    }
+
+    fn linktype(&self, linktype: i32) -> CaptureError {
+        CaptureError::Linktype {
+            path: self.path.to_owned(),
+            linktype,
+        }
+    }
+
+    /// The block at `offset`; a frame goes to `f` as a record.
+    fn block(
+        &mut self,
+        offset: u64,
+        block: PcapBlockOwned<'_>,
+        f: &mut impl FnMut(Record<'_>) -> ControlFlow<()>,
+    ) -> Result<ControlFlow<()>, CaptureError> {
+        let frame = match block {
+            PcapBlockOwned::LegacyHeader(h) => {
+                self.legacy = Some((link_of(h.network), h.network.0, h.is_nanosecond_precision()));
+                None
+            }
+            PcapBlockOwned::Legacy(b) => {
+                self.number += 1;
+                let (link, linktype, nanos) = self.legacy.unwrap_or((None, -1, false));
+                let link = link.ok_or_else(|| self.linktype(linktype))?;
+                let frac = u64::from(b.ts_usec) * if nanos { 1 } else { 1000 };
+                let ts_nanos = u64::from(b.ts_sec) * 1_000_000_000 + frac;
+                Some((ts_nanos, link, b.data))
+            }
+            PcapBlockOwned::NG(Block::SectionHeader(_)) => {
+                self.interfaces.clear();
+                None
+            }
+            PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
+                self.interfaces.push(Interface {
+                    link: link_of(idb.linktype),
+                    linktype: idb.linktype.0,
+                    resolution: idb.ts_resolution().unwrap_or(1_000_000),
+                    offset_secs: idb.ts_offset(),
+                });
+                None
+            }
+            PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
+                self.number += 1;
+                let number = self.number;
+                let iface = self.interfaces.get(epb.if_id as usize).ok_or_else(|| {
+                    self.corrupt(
+                        offset,
+                        format!("packet {number} names undeclared interface {}", epb.if_id),
+                    )
+                })?;
+                let link = iface.link.ok_or_else(|| self.linktype(iface.linktype))?;
+                let ticks = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
+                let res = iface.resolution.max(1);
+                let secs = (ticks / res).saturating_add_signed(iface.offset_secs);
+                let frac = u128::from(ticks % res) * 1_000_000_000 / u128::from(res);
+                let ts_nanos = secs
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(frac as u64);
+                let data = epb.data.get(..epb.caplen as usize).unwrap_or(epb.data);
+                Some((ts_nanos, link, data))
+            }
+            PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
+                self.number += 1;
+                let number = self.number;
+                let iface = self.interfaces.first().ok_or_else(|| {
+                    self.corrupt(
+                        offset,
+                        format!("packet {number} before any interface description"),
+                    )
+                })?;
+                let link = iface.link.ok_or_else(|| self.linktype(iface.linktype))?;
+                Some((0, link, spb.data))
+            }
+            PcapBlockOwned::NG(_) => None,
+        };
+        Ok(match frame {
+            Some((ts_nanos, link, data)) => f(Record::Frame(Frame {
+                number: self.number,
+                offset,
+                ts_nanos,
+                link,
+                data,
+            })),
+            None => ControlFlow::Continue(()),
+        })
+    }
+
+    /// A record that does not parse, at `offset`.
+    fn unreadable<I>(&self, offset: u64, e: &PcapError<I>) -> CaptureError {
+        let number = self.number;
+        self.corrupt(
+            offset,
+            format!(
+                "the record after packet {number} is unreadable ({}): a corrupt length \
+                 or type field? Nothing past this offset can be read; `head -c {offset}` \
+                 keeps the packets before it",
+                pcap_cause(e)
+            ),
+        )
+    }
+
+    /// A parse error of the mapped readers.
+    fn nom_error(&self, offset: u64, e: nom::Err<PcapError<&[u8]>>) -> CaptureError {
+        match e {
+            nom::Err::Incomplete(_) => self.corrupt(offset, truncated(self.number)),
+            nom::Err::Error(e) | nom::Err::Failure(e) => self.unreadable(offset, &e),
+        }
+    }
+}
+
 fn read_pcap(
     path: &Path,
-    file: File,
+    file: impl Read + Send,
     mut f: impl FnMut(Record<'_>) -> ControlFlow<()>,
 ) -> Result<(), CaptureError> {
-    let corrupt = |offset: u64, what: String| CaptureError::Corrupt {
-        path: path.to_owned(),
-        offset,
-        what,
-    };
+    let mut blocks = Blocks::new(path);
     let mut reader = create_reader(READ_BUFFER, file)
-        .map_err(|e| corrupt(0, format!("unreadable capture header: {e:?}")))?;
+        .map_err(|e| blocks.corrupt(0, format!("unreadable capture header: {}", pcap_cause(&e))))?;
     let mut offset = 0u64;
-    let mut number = 0u64;
-    // Legacy pcap: one link type and resolution for the file.
-    let mut legacy: Option<(Option<Link>, i32, bool)> = None;
-    let mut interfaces: Vec<Interface> = Vec::new();
     loop {
         match reader.next() {
             Ok((consumed, block)) => {
-                match block {
-                    PcapBlockOwned::LegacyHeader(h) => {
-                        legacy =
-                            Some((link_of(h.network), h.network.0, h.is_nanosecond_precision()));
-                    }
-                    PcapBlockOwned::Legacy(b) => {
-                        number += 1;
-                        let (link, linktype, nanos) = legacy.unwrap_or((None, -1, false));
-                        let link = link.ok_or_else(|| CaptureError::Linktype {
-                            path: path.to_owned(),
-                            linktype,
-                        })?;
-                        let frac = u64::from(b.ts_usec) * if nanos { 1 } else { 1000 };
-                        let ts_nanos = u64::from(b.ts_sec) * 1_000_000_000 + frac;
-                        if f(Record::Frame(Frame {
-                            number,
-                            offset,
-                            ts_nanos,
-                            link,
-                            data: b.data,
-                        }))
-                        .is_break()
-                        {
-                            return Ok(());
-                        }
-                    }
-                    PcapBlockOwned::NG(Block::SectionHeader(_)) => interfaces.clear(),
-                    PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
-                        interfaces.push(Interface {
-                            link: link_of(idb.linktype),
-                            linktype: idb.linktype.0,
-                            resolution: idb.ts_resolution().unwrap_or(1_000_000),
-                            offset_secs: idb.ts_offset(),
-                        });
-                    }
-                    PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
-                        number += 1;
-                        let iface = interfaces.get(epb.if_id as usize).ok_or_else(|| {
-                            corrupt(
-                                offset,
-                                format!("packet {number} names undeclared interface {}", epb.if_id),
-                            )
-                        })?;
-                        let link = iface.link.ok_or_else(|| CaptureError::Linktype {
-                            path: path.to_owned(),
-                            linktype: iface.linktype,
-                        })?;
-                        let ticks = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
-                        let res = iface.resolution.max(1);
-                        let secs = (ticks / res).saturating_add_signed(iface.offset_secs);
-                        let frac = u128::from(ticks % res) * 1_000_000_000 / u128::from(res);
-                        let ts_nanos = secs
-                            .saturating_mul(1_000_000_000)
-                            .saturating_add(frac as u64);
-                        let data = epb.data.get(..epb.caplen as usize).unwrap_or(epb.data);
-                        if f(Record::Frame(Frame {
-                            number,
-                            offset,
-                            ts_nanos,
-                            link,
-                            data,
-                        }))
-                        .is_break()
-                        {
-                            return Ok(());
-                        }
-                    }
-                    PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
-                        number += 1;
-                        let iface = interfaces.first().ok_or_else(|| {
-                            corrupt(
-                                offset,
-                                format!("packet {number} before any interface description"),
-                            )
-                        })?;
-                        let link = iface.link.ok_or_else(|| CaptureError::Linktype {
-                            path: path.to_owned(),
-                            linktype: iface.linktype,
-                        })?;
-                        if f(Record::Frame(Frame {
-                            number,
-                            offset,
-                            ts_nanos: 0,
-                            link,
-                            data: spb.data,
-                        }))
-                        .is_break()
-                        {
-                            return Ok(());
-                        }
-                    }
-                    PcapBlockOwned::NG(_) => {}
+                if blocks.block(offset, block, &mut f)?.is_break() {
+                    return Ok(());
                 }
                 offset += consumed as u64;
                 reader.consume(consumed);
@@ -401,39 +522,135 @@ fn read_pcap(
             Err(PcapError::Incomplete(_)) => {
                 reader.refill().map_err(|e| match e {
                     PcapError::Eof | PcapError::UnexpectedEof | PcapError::Incomplete(_) => {
-                        corrupt(
-                            offset,
-                            format!(
-                                "the file ends inside the record of packet {}: truncated?",
-                                number + 1
-                            ),
-                        )
+                        blocks.corrupt(offset, truncated(blocks.number))
                     }
-                    other => corrupt(offset, format!("{other:?}")),
+                    other => blocks.corrupt(
+                        offset,
+                        format!(
+                            "reading after packet {}: {}",
+                            blocks.number,
+                            pcap_cause(&other)
+                        ),
+                    ),
                 })?;
             }
             Err(PcapError::UnexpectedEof) => {
-                return Err(corrupt(
-                    offset,
-                    format!(
-                        "the file ends inside the record of packet {}: truncated?",
-                        number + 1
-                    ),
-                ));
+                return Err(blocks.corrupt(offset, truncated(blocks.number)));
             }
-            Err(e) => {
-                return Err(corrupt(
-                    offset,
-                    format!("malformed capture record after packet {number}: {e:?}"),
-                ));
-            }
+            Err(e) => return Err(blocks.unreadable(offset, &e)),
         }
     }
 }
 
-/// Writes captures of any supported format, streaming.
+/// A legacy pcap file in memory, frame by frame.
+fn read_pcap_mapped(
+    path: &Path,
+    data: &[u8],
+    mut f: impl FnMut(Record<'_>) -> ControlFlow<()>,
+) -> Result<(), CaptureError> {
+    let mut blocks = Blocks::new(path);
+    let (rest, header) = pcap_parser::parse_pcap_header(data).map_err(|e| {
+        let cause = match e {
+            nom::Err::Incomplete(_) => "the file ends inside it".into(),
+            nom::Err::Error(e) | nom::Err::Failure(e) => pcap_cause(&e),
+        };
+        blocks.corrupt(0, format!("unreadable capture header: {cause}"))
+    })?;
+    let parse = if header.is_modified_format() {
+        pcap_parser::parse_pcap_frame_modified
+    } else if header.is_bigendian() {
+        pcap_parser::parse_pcap_frame_be
+    } else {
+        pcap_parser::parse_pcap_frame
+    };
+    if blocks
+        .block(0, PcapBlockOwned::LegacyHeader(header), &mut f)?
+        .is_break()
+    {
+        return Ok(());
+    }
+    walk_mapped(
+        &mut blocks,
+        data,
+        rest,
+        |b| parse(b).map(|(after, frame)| (after, PcapBlockOwned::Legacy(frame))),
+        f,
+    )
+}
+
+/// A pcapng file in memory, block by block (each section in its own byte
+/// order).
+fn read_pcapng_mapped(
+    path: &Path,
+    data: &[u8],
+    f: impl FnMut(Record<'_>) -> ControlFlow<()>,
+) -> Result<(), CaptureError> {
+    let mut big_endian = false;
+    let next = |b| {
+        let parsed = if big_endian {
+            pcap_parser::parse_block_be(b)
+        } else {
+            pcap_parser::parse_block_le(b)
+        };
+        parsed.map(|(after, block)| {
+            if let Block::SectionHeader(shb) = &block {
+                big_endian = shb.big_endian();
+            }
+            (after, PcapBlockOwned::NG(block))
+        })
+    };
+    walk_mapped(&mut Blocks::new(path), data, data, next, f)
+}
+
+/// The blocks `next` parses from `rest` (the tail of `data`) to the end.
+fn walk_mapped<'a>(
+    blocks: &mut Blocks<'_>,
+    data: &'a [u8],
+    mut rest: &'a [u8],
+    mut next: impl FnMut(
+        &'a [u8],
+    ) -> Result<(&'a [u8], PcapBlockOwned<'a>), nom::Err<PcapError<&'a [u8]>>>,
+    mut f: impl FnMut(Record<'_>) -> ControlFlow<()>,
+) -> Result<(), CaptureError> {
+    while !rest.is_empty() {
+        let offset = (data.len() - rest.len()) as u64;
+        let (after, block) = next(rest).map_err(|e| blocks.nom_error(offset, e))?;
+        if blocks.block(offset, block, &mut f)?.is_break() {
+            return Ok(());
+        }
+        rest = after;
+    }
+    Ok(())
+}
+
+fn truncated(number: u64) -> String {
+    format!(
+        "the file ends inside the record of packet {}: truncated?",
+        number + 1
+    )
+}
+
+/// A pcap-parser error in a few words. Never the bytes some errors carry: a
+/// `NomError` holds the rest of the read buffer, up to a megabyte.
+fn pcap_cause<I>(e: &PcapError<I>) -> String {
+    match e {
+        PcapError::Eof | PcapError::UnexpectedEof | PcapError::Incomplete(_) => {
+            "the file ends inside it".into()
+        }
+        PcapError::ReadError => "reading failed".into(),
+        PcapError::HeaderNotRecognized => "not a pcap or pcapng header".into(),
+        PcapError::BufferTooSmall => format!("it claims more than {} MiB", READ_BUFFER >> 20),
+        PcapError::NomError(_, kind) | PcapError::OwnedNomError(_, kind) => {
+            format!("malformed: {kind:?}")
+        }
+    }
+}
+
+/// Writes captures of any supported format, streaming. The file appears at
+/// its path only when [`CaptureWriter::finish`] succeeds: a writer dropped
+/// before (an error on the way) leaves nothing behind.
 pub struct CaptureWriter {
-    out: BufWriter<File>,
+    out: BufWriter<OutputFile>,
     format: Format,
     path: PathBuf,
 }
@@ -441,13 +658,10 @@ pub struct CaptureWriter {
 const SNAPLEN: u32 = 65535;
 
 impl CaptureWriter {
-    /// Creates (truncates) `path` and writes the file header.
+    /// Starts writing `path` (an existing file is replaced at
+    /// [`CaptureWriter::finish`]) with the file header.
     pub fn create(path: &Path, format: Format) -> Result<Self, CaptureError> {
-        let io_err = |source| CaptureError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let file = File::create(path).map_err(io_err)?;
+        let file = OutputFile::create(path)?;
         let mut w = Self {
             out: BufWriter::with_capacity(1 << 20, file),
             format,
@@ -572,12 +786,15 @@ impl CaptureWriter {
         self.put(message)
     }
 
-    /// Flushes everything to the file.
-    pub fn finish(mut self) -> Result<(), CaptureError> {
-        self.out.flush().map_err(|source| CaptureError::Io {
-            path: self.path.clone(),
-            source,
-        })
+    /// Flushes everything and puts the file in place.
+    pub fn finish(self) -> Result<(), CaptureError> {
+        self.out
+            .into_inner()
+            .map_err(|e| CaptureError::Io {
+                path: self.path,
+                source: e.into_error(),
+            })?
+            .commit()
     }
 }
 
@@ -701,6 +918,91 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
         assert_eq!(format, Format::Pcapng);
         assert_eq!(got, vec![(1, 1_795_651_200_123_456_789, frame)]);
+    }
+
+    /// Every record (number, offset, bytes) and the error, as text.
+    type Read = (Vec<(u64, u64, Vec<u8>)>, Option<String>);
+
+    fn collect(
+        records: &mut Vec<(u64, u64, Vec<u8>)>,
+    ) -> impl FnMut(Record<'_>) -> ControlFlow<()> + '_ {
+        |r| {
+            records.push(match r {
+                Record::Frame(f) => (f.number, f.offset, f.data.to_vec()),
+                Record::Message {
+                    number,
+                    offset,
+                    data,
+                } => (number, offset, data.to_vec()),
+            });
+            ControlFlow::Continue(())
+        }
+    }
+
+    /// A file read mapped (as `read` does for a regular file) and streamed
+    /// (as for a FIFO) gives the same records and the same error.
+    #[test]
+    fn mapped_and_streamed_reads_agree() {
+        let dir = tempfile_dir();
+        let frame = mold_frame();
+        let mut files = Vec::new();
+        for (name, format) in [
+            ("w.pcap", Format::Pcap),
+            ("w.pcapng", Format::Pcapng),
+            ("w.itch", Format::Binaryfile),
+        ] {
+            let path = dir.join(name);
+            let mut w = CaptureWriter::create(&path, format).unwrap();
+            for i in 0..5u64 {
+                if format == Format::Binaryfile {
+                    w.write_message(&frame[42 + 20 + 2..]).unwrap();
+                } else {
+                    w.write_frame(1_000 + i, &frame).unwrap();
+                }
+            }
+            w.finish().unwrap();
+            files.push((path, format));
+        }
+        let nano = dir.join("nano.pcap");
+        std::fs::write(
+            &nano,
+            legacy_pcap(0xa1b2_3c4d, 1, &[(1, 2, &frame), (3, 4, &frame)]),
+        )
+        .unwrap();
+        files.push((nano, Format::Pcap));
+        for (path, format) in files.clone() {
+            let bytes = std::fs::read(&path).unwrap();
+            let cut = path.with_extension(format!(
+                "cut.{}",
+                path.extension().unwrap().to_str().unwrap()
+            ));
+            std::fs::write(&cut, &bytes[..bytes.len() - 5]).unwrap();
+            files.push((cut, format));
+        }
+        for (path, format) in files {
+            let mut mapped = Vec::new();
+            let m = read_until(&path, collect(&mut mapped));
+            assert!(matches!(m, Ok(f) if f == format) || m.is_err());
+            let mapped: Read = (mapped, m.err().map(|e| e.to_string()));
+            let mut streamed = Vec::new();
+            let file = File::open(&path).unwrap();
+            let s = match format {
+                Format::Binaryfile => read_binaryfile(&path, file, collect(&mut streamed)),
+                Format::Pcap | Format::Pcapng => read_pcap(&path, file, collect(&mut streamed)),
+            };
+            let streamed: Read = (streamed, s.err().map(|e| e.to_string()));
+            assert!(!mapped.0.is_empty(), "{}", path.display());
+            let cut = path.to_str().unwrap().contains(".cut.");
+            assert_eq!(
+                mapped.1.is_some(),
+                cut,
+                "{}: {:?}",
+                path.display(),
+                mapped.1
+            );
+            assert_eq!(mapped, streamed, "{}", path.display());
+        }
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!
 //! - the capture files themselves ([`read`], [`CaptureWriter`]): pcap,
 //!   pcapng and NASDAQ BinaryFILE, read in one streaming pass with bounded
-//!   memory and written by the generator;
+//!   memory and written by the generator; [`OutputFile`]: outputs that
+//!   appear whole or not at all;
 //! - [`feed`]: capture records → sequenced ITCH messages, with every
 //!   malformed packet located (record number, byte offset), reported and
 //!   skipped; per-session sequence accounting for `ticklane decode --summary`;
@@ -16,6 +17,8 @@
 pub mod canonical;
 pub mod feed;
 mod file;
+mod output;
 pub mod pace;
 
 pub use file::*;
+pub use output::OutputFile;

@@ -1,7 +1,10 @@
 //! Command-line spellings of the libraries' choices (the libraries know
 //! nothing of clap).
 
+use std::time::Duration;
+
 use clap::ValueEnum;
+use clap::builder::RangedU64ValueParser;
 use ticklane_appliance::session::SessionConfig;
 use ticklane_appliance::source::steering::XdpModeRequest;
 use ticklane_appliance::source::xdp::Vlan;
@@ -139,6 +142,29 @@ pub(crate) fn vlan(s: &str) -> Result<Vlan, String> {
     }
 }
 
+/// A rate or a speed factor: a finite number above 0.
+pub(crate) fn positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x > 0.0 && x.is_finite() => Ok(x),
+        Ok(_) => Err(format!("{s} is not above 0")),
+        Err(_) => Err(format!("'{s}' is not a number")),
+    }
+}
+
+/// Seconds (fractions allowed), above 0.
+pub(crate) fn seconds(s: &str) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(positive(s)?).map_err(|_| format!("{s} seconds is too long"))
+}
+
+/// The most orders a pool may be sized for up front: ten times the peak of
+/// a busy NASDAQ day (the pool still grows past it if it must).
+const MAX_ORDERS: u64 = 1 << 26;
+
+/// `--max-orders`: 0..=[`MAX_ORDERS`].
+pub(crate) fn max_orders() -> RangedU64ValueParser<usize> {
+    RangedU64ValueParser::new().range(0..=MAX_ORDERS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +176,17 @@ mod tests {
         for bad in ["0", "4095", "x", "100.", "1.2.3"] {
             assert!(vlan(bad).unwrap_err().contains("not a VLAN ID"), "{bad}");
         }
+    }
+
+    #[test]
+    fn numbers_that_cannot_be_durations_are_refused() {
+        assert_eq!(positive("2.5"), Ok(2.5));
+        assert!(positive("0").unwrap_err().contains("not above 0"));
+        assert!(positive("-1").is_err());
+        assert!(positive("nan").is_err());
+        assert!(positive("inf").is_err());
+        assert!(positive("fast").unwrap_err().contains("not a number"));
+        assert_eq!(seconds("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(seconds("1e300").unwrap_err().contains("too long"));
     }
 }

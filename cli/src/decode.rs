@@ -1,14 +1,13 @@
 //! `ticklane decode`.
 
-use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use ticklane_capture::canonical as json;
 use ticklane_capture::feed::{DecodeCounts, FeedDecoder, FeedSink, FeedSummary, Location, Problem};
-use ticklane_capture::{self as capture, Format};
+use ticklane_capture::{self as capture, Format, OutputFile};
 use ticklane_protocols::itch::MessageRef;
 use ticklane_protocols::moldudp64::{Packet, Session};
 
@@ -34,7 +33,8 @@ pub(crate) struct DecodeArgs {
     /// (repeatable); default: every UDP frame.
     #[arg(long = "feed", value_name = "GROUP:PORT[@SOURCE]")]
     feeds: Vec<GroupPort>,
-    /// Write the JSON Lines to this file instead of stdout.
+    /// Write the JSON Lines to this file instead of stdout (only if every
+    /// file decodes: a failed decode leaves no file).
     #[arg(short, long)]
     output: Option<PathBuf>,
 }
@@ -90,11 +90,9 @@ impl FeedSink for Sink<'_> {
 
 pub(crate) fn run(args: &DecodeArgs) -> anyhow::Result<ExitCode> {
     let stdout = io::stdout();
-    let mut out: Box<dyn Write> = match &args.output {
-        Some(path) => Box::new(BufWriter::with_capacity(
-            1 << 20,
-            File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
-        )),
+    let mut file = args.output.as_deref().map(OutputFile::create).transpose()?;
+    let mut out: Box<dyn Write + '_> = match &mut file {
+        Some(file) => Box::new(BufWriter::with_capacity(1 << 20, file)),
         None => Box::new(BufWriter::with_capacity(1 << 20, stdout.lock())),
     };
     let filter = super::feed_filter(&args.feeds)?;
@@ -163,8 +161,16 @@ pub(crate) fn run(args: &DecodeArgs) -> anyhow::Result<ExitCode> {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
         r => r.context("writing the output")?,
     }
+    drop(out);
     if let Some(e) = failure {
-        bail!(e);
+        let e = anyhow::Error::from(e);
+        return Err(match file {
+            Some(f) => e.context(format!("{} not written", f.path().display())),
+            None => e,
+        });
+    }
+    if let Some(file) = file {
+        file.commit()?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use ticklane_capture::Format;
+use ticklane_capture::{Format, OutputFile};
 use ticklane_lab::generate::{self, Damage, FeedConfig};
-use ticklane_lab::market::MarketConfig;
+use ticklane_lab::market::{MarketConfig, Mix};
 use ticklane_protocols::itch::MESSAGE_TYPES;
 use ticklane_protocols::moldudp64::Session;
 
@@ -43,6 +43,15 @@ pub(crate) struct GenArgs {
     /// Most orders resting at once (bounds memory).
     #[arg(long, default_value_t = 200_000)]
     max_live_orders: usize,
+    /// Which live orders cancels, executions, deletes and replaces name:
+    /// mostly the newest (recent), or any with equal odds, references
+    /// stepping by 1 to 4 (uniform).
+    #[arg(long, value_enum, default_value_t = MixArg::Recent)]
+    mix: MixArg,
+    /// Orders placed before the mix starts: a standing population, as on a
+    /// real day (at most --max-live-orders).
+    #[arg(long, default_value_t = 0)]
+    resting: usize,
     /// MoldUDP64 session name (at most 10 ASCII characters).
     #[arg(long, default_value = "TICKLANE01")]
     session: String,
@@ -76,12 +85,23 @@ pub(crate) struct GenArgs {
     /// Probability of swapping a packet with the next in the damaged copy.
     #[arg(long, default_value_t = 0.0, requires = "damaged", value_parser = probability)]
     reorder: f64,
+    /// Seed of the damage [default: --seed]. A/B lines of one feed (same
+    /// --seed) lose different packets with different damage seeds.
+    #[arg(long, requires = "damaged")]
+    damage_seed: Option<u64>,
     /// Write the books the feed must leave (canonical `ticklane book` lines) here.
     #[arg(long)]
     expect_book: Option<PathBuf>,
     /// Write what was generated (per-type counts, packets, damage) as JSON here.
     #[arg(long)]
     summary_json: Option<PathBuf>,
+}
+
+/// `--mix`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum MixArg {
+    Recent,
+    Uniform,
 }
 
 fn probability(s: &str) -> Result<f64, String> {
@@ -118,6 +138,11 @@ pub(crate) fn run(args: &GenArgs) -> anyhow::Result<ExitCode> {
         stocks: args.stocks,
         messages: args.messages,
         max_live_orders: args.max_live_orders,
+        mix: match args.mix {
+            MixArg::Recent => Mix::Recent,
+            MixArg::Uniform => Mix::Uniform,
+        },
+        resting: args.resting,
     };
     let feed = FeedConfig {
         session,
@@ -135,9 +160,17 @@ pub(crate) fn run(args: &GenArgs) -> anyhow::Result<ExitCode> {
             drop: args.drop,
             dup: args.dup,
             reorder: args.reorder,
+            seed: args.damage_seed.unwrap_or(args.seed),
         }),
         expect_book: args.expect_book.clone(),
     };
+    // Opened before generating: a summary that cannot be written fails now,
+    // not after the whole feed, and the feed files are then not created.
+    let summary = args
+        .summary_json
+        .as_deref()
+        .map(OutputFile::create)
+        .transpose()?;
     let bar = super::progress_bar(args.messages, "generating");
     let started = std::time::Instant::now();
     let report = generate::generate(market, &feed, |done| bar.set_position(done))?;
@@ -174,9 +207,10 @@ pub(crate) fn run(args: &GenArgs) -> anyhow::Result<ExitCode> {
             missing.join(" ")
         );
     }
-    if let Some(path) = &args.summary_json {
-        std::fs::write(path, serde_json::to_vec_pretty(&report.to_json())?)
-            .with_context(|| format!("writing {}", path.display()))?;
+    if let Some(mut out) = summary {
+        serde_json::to_writer_pretty(&mut out, &report.to_json())
+            .with_context(|| format!("writing {}", out.path().display()))?;
+        out.commit()?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -4,7 +4,11 @@
 mod args;
 mod audit_cmd;
 mod book_cmd;
+mod config;
+mod control_cmd;
+mod ctl_cmd;
 mod decode;
+mod doctor;
 mod gen_cmd;
 mod replay_cmd;
 mod report;
@@ -14,7 +18,7 @@ mod run_cmd;
 use std::net::Ipv4Addr;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// ticklane: a kernel-bypass NASDAQ TotalView-ITCH 5.0 market-data appliance.
 ///
@@ -23,6 +27,8 @@ use clap::{Parser, Subcommand};
 /// order books (book), replay through the whole pipeline (replay), serve
 /// MoldUDP64 re-requests (retrans-server), put frames on a wire (send).
 /// Audit: query and verify the audit trail (audit).
+/// Deployment: check this machine and interface (doctor); shell
+/// completions (completions) and man pages (man).
 #[derive(Debug, Parser)]
 #[command(
     name = "ticklane",
@@ -45,10 +51,33 @@ enum Command {
     Run(run_cmd::RunArgs),
     Send(run_cmd::SendArgs),
     Audit(audit_cmd::AuditArgs),
+    Doctor(doctor::DoctorArgs),
+    /// Print shell completions for ticklane, e.g. `ticklane completions bash
+    /// > /etc/bash_completion.d/ticklane`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff; `ticklane man | man -l -`), or write one
+    /// page per command into DIR (ticklane.1, ticklane-run.1, …).
+    Man {
+        /// Write every page here instead.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
+    Ctl(ctl_cmd::CtlArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args = match config::expand(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("ticklane: error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cli = Cli::parse_from(args);
     let result = match cli.command {
         Command::Gen(args) => gen_cmd::run(&args),
         Command::Decode(args) => decode::run(&args),
@@ -58,6 +87,14 @@ fn main() -> ExitCode {
         Command::Run(args) => run_cmd::run(&args),
         Command::Send(args) => run_cmd::send(&args),
         Command::Audit(args) => audit_cmd::run(&args),
+        Command::Doctor(args) => doctor::run(&args),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "ticklane", &mut script);
+            print_bytes(&script)
+        }
+        Command::Man { dir } => man(dir.as_deref()),
+        Command::Ctl(args) => ctl_cmd::run(&args),
     };
     match result {
         Ok(code) => code,
@@ -66,6 +103,42 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Writes `bytes` to stdout; a reader that went away (`| head`) is no error.
+fn print_bytes(bytes: &[u8]) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    match std::io::stdout().write_all(bytes) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// The man pages, from the command-line definition itself.
+fn man(dir: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    use anyhow::Context;
+    let cli = Cli::command();
+    let Some(dir) = dir else {
+        let mut page = Vec::new();
+        clap_mangen::Man::new(cli).render(&mut page)?;
+        return print_bytes(&page);
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut pages = vec![("ticklane".to_owned(), cli.clone())];
+    pages.extend(
+        cli.get_subcommands()
+            .map(|sub| (format!("ticklane-{}", sub.get_name()), sub.clone())),
+    );
+    for (name, command) in pages {
+        let path = dir.join(format!("{name}.1"));
+        let mut out = Vec::new();
+        let command = command
+            .display_name(name)
+            .version(env!("CARGO_PKG_VERSION"));
+        clap_mangen::Man::new(command).render(&mut out)?;
+        std::fs::write(&path, out).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A feed on the command line: `GROUP:PORT`, e.g. `239.1.1.1:26477`, or

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use ticklane_appliance::analytics::vwap::Vwap;
 use ticklane_appliance::book::Books;
 use ticklane_appliance::bus::{BusConfig, Drain};
@@ -15,9 +15,9 @@ use ticklane_appliance::poller::{Finished, Poller, PollerConfig, TimeBase};
 use ticklane_appliance::session::SessionConfig;
 use ticklane_appliance::source::capture::CaptureSource;
 
-use super::GroupPort;
 use super::args::SequencingArgs;
 use super::report::{self, PathInfo};
+use super::{GroupPort, args};
 
 /// Options of the pipeline behind `replay` and `book`.
 #[derive(Debug, clap::Args)]
@@ -43,15 +43,20 @@ pub(crate) struct PipelineArgs {
     #[command(flatten)]
     sequencing: SequencingArgs,
     /// Capacity of the order pool (resting orders) before it must grow.
-    #[arg(long, default_value_t = 1 << 20)]
+    #[arg(long, default_value_t = 1 << 20, value_parser = args::max_orders())]
     max_orders: usize,
-    /// VWAP window in milliseconds.
-    #[arg(long, default_value_t = 1000)]
+    /// VWAP window in milliseconds (at most a day).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=DAY_MS))]
     vwap_window_ms: u64,
-    /// VWAP emission interval in milliseconds (feed time).
-    #[arg(long, default_value_t = 100)]
+    /// VWAP emission interval in milliseconds (feed time; at most a day).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=DAY_MS))]
     vwap_interval_ms: u64,
 }
+
+const DAY_MS: u64 = 86_400_000;
+
+/// Most emission intervals in a VWAP window: each is a bucket per stock.
+const MAX_VWAP_INTERVALS: u64 = 1000;
 
 /// How fast a replay runs.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -74,6 +79,16 @@ pub(crate) fn run_pipeline(
     speed: Speed,
     show_progress: bool,
 ) -> anyhow::Result<PipelineRun> {
+    let intervals = args.vwap_window_ms.div_ceil(args.vwap_interval_ms);
+    if intervals > MAX_VWAP_INTERVALS {
+        bail!(
+            "a --vwap-window-ms of {} holds {intervals} emission intervals of {} ms; at most \
+             {MAX_VWAP_INTERVALS} (each costs memory per stock): use a longer \
+             --vwap-interval-ms or a shorter window",
+            args.vwap_window_ms,
+            args.vwap_interval_ms
+        );
+    }
     let (pipeline, subscribers) = Pipeline::with_bus(
         Books::new(args.max_orders),
         Vwap::new(
@@ -87,7 +102,7 @@ pub(crate) fn run_pipeline(
     let cfg = PollerConfig {
         session: SessionConfig {
             max_request: args.max_request.max(1),
-            request_timeout_ns: args.request_timeout_ms.max(1) * 1_000_000,
+            request_timeout_ns: args.request_timeout_ms.max(1).saturating_mul(1_000_000),
             ..args.sequencing.config()
         },
         lines: filter.feeds.len().max(1),
@@ -121,14 +136,17 @@ pub(crate) fn run_pipeline(
     let (mut poller, _stats) = Poller::new(source, pipeline, None, cfg, &stop)?;
     let done = AtomicBool::new(false);
     let finished = std::thread::scope(|scope| {
-        scope.spawn(|| {
+        let ticker = scope.spawn(|| {
             while !done.load(Ordering::Relaxed) {
                 bar.set_position(progress.load(Ordering::Relaxed));
-                std::thread::sleep(Duration::from_millis(100));
+                std::thread::park_timeout(Duration::from_millis(100));
             }
         });
         let ending = poller.run();
         done.store(true, Ordering::Relaxed);
+        // Woken now: a sleeping ticker would hold the end of the process
+        // up to 100 ms.
+        ticker.thread().unpark();
         ending.map(|e| poller.finish(e))
     });
     bar.finish_and_clear();
@@ -166,16 +184,12 @@ fn parse_speed(s: &str) -> Result<Speed, String> {
     if s == "max" {
         return Ok(Speed::Max);
     }
-    let factor: f64 = s
+    let factor = s
         .strip_suffix('x')
-        .ok_or_else(|| format!("'{s}' is not max, 1x or Nx"))?
-        .parse()
-        .map_err(|_| format!("'{s}' is not max, 1x or Nx"))?;
-    if factor > 0.0 {
-        Ok(Speed::Factor(factor))
-    } else {
-        Err("the speed factor must be above 0".into())
-    }
+        .ok_or_else(|| format!("'{s}' is not max, 1x or Nx"))?;
+    args::positive(factor)
+        .map(Speed::Factor)
+        .map_err(|e| format!("'{s}' is not max, 1x or Nx: {e}"))
 }
 
 /// Replay a capture through the whole pipeline and summarise it.

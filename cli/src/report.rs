@@ -42,6 +42,11 @@ fn session_json(s: &SessionStats) -> serde_json::Map<String, Value> {
         "session_changes": s.session_changes,
         "suspect_packets": s.suspect_packets, "confirmed_jumps": s.confirmed_jumps,
         "contradicted_ends": s.contradicted_ends, "unconfirmed_packets": s.unconfirmed_packets,
+        "recovery_us": {
+            "gaps": s.recovery.count(),
+            "p50_at_most": s.recovery.quantile_us(0.5),
+            "p99_at_most": s.recovery.quantile_us(0.99),
+        },
     });
     match v {
         Value::Object(m) => m,

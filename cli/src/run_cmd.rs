@@ -1,5 +1,6 @@
 //! `ticklane run` and `ticklane send`.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,16 +18,17 @@ use ticklane_appliance::source::admission::Checksums;
 use ticklane_appliance::source::steering::SteeringError;
 use ticklane_appliance::source::udp::{FeedSocket, UdpSource};
 use ticklane_appliance::source::xdp::{Vlan, XdpConfig, XdpError, XdpSource};
-use ticklane_appliance::source::xsk::XskConfig;
+use ticklane_appliance::source::xsk::{BindRequest, XskConfig, XskSender};
 use ticklane_appliance::source::{Source, Wait};
 use ticklane_appliance::stats::StatsReader;
 use ticklane_appliance::sys;
-use ticklane_capture::Record;
 use ticklane_capture::pace;
+use ticklane_capture::{OutputFile, Record};
+use ticklane_control::feeds::Steer;
 use ticklane_lab::send::FrameSender;
 
 use super::GroupPort;
-use super::args::{BindArg, ModeArg, SequencingArgs, XdpModeArg};
+use super::args::{self, BindArg, ModeArg, SequencingArgs, XdpModeArg};
 use super::report::{self, PathInfo};
 
 /// Receive live feeds on one interface queue: XDP → AF_XDP → in-place parse.
@@ -93,8 +95,8 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     core: Option<usize>,
     /// Stop after this many seconds.
-    #[arg(long)]
-    duration: Option<f64>,
+    #[arg(long, value_parser = args::seconds)]
+    duration: Option<Duration>,
     /// MoldUDP64 re-request server HOST:PORT (repeatable).
     #[arg(long = "retrans", value_name = "HOST:PORT")]
     retrans: Vec<SocketAddr>,
@@ -111,10 +113,17 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     book_out: Option<PathBuf>,
     /// Capacity of the order pool.
-    #[arg(long, default_value_t = 1 << 20)]
+    #[arg(long, default_value_t = 1 << 20, value_parser = args::max_orders())]
     max_orders: usize,
     #[command(flatten)]
     audit: super::audit_cmd::AuditRunArgs,
+    #[command(flatten)]
+    control: super::control_cmd::ControlArgs,
+    /// Options from a TOML file: each key is a long option of this command
+    /// (`queue = 1`, `feed = ["239.1.1.1:26477"]`, `spin = true`); an option
+    /// on the command line wins over the file's.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 /// What the live run needs besides its source.
@@ -122,10 +131,49 @@ struct Live<'a> {
     args: &'a RunArgs,
     cfg: PollerConfig,
     stop: &'a AtomicBool,
+    outputs: Outputs,
+}
+
+/// The files a run writes, opened before it starts: a path that cannot be
+/// written fails at once, not after hours of receiving. The summary and the
+/// books appear when the run ends; the tap is a stream, written as it goes.
+struct Outputs {
+    tap: Option<Tap>,
+    summary: Option<OutputFile>,
+    books: Option<OutputFile>,
+}
+
+impl Outputs {
+    fn open(args: &RunArgs) -> anyhow::Result<Self> {
+        let summary = args
+            .summary_json
+            .as_deref()
+            .map(OutputFile::create)
+            .transpose()?;
+        let books = args
+            .book_out
+            .as_deref()
+            .map(OutputFile::create)
+            .transpose()?;
+        // Last: a tap is written in place, and stays if anything after it fails.
+        let tap = match &args.tap {
+            Some(p) => Some(Tap::new(Box::new(std::io::BufWriter::new(
+                std::fs::File::create(p)
+                    .with_context(|| format!("cannot create {}", p.display()))?,
+            )))),
+            None => None,
+        };
+        Ok(Self {
+            tap,
+            summary,
+            books,
+        })
+    }
 }
 
 pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let stop = super::stop_flag()?;
+    let outputs = Outputs::open(args)?;
     let feeds = super::feeds(&args.feeds)?;
     let vlan = args.vlan.unwrap_or_default();
     if args.vlan.is_some() && args.mode == ModeArg::Udp {
@@ -151,7 +199,7 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             Wait::Sleep(1)
         },
         time: TimeBase::Monotonic,
-        duration: args.duration.map(Duration::from_secs_f64),
+        duration: args.duration,
         ..PollerConfig::default()
     };
     let checksums = if args.trust_nic_checksum {
@@ -183,6 +231,7 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         args,
         cfg,
         stop: &stop,
+        outputs,
     };
     let xdp = match args.mode {
         ModeArg::Udp => Err(None),
@@ -233,8 +282,23 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                     Checksums::TrustNic => "trusted_nic",
                 }),
             };
-            // The sockets stay joined for the switches until the end.
-            let outcome = drive(source, &live, path);
+            // The sockets stay joined for the switches until the end (the
+            // control plane's, when it may change the feeds).
+            let (control, sockets) = if args.control.enabled() {
+                let subscriptions = source.take_subscriptions().map_err(XdpError::from)?;
+                let feeds = sockets.into_iter().map(|s| (s.feed, Some(s))).collect();
+                let at = (args.iface.as_str(), ifindex, args.queue);
+                let pending = super::control_cmd::prepare(
+                    &args.control,
+                    feeds,
+                    Steer::Xdp(subscriptions),
+                    at,
+                )?;
+                (Some(pending), Vec::new())
+            } else {
+                (None, sockets)
+            };
+            let outcome = drive(source, live, path, control);
             drop(sockets);
             outcome
         }
@@ -245,28 +309,49 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                 checksums: Some("kernel"),
                 ..PathInfo::default()
             };
-            drive(UdpSource::new(sockets), &live, path)
+            let control = if args.control.enabled() {
+                let feeds = sockets.iter().map(|s| (s.feed, None)).collect();
+                let at = (args.iface.as_str(), ifindex, args.queue);
+                Some(super::control_cmd::prepare(
+                    &args.control,
+                    feeds,
+                    Steer::Kernel,
+                    at,
+                )?)
+            } else {
+                None
+            };
+            drive(UdpSource::new(sockets), live, path, control)
         }
     }
 }
 
-/// Runs the poller on `source` until stopped, then reports.
-fn drive<S: Source>(source: S, live: &Live<'_>, path: PathInfo) -> anyhow::Result<ExitCode> {
-    let args = live.args;
-    let tap = match &args.tap {
-        Some(p) => Some(Tap::new(Box::new(std::io::BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
-        )))),
-        None => None,
-    };
+/// Runs the poller on `source` (with the control plane, when asked for)
+/// until stopped, then reports.
+fn drive<S: Source>(
+    source: S,
+    live: Live<'_>,
+    path: PathInfo,
+    control: Option<super::control_cmd::Pending>,
+) -> anyhow::Result<ExitCode> {
+    let Live {
+        args,
+        cfg,
+        stop,
+        outputs,
+    } = live;
     let (pipeline, mut subscribers) = Pipeline::with_bus(
         Books::new(args.max_orders),
         Vwap::default(),
         args.audit.bus(),
     );
     let audit = super::audit_cmd::LiveAudit::start(&args.audit, &mut subscribers)?;
-    let drain = Drain::spawn(subscribers);
-    let (mut poller, stats) = Poller::new(source, pipeline, tap, live.cfg.clone(), live.stop)?;
+    let (mut poller, stats) = Poller::new(source, pipeline, outputs.tap, cfg, stop)?;
+    let control = control.map(|c| c.start(&mut poller, &path)).transpose()?;
+    let drain = match &control {
+        Some(plane) => Drain::spawn_forwarding(subscribers, plane.forwarder()),
+        None => Drain::spawn(subscribers),
+    };
     eprintln!(
         "ticklane run: ready on {} queue {} ({}{}{})",
         args.iface,
@@ -284,6 +369,9 @@ fn drive<S: Source>(source: S, live: &Live<'_>, path: PathInfo) -> anyhow::Resul
         done.store(true, Ordering::Relaxed);
         ending
     })?;
+    if let Some(plane) = control {
+        plane.stop();
+    }
     let finished = poller.finish(ending);
     let drained = drain.finish();
     if let Err(e) = &finished.tap.1 {
@@ -303,17 +391,20 @@ fn drive<S: Source>(source: S, live: &Live<'_>, path: PathInfo) -> anyhow::Resul
         path.mode,
         report::lost_text(&summary)
     );
-    if let Some(path) = &args.summary_json {
-        std::fs::write(path, serde_json::to_vec_pretty(&summary)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+    if let Some(mut out) = outputs.summary {
+        serde_json::to_writer_pretty(&mut out, &summary)
+            .with_context(|| format!("writing {}", out.path().display()))?;
+        out.commit()?;
     }
-    if let Some(path) = &args.book_out {
-        let mut out = Vec::new();
+    if let Some(mut out) = outputs.books {
+        let mut books = Vec::new();
         finished
             .pipeline
             .books
-            .write_canonical(&mut out, None, None);
-        std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))?;
+            .write_canonical(&mut books, None, None);
+        out.write_all(&books)
+            .with_context(|| format!("writing {}", out.path().display()))?;
+        out.commit()?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -373,10 +464,10 @@ pub(crate) struct SendArgs {
     #[arg(long)]
     iface: String,
     /// Fixed rate in packets per second.
-    #[arg(long, conflicts_with_all = ["speed", "topspeed"])]
+    #[arg(long, conflicts_with_all = ["speed", "topspeed"], value_parser = args::positive)]
     pps: Option<f64>,
     /// Capture timing sped up by this factor (1 = as captured).
-    #[arg(long, conflicts_with = "topspeed")]
+    #[arg(long, conflicts_with = "topspeed", value_parser = args::positive)]
     speed: Option<f64>,
     /// As fast as possible.
     #[arg(long)]
@@ -384,13 +475,98 @@ pub(crate) struct SendArgs {
     /// Send the capture this many times.
     #[arg(long = "loop", default_value_t = 1)]
     loops: u32,
+    /// How frames go out: an AF_XDP socket (batched, one copy into its
+    /// UMEM), an AF_PACKET raw socket (one syscall per frame), or AF_XDP
+    /// falling back to AF_PACKET where the interface or kernel refuses it.
+    #[arg(long, value_enum, default_value = "auto")]
+    via: ViaArg,
+    /// The transmit queue the AF_XDP socket binds to.
+    #[arg(long, default_value_t = 0)]
+    queue: u32,
+}
+
+/// How `send` puts frames on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ViaArg {
+    /// AF_XDP, else AF_PACKET (saying why).
+    Auto,
+    /// AF_XDP or fail.
+    Xdp,
+    /// AF_PACKET.
+    Packet,
+}
+
+/// The socket `send` writes to.
+enum Wire {
+    Xdp(Box<XskSender>),
+    Packet(FrameSender),
+}
+
+impl Wire {
+    fn open(args: &SendArgs) -> anyhow::Result<Self> {
+        let xdp = || XskSender::open(&args.iface, args.queue, BindRequest::Auto);
+        Ok(match args.via {
+            ViaArg::Packet => Self::Packet(FrameSender::open(&args.iface)?),
+            ViaArg::Xdp => Self::Xdp(
+                xdp()
+                    .map(Box::new)
+                    .with_context(|| format!("AF_XDP on {} (try --via packet)", args.iface))?,
+            ),
+            ViaArg::Auto => match xdp() {
+                Ok(s) => Self::Xdp(Box::new(s)),
+                Err(e) => {
+                    eprintln!(
+                        "ticklane send: AF_XDP refused on {} ({}); sending through AF_PACKET",
+                        args.iface,
+                        anyhow::Error::from(e)
+                            .chain()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(": ")
+                    );
+                    Self::Packet(FrameSender::open(&args.iface)?)
+                }
+            },
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Xdp(s) if s.zero_copy() => "AF_XDP, zero-copy",
+            Self::Xdp(_) => "AF_XDP, copy",
+            Self::Packet(_) => "AF_PACKET",
+        }
+    }
+
+    /// Queues one frame (AF_XDP batches it; AF_PACKET sends it now).
+    fn queue(&mut self, frame: &[u8]) -> std::io::Result<()> {
+        match self {
+            Self::Xdp(s) => s.queue(frame),
+            Self::Packet(s) => s.send(frame),
+        }
+    }
+
+    /// Hands what is queued to the kernel now.
+    fn submit(&mut self) -> std::io::Result<()> {
+        match self {
+            Self::Xdp(s) => s.submit(),
+            Self::Packet(_) => Ok(()),
+        }
+    }
+
+    /// Waits until everything queued left.
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Self::Xdp(s) => s.flush(),
+            Self::Packet(_) => Ok(()),
+        }
+    }
 }
 
 pub(crate) fn send(args: &SendArgs) -> anyhow::Result<ExitCode> {
-    let sender = FrameSender::open(&args.iface)?;
-    if args.pps.is_some_and(|p| p <= 0.0) || args.speed.is_some_and(|s| s <= 0.0) {
-        bail!("--pps and --speed must be above 0");
-    }
+    let mut wire = Wire::open(args)?;
+    // A tiny rate puts the next frame beyond any Duration: it waits for ever.
+    let secs = |s: f64| Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX);
     let started = Instant::now();
     let mut sent = 0u64;
     let mut bytes = 0u64;
@@ -413,12 +589,10 @@ pub(crate) fn send(args: &SendArgs) -> anyhow::Result<ExitCode> {
                 return;
             };
             let due = match (args.pps, args.speed) {
-                (Some(pps), _) => Some(Duration::from_secs_f64(in_round as f64 / pps)),
+                (Some(pps), _) => Some(secs(in_round as f64 / pps)),
                 (None, Some(speed)) => {
                     let first = *first_ts.get_or_insert(f.ts_nanos);
-                    Some(Duration::from_secs_f64(
-                        f.ts_nanos.saturating_sub(first) as f64 / 1e9 / speed,
-                    ))
+                    Some(secs(f.ts_nanos.saturating_sub(first) as f64 / 1e9 / speed))
                 }
                 _ if args.topspeed => None,
                 _ => {
@@ -426,10 +600,17 @@ pub(crate) fn send(args: &SendArgs) -> anyhow::Result<ExitCode> {
                     Some(Duration::from_nanos(f.ts_nanos.saturating_sub(first)))
                 }
             };
-            if let Some(due) = due {
+            if let Some(due) = due
+                && round_start.elapsed() < due
+            {
+                // Before waiting, what is due already goes.
+                if let Err(e) = wire.submit() {
+                    failure = Some(anyhow::anyhow!("sending: {e}"));
+                    return;
+                }
                 pace::wait_until(round_start, due);
             }
-            if let Err(e) = sender.send(f.data) {
+            if let Err(e) = wire.queue(f.data) {
                 failure = Some(anyhow::anyhow!(
                     "sending packet {} of round {}: {e}",
                     f.number,
@@ -449,11 +630,13 @@ pub(crate) fn send(args: &SendArgs) -> anyhow::Result<ExitCode> {
             return Err(e);
         }
     }
+    wire.flush().context("sending the last frames")?;
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     println!(
-        "ticklane send: {sent} packets ({:.1} MB) in {secs:.2} s: {:.0} pps, {:.1} Mbit/s",
+        "ticklane send: {sent} packets ({:.1} MB) in {secs:.2} s via {}: {:.0} pps, {:.1} Mbit/s",
         bytes as f64 / 1e6,
+        wire.name(),
         sent as f64 / secs,
         bytes as f64 * 8.0 / secs / 1e6
     );

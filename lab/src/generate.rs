@@ -4,6 +4,7 @@
 //! duplicates, reordering) for the session layer's tests. Streams with fixed
 //! buffers: memory does not grow with the feed's length.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use rand::{RngExt, SeedableRng};
@@ -13,7 +14,7 @@ use ticklane_protocols::moldudp64::{self, END_OF_SESSION, PacketBuilder, Session
 use ticklane_protocols::wire::{self, UdpFrameSpec};
 
 use crate::market::{MAX_MESSAGE_LEN, Market, MarketConfig};
-use ticklane_capture::{CaptureError, CaptureWriter, Format};
+use ticklane_capture::{CaptureError, CaptureWriter, Format, OutputFile};
 
 /// Midnight UTC of 2026-11-20, the trading day generated feeds are stamped
 /// with (ITCH timestamps are nanoseconds since midnight).
@@ -53,6 +54,10 @@ pub struct FeedConfig {
 pub struct Damage {
     /// Where the damaged copy goes (same format as the clean feed).
     pub output: PathBuf,
+    /// Seed of the drop, duplicate and reorder choices: the same seed
+    /// damages the same packets, another seed others (two lines of one
+    /// feed, each with its own losses, differ here).
+    pub seed: u64,
     /// Probability that a packet is dropped.
     pub drop: f64,
     /// Probability that a packet is sent twice.
@@ -110,6 +115,17 @@ struct Damager {
 }
 
 impl Damager {
+    fn create(cfg: &Damage, format: Format) -> Result<Self, CaptureError> {
+        Ok(Self {
+            writer: CaptureWriter::create(&cfg.output, format)?,
+            // Salted: the damage draws from another stream than a market
+            // generated with the same seed.
+            rng: Pcg64Mcg::seed_from_u64(cfg.seed ^ 0x005e_edda_3a9e),
+            held: None,
+            cfg: cfg.clone(),
+        })
+    }
+
     fn frame(&mut self, ts: u64, frame: &[u8], report: &mut GenReport) -> Result<(), CaptureError> {
         if self.rng.random_bool(self.cfg.drop) {
             report.dropped += 1;
@@ -177,19 +193,35 @@ pub enum GenError {
     /// The options do not fit together.
     #[error("{0}")]
     Config(String),
+    /// The sequence numbers would pass 2^64 - 1: MoldUDP64 numbers do not
+    /// wrap (the end of session carries the number after the last message,
+    /// so that one must fit too).
+    #[error(
+        "--first-seq {first_seq} with --messages {messages} overflows the 64-bit MoldUDP64 \
+         sequence number (numbers do not wrap): use --first-seq {} or less, or fewer --messages",
+        u64::MAX - messages
+    )]
+    SequenceOverflow {
+        /// The first sequence number asked for.
+        first_seq: u64,
+        /// The messages asked for.
+        messages: u64,
+    },
 }
 
-/// Generates the feed; `progress` is called with the number of messages done
-/// every few thousand messages.
-pub fn generate(
-    market: MarketConfig,
-    feed: &FeedConfig,
-    mut progress: impl FnMut(u64),
-) -> Result<GenReport, GenError> {
-    let mut report = GenReport::default();
-    let mut market = Market::new(market);
-    let mut message = [0u8; MAX_MESSAGE_LEN];
-    let mut clean = CaptureWriter::create(&feed.output, feed.format)?;
+/// Refuses what cannot be generated, before any file is created.
+fn check(market: &MarketConfig, feed: &FeedConfig) -> Result<(), GenError> {
+    if feed.first_seq == 0 {
+        return Err(GenError::Config(
+            "--first-seq 0: MoldUDP64 sequence numbers start at 1".into(),
+        ));
+    }
+    if feed.first_seq.checked_add(market.messages).is_none() {
+        return Err(GenError::SequenceOverflow {
+            first_seq: feed.first_seq,
+            messages: market.messages,
+        });
+    }
     if feed.format == Format::Binaryfile {
         if feed.damage.is_some() {
             return Err(GenError::Config(
@@ -197,31 +229,80 @@ pub fn generate(
                     .into(),
             ));
         }
-        while let Some(n) = market.next_message(&mut message) {
-            clean.write_message(&message[..n])?;
-            count(&mut report, &message[..n], &mut progress);
-        }
-        report.next_seq = feed.first_seq + report.messages;
-        clean.finish()?;
-        write_expected_books(&market, feed)?;
-        return Ok(report);
-    }
-    if feed.max_payload < moldudp64::HEADER_LEN + 2 + MAX_MESSAGE_LEN || feed.max_payload > 65_000 {
+    } else if feed.max_payload < moldudp64::HEADER_LEN + 2 + MAX_MESSAGE_LEN
+        || feed.max_payload > 65_000
+    {
         return Err(GenError::Config(format!(
             "--max-payload {} must be between {} and 65000 bytes",
             feed.max_payload,
             moldudp64::HEADER_LEN + 2 + MAX_MESSAGE_LEN
         )));
     }
-    let damaged = match &feed.damage {
-        Some(d) => Some(Damager {
-            writer: CaptureWriter::create(&d.output, feed.format)?,
-            rng: Pcg64Mcg::seed_from_u64(0x005e_edda_3a9e ^ feed.first_seq),
-            held: None,
-            cfg: d.clone(),
-        }),
-        None => None,
+    Ok(())
+}
+
+/// Generates the feed; `progress` is called with the number of messages done
+/// every few thousand messages.
+///
+/// Options are checked and every output is opened before the first message:
+/// what cannot work fails at once, and creates no file. The outputs appear
+/// only once complete; a failure on the way leaves none of them behind.
+pub fn generate(
+    market: MarketConfig,
+    feed: &FeedConfig,
+    mut progress: impl FnMut(u64),
+) -> Result<GenReport, GenError> {
+    check(&market, feed)?;
+    let clean = CaptureWriter::create(&feed.output, feed.format)?;
+    let books = feed
+        .expect_book
+        .as_deref()
+        .map(OutputFile::create)
+        .transpose()?;
+    let mut market = Market::new(market);
+    let report = if feed.format == Format::Binaryfile {
+        write_messages(&mut market, feed, clean, &mut progress)?
+    } else {
+        write_packets(&mut market, feed, clean, &mut progress)?
     };
+    if let Some(mut out) = books {
+        out.write_all(&market.expected_books())
+            .map_err(|source| CaptureError::Io {
+                path: out.path().to_owned(),
+                source,
+            })?;
+        out.commit()?;
+    }
+    Ok(report)
+}
+
+/// A BinaryFILE: the messages, no packets.
+fn write_messages(
+    market: &mut Market,
+    feed: &FeedConfig,
+    mut clean: CaptureWriter,
+    progress: &mut impl FnMut(u64),
+) -> Result<GenReport, GenError> {
+    let mut report = GenReport::default();
+    let mut message = [0u8; MAX_MESSAGE_LEN];
+    while let Some(n) = market.next_message(&mut message) {
+        clean.write_message(&message[..n])?;
+        count(&mut report, &message[..n], progress);
+    }
+    report.next_seq = feed.first_seq + report.messages;
+    clean.finish()?;
+    Ok(report)
+}
+
+/// MoldUDP64 packets in frames, to the clean feed and the damaged copy.
+fn write_packets(
+    market: &mut Market,
+    feed: &FeedConfig,
+    clean: CaptureWriter,
+    progress: &mut impl FnMut(u64),
+) -> Result<GenReport, GenError> {
+    let mut report = GenReport::default();
+    let mut message = [0u8; MAX_MESSAGE_LEN];
     let mut framer = Framer {
         spec: UdpFrameSpec::multicast(
             [0x02, 0x00, 0xc6, 0x12, 0x00, 0x01],
@@ -231,7 +312,11 @@ pub fn generate(
         ),
         frame: vec![0u8; feed.max_payload + wire::frame::FRAME_OVERHEAD],
         clean,
-        damaged,
+        damaged: feed
+            .damage
+            .as_ref()
+            .map(|d| Damager::create(d, feed.format))
+            .transpose()?,
     };
     let mut payload = vec![0u8; feed.max_payload];
     let mut seq = feed.first_seq;
@@ -239,16 +324,17 @@ pub fn generate(
     let mut pending = market.next_message(&mut message);
     while pending.is_some() {
         let mut builder = PacketBuilder::new(&mut payload, feed.session, seq)
-            .expect("payload buffer holds a header"); // checked against max_payload above
+            .expect("payload buffer holds a header"); // checked against max_payload in `check`
         while let Some(n) = pending {
             if builder.count() >= feed.max_messages || builder.push(&message[..n]).is_err() {
                 break;
             }
             last_ts = TRADING_DAY_EPOCH_NS
                 + itch::parse(&message[..n]).map_or(0, |m| m.header().timestamp());
-            count(&mut report, &message[..n], &mut progress);
+            count(&mut report, &message[..n], progress);
             pending = market.next_message(&mut message);
         }
+        // No overflow: at most first_seq + messages, checked in `check`.
         seq += u64::from(builder.count());
         framer.send(last_ts, builder.finish(), &mut report)?;
         report.packets += 1;
@@ -272,18 +358,7 @@ pub fn generate(
     if let Some(d) = framer.damaged {
         d.finish()?;
     }
-    write_expected_books(&market, feed)?;
     Ok(report)
-}
-
-fn write_expected_books(market: &Market, feed: &FeedConfig) -> Result<(), GenError> {
-    if let Some(path) = &feed.expect_book {
-        std::fs::write(path, market.expected_books()).map_err(|source| CaptureError::Io {
-            path: path.clone(),
-            source,
-        })?;
-    }
-    Ok(())
 }
 
 fn count(report: &mut GenReport, message: &[u8], progress: &mut impl FnMut(u64)) {

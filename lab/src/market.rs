@@ -8,6 +8,13 @@
 //! executions ≈ 2%), and every one of the 23 message types appears once the
 //! feed is a few dozen messages longer than its preamble. The live order set
 //! is capped, so memory stays bounded however long the feed.
+//!
+//! Which live order a cancel, execution, delete or replace names is the
+//! [`Mix`]: mostly the newest orders ([`Mix::Recent`], the default), or any
+//! live order with equal odds ([`Mix::Uniform`], references stepping by 1–4,
+//! the shape of an independently generated feed that defeats caches tuned to
+//! young orders). A standing population ([`MarketConfig::resting`]) can be
+//! placed before the mix starts, as a real day's book fills before the open.
 
 use rand::{RngExt, SeedableRng};
 use rand_pcg::Pcg64Mcg;
@@ -38,6 +45,24 @@ pub struct MarketConfig {
     pub messages: u64,
     /// Most orders resting at once; adds beyond it become deletes.
     pub max_live_orders: usize,
+    /// Which live orders the order flow names.
+    pub mix: Mix,
+    /// Orders added before the mix starts (a standing population, capped by
+    /// `max_live_orders`); 0 for none.
+    pub resting: usize,
+}
+
+/// Which live orders cancels, executions, deletes and replaces name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mix {
+    /// Four picks in five among the 1,024 newest orders, the rest uniform;
+    /// references step by one.
+    #[default]
+    Recent,
+    /// Every live order equally likely; references step by 1–4; a little
+    /// fewer deletes and more executions (adds ≈ 44%, deletes ≈ 41%,
+    /// replaces ≈ 9%, executions ≈ 3%).
+    Uniform,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -89,16 +114,41 @@ const MIX: [(u8, u32); 19] = [
     (b'O', 2),
     (b'H', 1),
 ];
-const MIX_TOTAL: u32 = {
+/// Weights (per 10 000) of the uniform mix's message kinds: the default's,
+/// with a little fewer deletes and more executions.
+const UNIFORM_MIX: [(u8, u32); 19] =
+    reweighted(MIX, [(b'A', 4050), (b'D', 4150), (b'E', 220), (b'C', 80)]);
+
+/// `mix` with the weights of some kinds replaced.
+const fn reweighted<const N: usize, const M: usize>(
+    mut mix: [(u8, u32); N],
+    changes: [(u8, u32); M],
+) -> [(u8, u32); N] {
+    let mut i = 0;
+    while i < N {
+        let mut j = 0;
+        while j < M {
+            if mix[i].0 == changes[j].0 {
+                mix[i].1 = changes[j].1;
+            }
+            j += 1;
+        }
+        i += 1;
+    }
+    mix
+}
+const MIX_TOTAL: u32 = 10_000;
+
+const fn total(mix: &[(u8, u32)]) -> u32 {
     let mut t = 0;
     let mut i = 0;
-    while i < MIX.len() {
-        t += MIX[i].1;
+    while i < mix.len() {
+        t += mix[i].1;
         i += 1;
     }
     t
-};
-const _: () = assert!(MIX_TOTAL == 10_000);
+}
+const _: () = assert!(total(&MIX) == MIX_TOTAL && total(&UNIFORM_MIX) == MIX_TOTAL);
 
 /// The synthetic market: call [`Market::next_message`] until it returns `None`.
 #[derive(Debug)]
@@ -113,6 +163,8 @@ pub struct Market {
     clock: u64,
     mean_step: u64,
     rare_done: usize,
+    /// The standing population ([`MarketConfig::resting`]) is in place.
+    built: bool,
 }
 
 /// Writes `m` into `out` and returns its length.
@@ -157,6 +209,7 @@ impl Market {
             clock: PREAMBLE_NS,
             mean_step: (SESSION_NS / body).max(1),
             rare_done: 0,
+            built: cfg.resting == 0,
             cfg,
         }
     }
@@ -255,14 +308,21 @@ impl Market {
     }
 
     fn body(&mut self, out: &mut [u8; MAX_MESSAGE_LEN]) -> usize {
+        self.built |= self.live.len() >= self.cfg.resting.min(self.cfg.max_live_orders);
         let kind = if let Some(&k) = RARE.get(self.rare_done) {
             self.rare_done += 1;
             k
+        } else if !self.built {
+            b'A'
         } else {
             // Walk the cumulative weights to the kind the roll falls in.
             let mut roll = self.rng.random_range(0..MIX_TOTAL);
             let mut kind = b'A';
-            for &(k, weight) in &MIX {
+            let mix = match self.cfg.mix {
+                Mix::Recent => &MIX,
+                Mix::Uniform => &UNIFORM_MIX,
+            };
+            for &(k, weight) in mix {
                 if roll < weight {
                     kind = k;
                     break;
@@ -336,11 +396,12 @@ impl Market {
 
     /// An order to execute, cancel, replace or delete. Most orders on a
     /// real book are fleeting: cancelled or hit within moments of their
-    /// arrival. Four picks in five go to one of the most recent orders, the
-    /// rest to any live order, so that old orders also age out.
+    /// arrival. In the recent mix, four picks in five go to one of the most
+    /// recent orders, the rest to any live order, so that old orders also
+    /// age out; in the uniform mix every pick is uniform.
     fn pick_live(&mut self) -> usize {
         let n = self.live.len();
-        if self.rng.random_ratio(4, 5) {
+        if self.cfg.mix == Mix::Recent && self.rng.random_ratio(4, 5) {
             n - 1 - self.rng.random_range(0..n.min(RECENT_ORDERS))
         } else {
             self.rng.random_range(0..n)
@@ -356,8 +417,7 @@ impl Market {
         };
         let price = self.quote_price(locate, side);
         let shares = self.random_shares();
-        let reference = self.next_reference;
-        self.next_reference += 1;
+        let reference = self.new_reference();
         self.live.push(LiveOrder {
             reference,
             locate,
@@ -407,8 +467,7 @@ impl Market {
         let old = self.live[i];
         let price = self.quote_price(old.locate, old.side);
         let shares = self.random_shares();
-        let reference = self.next_reference;
-        self.next_reference += 1;
+        let reference = self.new_reference();
         self.live[i] = LiveOrder {
             reference,
             shares,
@@ -423,6 +482,17 @@ impl Market {
             price: U32::new(price),
         };
         put(out, &m)
+    }
+
+    /// The next order reference: one more than the last, or 1–4 more in
+    /// the uniform mix.
+    fn new_reference(&mut self) -> u64 {
+        let reference = self.next_reference;
+        self.next_reference += match self.cfg.mix {
+            Mix::Recent => 1,
+            Mix::Uniform => self.rng.random_range(1..=4),
+        };
+        reference
     }
 
     fn next_match(&mut self) -> u64 {
@@ -721,6 +791,8 @@ mod tests {
         stocks: 20,
         messages: 20_000,
         max_live_orders: 2_000,
+        mix: Mix::Recent,
+        resting: 0,
     };
 
     #[test]
@@ -729,12 +801,10 @@ mod tests {
         assert_ne!(feed(CFG), feed(MarketConfig { seed: 8, ..CFG }));
     }
 
-    #[test]
-    fn every_type_appears_and_the_mix_is_realistic() {
-        let msgs = feed(CFG);
-        assert_eq!(msgs.len(), 20_000);
+    /// Share of all messages by type tag.
+    fn shares(msgs: &[Vec<u8>]) -> impl Fn(&[u8]) -> f64 {
         let mut by_type: HashMap<u8, usize> = HashMap::new();
-        for m in &msgs {
+        for m in msgs {
             itch::parse(m).expect("valid message");
             *by_type.entry(m[0]).or_default() += 1;
         }
@@ -745,12 +815,20 @@ mod tests {
                 char::from(t.tag)
             );
         }
-        let share = |tags: &[u8]| {
+        let n = msgs.len() as f64;
+        move |tags: &[u8]| {
             tags.iter()
                 .map(|t| by_type.get(t).copied().unwrap_or(0))
                 .sum::<usize>() as f64
-                / 20_000.0
-        };
+                / n
+        }
+    }
+
+    #[test]
+    fn every_type_appears_and_the_mix_is_realistic() {
+        let msgs = feed(CFG);
+        assert_eq!(msgs.len(), 20_000);
+        let share = shares(&msgs);
         assert!(
             (0.40..0.48).contains(&share(b"AF")),
             "adds {}",
@@ -773,6 +851,60 @@ mod tests {
         );
     }
 
+    const UNIFORM: MarketConfig = MarketConfig {
+        mix: Mix::Uniform,
+        max_live_orders: 20_000,
+        ..CFG
+    };
+
+    /// The shape of the independently generated feed: the mix, and
+    /// references that step by 1 to 4.
+    #[test]
+    fn uniform_mix_has_the_independent_feeds_shape() {
+        let msgs = feed(UNIFORM);
+        let share = shares(&msgs);
+        for (tags, range) in [
+            (&b"AF"[..], 0.42..0.47),
+            (b"D", 0.38..0.44),
+            (b"U", 0.07..0.11),
+            (b"EC", 0.02..0.04),
+        ] {
+            assert!(range.contains(&share(tags)), "{tags:?}: {}", share(tags));
+        }
+        let mut references: Vec<u64> = msgs
+            .iter()
+            .filter_map(|m| match itch::parse(m).unwrap() {
+                itch::MessageRef::AddOrder(a) => Some(a.order_reference_number()),
+                itch::MessageRef::AddOrderMpid(a) => Some(a.order_reference_number()),
+                itch::MessageRef::OrderReplace(u) => Some(u.new_order_reference_number()),
+                _ => None,
+            })
+            .collect();
+        let steps: Vec<u64> = references.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(steps.iter().all(|s| (1..=4).contains(s)));
+        assert!((1..=4).all(|s| steps.contains(&s)), "every step occurs");
+        references.dedup();
+        assert_eq!(references.len(), steps.len() + 1);
+    }
+
+    /// The standing population is placed first, then the mix runs.
+    #[test]
+    fn resting_orders_are_placed_before_the_mix() {
+        let cfg = MarketConfig {
+            resting: 3_000,
+            max_live_orders: 5_000,
+            ..CFG
+        };
+        let mut m = Market::new(cfg);
+        let mut buf = [0u8; MAX_MESSAGE_LEN];
+        let mut most = 0;
+        while m.next_message(&mut buf).is_some() {
+            most = most.max(m.live_orders().len());
+        }
+        assert!(most >= 3_000, "{most}");
+        assert!(m.live_orders().len() > 2_000, "most stay resting");
+    }
+
     type Book = HashMap<u64, (u16, u32, u32)>;
 
     fn take(book: &mut Book, reference: u64, shares: u32) {
@@ -789,7 +921,20 @@ mod tests {
     /// live set equals the replay's at the end.
     #[test]
     fn order_flow_is_consistent() {
-        let mut m = Market::new(CFG);
+        for cfg in [
+            CFG,
+            UNIFORM,
+            MarketConfig {
+                resting: 1_000,
+                ..UNIFORM
+            },
+        ] {
+            order_flow_is_consistent_in(cfg);
+        }
+    }
+
+    fn order_flow_is_consistent_in(cfg: MarketConfig) {
+        let mut m = Market::new(cfg);
         let mut buf = [0u8; MAX_MESSAGE_LEN];
         let mut book = Book::new();
         let mut last_ts = 0;
@@ -854,7 +999,7 @@ mod tests {
         expected.sort_unstable();
         got.sort_unstable();
         assert_eq!(got, expected);
-        assert!(m.live_orders().len() <= CFG.max_live_orders);
+        assert!(m.live_orders().len() <= cfg.max_live_orders);
     }
 
     #[test]

@@ -18,6 +18,10 @@ pub enum TradeKind {
 pub struct TradeEvent {
     /// The stock.
     pub locate: u16,
+    /// Session of the message that printed it.
+    pub session: ticklane_protocols::moldudp64::Session,
+    /// Sequence number of that message.
+    pub seq: u64,
     /// Feed time.
     pub timestamp: u64,
     /// Price, Price(4).

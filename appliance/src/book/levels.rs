@@ -1,6 +1,12 @@
-//! One side of a book: price levels aggregated, kept sorted with the best
-//! price last, where almost all activity happens, so that inserting or
-//! removing a level near the top shifts little.
+//! Price levels: aggregates in one pool for every book, each with a stable
+//! handle ([`LevelId`]) that its orders keep, so that an execution, cancel or
+//! delete goes straight from the order to its level and never searches. Each
+//! side of a book is a sorted array of (price key, handle), best last, where
+//! almost all activity happens: an add finds its level by a binary search
+//! (the best level is checked first), and inserting or removing near the top
+//! shifts little. A side is searched only when a level appears or leaves.
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// An aggregated price level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,227 +19,333 @@ pub struct Level {
     pub orders: u32,
 }
 
-/// How many of the best levels a side keeps inline, in the book itself.
-pub const INLINE_LEVELS: usize = 16;
+/// Handle of a level in the [`LevelPool`]; [`LevelId::NONE`] (zero) names
+/// no level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(transparent)]
+pub(super) struct LevelId(u32);
 
-/// Where a price is, or would go.
-enum Slot {
-    Top(usize),
-    Deep(usize),
+impl LevelId {
+    /// No level (an empty order slot).
+    pub(super) const NONE: Self = Self(0);
+
+    /// The first handle the pool hands out.
+    #[cfg(test)]
+    pub(super) fn first() -> Self {
+        Self(1)
+    }
 }
 
-/// The levels of one side. The best [`INLINE_LEVELS`] live inline, in the
-/// book record itself, so that the top of the book costs no pointer chase
-/// and no extra cache miss; deeper levels spill to a vector. Both are sorted
-/// with the best price last, where almost all activity happens, so that
-/// inserting or removing near the top shifts little. Invariant: `deep` only
-/// holds levels when `top` is full, and every deep level is worse than every
-/// top level.
+/// A level in the pool, with the book side it belongs to and whether it is
+/// that side's best (so that an order leaving a level below the top never
+/// reads the side). Aligned so that no node straddles two cache lines.
+#[derive(Debug, Clone, Copy)]
+#[repr(align(32))]
+pub(super) struct Node {
+    pub(super) level: Level,
+    pub(super) locate: u16,
+    pub(super) bid: bool,
+    best: bool,
+}
+
+const _: () = assert!(size_of::<Node>() == 32);
+
+/// Bytes per level: its node and its entry in the side.
+pub(super) const BYTES_PER_LEVEL: usize = size_of::<Node>() + size_of::<(u32, LevelId)>();
+
+/// One side of a book: (price key, level) sorted by key, best last. The key
+/// is the price on the bid side and its complement on the ask side, so that
+/// the best level is the greatest key on both.
 #[derive(Debug, Clone)]
-pub struct Side {
-    top: [Level; INLINE_LEVELS],
-    top_len: usize,
-    deep: Vec<Level>,
-    bid: bool,
+pub(super) struct Side {
+    levels: Vec<(u32, LevelId)>,
 }
 
-const EMPTY_LEVEL: Level = Level {
-    price: 0,
-    shares: 0,
-    orders: 0,
-};
+#[inline]
+fn key(bid: bool, price: u32) -> u32 {
+    if bid { price } else { !price }
+}
+
+/// Levels a side has room for before it allocates: a book rarely holds more
+/// at once (a side that does grows, by doubling, and keeps the room).
+const SIDE_LEVELS: usize = 64;
 
 impl Side {
-    /// A bid side (best = highest) or an ask side (best = lowest).
-    pub fn new(bid: bool) -> Self {
+    /// An empty side with room for [`SIDE_LEVELS`] levels.
+    pub(super) fn with_capacity() -> Self {
         Self {
-            top: [EMPTY_LEVEL; INLINE_LEVELS],
-            top_len: 0,
-            deep: Vec::new(),
-            bid,
+            levels: Vec::with_capacity(SIDE_LEVELS),
         }
     }
 
-    /// True when a level at price `a` is better than one at `b`.
+    /// Index of the level with this key, or where it would go: among the
+    /// 16 best levels (two cache lines), where adds land, by counting the
+    /// keys below it (no branch to mispredict), else by a binary search of
+    /// the rest.
     #[inline]
-    fn better(&self, a: u32, b: u32) -> bool {
-        if self.bid { a > b } else { a < b }
-    }
-
-    /// Index of `price` in `levels` (sorted best last), or where it would go:
-    /// a linear scan from the best end, where almost everything lands.
-    #[inline]
-    fn scan(&self, levels: &[Level], price: u32) -> Result<usize, usize> {
-        let mut i = levels.len();
-        while i > 0 && self.better(levels[i - 1].price, price) {
-            i -= 1;
+    fn find(&self, key: u32) -> Result<usize, usize> {
+        const SCANNED: usize = 16;
+        let near = self.levels.len().saturating_sub(SCANNED);
+        let (far, top) = self.levels.split_at(near);
+        if top.first().is_some_and(|&(k, _)| k <= key) || far.is_empty() {
+            let i = near + top.iter().filter(|&&(k, _)| k < key).count();
+            return match self.levels.get(i) {
+                Some(&(k, _)) if k == key => Ok(i),
+                _ => Err(i),
+            };
         }
-        match i.checked_sub(1) {
-            Some(j) if levels[j].price == price => Ok(j),
-            _ => Err(i),
-        }
-    }
-
-    #[inline]
-    fn search(&self, price: u32) -> Result<Slot, Slot> {
-        match self.scan(&self.top[..self.top_len], price) {
-            Ok(i) => Ok(Slot::Top(i)),
-            Err(0) if self.top_len == INLINE_LEVELS => match self.scan(&self.deep, price) {
-                Ok(j) => Ok(Slot::Deep(j)),
-                Err(j) => Err(Slot::Deep(j)),
-            },
-            Err(i) => Err(Slot::Top(i)),
-        }
-    }
-
-    /// Adds an order's shares at `price`.
-    pub fn add(&mut self, price: u32, shares: u32) {
-        let new = Level {
-            price,
-            shares: u64::from(shares),
-            orders: 1,
-        };
-        match self.search(price) {
-            Ok(Slot::Top(i)) => add_to(&mut self.top[i], shares),
-            Ok(Slot::Deep(j)) => add_to(&mut self.deep[j], shares),
-            Err(Slot::Deep(j)) => self.deep.insert(j, new),
-            Err(Slot::Top(i)) if self.top_len < INLINE_LEVELS => {
-                self.top.copy_within(i..self.top_len, i + 1);
-                self.top[i] = new;
-                self.top_len += 1;
-            }
-            Err(Slot::Top(i)) => {
-                // Full: the worst inline level moves down to the best end of
-                // `deep`, making room below position i.
-                self.deep.push(self.top[0]);
-                self.top.copy_within(1..i, 0);
-                self.top[i - 1] = new;
-            }
-        }
-    }
-
-    /// Takes `shares` from the level at `price`; `order_gone` when the order
-    /// leaves the book. Returns false when no such level exists.
-    pub fn remove(&mut self, price: u32, shares: u32, order_gone: bool) -> bool {
-        match self.search(price) {
-            Ok(Slot::Top(i)) => {
-                if take_from(&mut self.top[i], shares, order_gone) {
-                    self.top.copy_within(i + 1..self.top_len, i);
-                    self.top_len -= 1;
-                    if let Some(next) = self.deep.pop() {
-                        // Refill from the best deep level, the new worst top.
-                        self.top.copy_within(0..self.top_len, 1);
-                        self.top[0] = next;
-                        self.top_len += 1;
-                    }
-                }
-                true
-            }
-            Ok(Slot::Deep(j)) => {
-                if take_from(&mut self.deep[j], shares, order_gone) {
-                    self.deep.remove(j);
-                }
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
-    /// The best level.
-    pub fn best(&self) -> Option<Level> {
-        self.top_len.checked_sub(1).map(|i| self.top[i])
-    }
-
-    /// Levels from the best down.
-    pub fn iter(&self) -> impl Iterator<Item = &Level> {
-        self.top[..self.top_len]
-            .iter()
-            .rev()
-            .chain(self.deep.iter().rev())
+        far.binary_search_by_key(&key, |&(k, _)| k)
     }
 
     /// Number of levels.
-    pub fn len(&self) -> usize {
-        self.top_len + self.deep.len()
+    pub(super) fn len(&self) -> usize {
+        self.levels.len()
     }
 
-    /// True without levels.
-    pub fn is_empty(&self) -> bool {
-        self.top_len == 0
+    /// Level handles from the best down.
+    pub(super) fn ids(&self) -> impl DoubleEndedIterator<Item = LevelId> + '_ {
+        self.levels.iter().rev().map(|&(_, id)| id)
     }
 }
 
-fn add_to(level: &mut Level, shares: u32) {
-    level.shares += u64::from(shares);
-    level.orders += 1;
+/// Every level of every book.
+#[derive(Debug)]
+pub(super) struct LevelPool {
+    /// Slot 0 stands for [`LevelId::NONE`] and is never handed out.
+    nodes: Vec<Node>,
+    free: Vec<LevelId>,
 }
 
-/// Takes shares (and, when it left, the order) from a level; true when the
-/// level is now empty.
-fn take_from(level: &mut Level, shares: u32, order_gone: bool) -> bool {
-    level.shares = level.shares.saturating_sub(u64::from(shares));
-    if order_gone {
-        level.orders = level.orders.saturating_sub(1);
+impl LevelPool {
+    /// A pool with room for `capacity` levels before it allocates.
+    pub(super) fn with_capacity(capacity: usize) -> Self {
+        let mut nodes = Vec::with_capacity(capacity.saturating_add(1));
+        nodes.push(Node {
+            level: Level {
+                price: 0,
+                shares: 0,
+                orders: 0,
+            },
+            locate: 0,
+            bid: false,
+            best: false,
+        });
+        Self {
+            nodes,
+            free: Vec::with_capacity(capacity),
+        }
     }
-    level.orders == 0
+
+    /// The level behind a handle taken from a live order.
+    #[inline]
+    pub(super) fn node(&self, id: LevelId) -> &Node {
+        &self.nodes[id.0 as usize]
+    }
+
+    /// Adds an order of `shares` at `price` to a side of stock `locate`.
+    /// Returns its level and whether the side's best level changed.
+    #[inline]
+    pub(super) fn add(
+        &mut self,
+        side: &mut Side,
+        locate: u16,
+        bid: bool,
+        price: u32,
+        shares: u32,
+    ) -> (LevelId, bool) {
+        let k = key(bid, price);
+        match side.find(k) {
+            Ok(i) => {
+                let id = side.levels[i].1;
+                let l = &mut self.nodes[id.0 as usize].level;
+                l.shares += u64::from(shares);
+                l.orders += 1;
+                (id, i + 1 == side.levels.len() && shares > 0)
+            }
+            Err(i) => {
+                let node = Node {
+                    level: Level {
+                        price,
+                        shares: u64::from(shares),
+                        orders: 1,
+                    },
+                    locate,
+                    bid,
+                    best: false,
+                };
+                let id = match self.free.pop() {
+                    Some(id) => {
+                        self.nodes[id.0 as usize] = node;
+                        id
+                    }
+                    None => {
+                        self.nodes.push(node);
+                        LevelId((self.nodes.len() - 1) as u32)
+                    }
+                };
+                side.levels.insert(i, (k, id));
+                let top = i + 1 == side.levels.len();
+                if top {
+                    if let Some(&(_, was)) = i.checked_sub(1).and_then(|j| side.levels.get(j)) {
+                        self.nodes[was.0 as usize].best = false;
+                    }
+                    self.nodes[id.0 as usize].best = true;
+                }
+                (id, top)
+            }
+        }
+    }
+
+    /// Takes `shares` (and the order itself when `order_gone`) from level
+    /// `id`; the level leaves its side (which `side` finds, only then) when
+    /// its last order did. Returns whether the side's best level changed.
+    #[inline]
+    pub(super) fn take<'s>(
+        &mut self,
+        side: impl FnOnce() -> &'s mut Side,
+        id: LevelId,
+        shares: u32,
+        order_gone: bool,
+    ) -> bool {
+        let node = &mut self.nodes[id.0 as usize];
+        let l = &mut node.level;
+        l.shares = l.shares.saturating_sub(u64::from(shares));
+        if order_gone {
+            l.orders = l.orders.saturating_sub(1);
+        }
+        let (empty, top) = (l.orders == 0, node.best);
+        if empty {
+            let side = side();
+            if let Ok(i) = side.find(key(node.bid, l.price)) {
+                side.levels.remove(i);
+            }
+            if let Some(&(_, next)) = side.levels.last().filter(|_| top) {
+                self.nodes[next.0 as usize].best = true;
+            }
+            self.free.push(id);
+        }
+        top && (empty || shares > 0)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A side and a pool, driven by price.
+    struct OneSide {
+        pool: LevelPool,
+        side: Side,
+        bid: bool,
+    }
+
+    impl OneSide {
+        fn new(bid: bool) -> Self {
+            Self {
+                pool: LevelPool::with_capacity(4),
+                side: Side::with_capacity(),
+                bid,
+            }
+        }
+        fn add(&mut self, price: u32, shares: u32) -> bool {
+            self.pool.add(&mut self.side, 1, self.bid, price, shares).1
+        }
+        fn id(&self, price: u32) -> LevelId {
+            self.side
+                .ids()
+                .find(|id| self.pool.node(*id).level.price == price)
+                .expect("a level at this price")
+        }
+        fn remove_order(&mut self, price: u32, shares: u32) -> bool {
+            let id = self.id(price);
+            self.pool.take(|| &mut self.side, id, shares, true)
+        }
+        fn levels(&self) -> Vec<(u32, u64, u32)> {
+            self.side
+                .ids()
+                .map(|id| {
+                    let l = self.pool.node(id).level;
+                    (l.price, l.shares, l.orders)
+                })
+                .collect()
+        }
+    }
+
     #[test]
     fn bids_best_is_highest_asks_best_is_lowest() {
-        let mut bids = Side::new(true);
-        let mut asks = Side::new(false);
+        let mut bids = OneSide::new(true);
+        let mut asks = OneSide::new(false);
         for p in [100, 300, 200, 300] {
             bids.add(p, 10);
             asks.add(p, 10);
         }
-        let b: Vec<(u32, u64)> = bids.iter().map(|l| (l.price, l.shares)).collect();
-        let a: Vec<(u32, u64)> = asks.iter().map(|l| (l.price, l.shares)).collect();
-        assert_eq!(b, [(300, 20), (200, 10), (100, 10)]);
-        assert_eq!(a, [(100, 10), (200, 10), (300, 20)]);
-        assert!(bids.remove(300, 10, true));
-        assert_eq!(
-            bids.best().map(|l| (l.price, l.shares, l.orders)),
-            Some((300, 10, 1))
-        );
-        assert!(bids.remove(300, 10, true));
-        assert_eq!(bids.best().map(|l| l.price), Some(200));
-        assert!(!bids.remove(999, 1, true));
+        assert_eq!(bids.levels(), [(300, 20, 2), (200, 10, 1), (100, 10, 1)]);
+        assert_eq!(asks.levels(), [(100, 10, 1), (200, 10, 1), (300, 20, 2)]);
+        assert!(bids.remove_order(300, 10), "the best level shrank");
+        assert!(!bids.remove_order(200, 10), "a level below the best left");
+        assert!(bids.remove_order(300, 10), "the best level left");
+        assert_eq!(bids.levels(), [(100, 10, 1)]);
+    }
+
+    #[test]
+    fn the_top_changes_only_when_the_best_level_does() {
+        let mut asks = OneSide::new(false);
+        assert!(asks.add(200, 10), "first level");
+        assert!(!asks.add(300, 10), "worse level");
+        assert!(asks.add(200, 5), "more at the best");
+        assert!(!asks.add(200, 0), "nothing at the best");
+        assert!(asks.add(100, 1), "a better level");
+        assert!(!asks.remove_order(300, 10));
+        assert!(asks.remove_order(100, 1));
+    }
+
+    #[test]
+    fn handles_of_levels_that_left_are_reused() {
+        let mut bids = OneSide::new(true);
+        bids.add(100, 1);
+        let first = bids.id(100);
+        bids.remove_order(100, 1);
+        bids.add(500, 1);
+        assert_eq!(bids.id(500), first);
+        assert_eq!(bids.levels(), [(500, 1, 1)]);
     }
 
     proptest::proptest! {
-        /// Against a BTreeMap, through spills to and refills from the deep
-        /// levels, both sides.
+        /// Against a BTreeMap, both sides, with the top-changed flag checked
+        /// against the model's best level before and after.
         #[test]
-        fn behaves_like_sorted_levels(bid: bool, ops in proptest::collection::vec((0u32..60, 1u32..5, proptest::bool::ANY), 1..400)) {
+        fn behaves_like_sorted_levels(bid: bool, ops in proptest::collection::vec((0u32..60, 0u32..5, proptest::bool::ANY), 1..400)) {
             use std::collections::BTreeMap;
-            let mut side = Side::new(bid);
+            let mut side = OneSide::new(bid);
             let mut model: BTreeMap<u32, (u64, u32)> = BTreeMap::new();
+            let best = |m: &BTreeMap<u32, (u64, u32)>| {
+                let b = if bid { m.iter().next_back() } else { m.iter().next() };
+                b.map(|(p, (s, _))| (*p, *s))
+            };
             for (price, shares, add) in ops {
-                if add || !model.contains_key(&price) {
-                    side.add(price, shares);
+                let before = best(&model);
+                let changed = if add || !model.contains_key(&price) {
                     let e = model.entry(price).or_default();
                     e.0 += u64::from(shares);
                     e.1 += 1;
+                    side.add(price, shares)
                 } else {
-                    let gone = model[&price].1 == 1;
-                    assert!(side.remove(price, 0, true));
                     let e = model.get_mut(&price).unwrap();
+                    let taken = shares.min(e.0 as u32);
+                    e.0 -= u64::from(taken);
                     e.1 -= 1;
-                    if gone {
+                    if e.1 == 0 {
                         model.remove(&price);
                     }
-                }
-                let got: Vec<(u32, u64, u32)> = side.iter().map(|l| (l.price, l.shares, l.orders)).collect();
+                    side.remove_order(price, taken)
+                };
+                proptest::prop_assert_eq!(changed, best(&model) != before);
                 let mut want: Vec<(u32, u64, u32)> = model.iter().map(|(p, (s, o))| (*p, *s, *o)).collect();
                 if bid {
                     want.reverse();
                 }
-                proptest::prop_assert_eq!(got, want);
-                proptest::prop_assert_eq!(side.len(), model.len());
+                proptest::prop_assert_eq!(side.levels(), want);
+                proptest::prop_assert_eq!(side.side.len(), model.len());
             }
         }
     }

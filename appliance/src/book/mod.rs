@@ -5,54 +5,105 @@
 //! P, Q and B do not touch the book. An unknown order reference is counted,
 //! never a panic.
 //!
-//! Orders live in a pre-sized [`OrderPool`]; each side keeps aggregated
-//! [`Level`]s. Once every stock has been seen, no message allocates unless the
-//! pool outgrows its capacity, which is counted ([`BookStats::pool_growths`]).
+//! Orders live in a pool (`orders.rs`) indexed directly by reference (16 bytes
+//! an order); each keeps the handle of its price level, so that everything
+//! but an add goes from the order to its level without a search. Levels sit
+//! in one pool, each book side a sorted array of handles, best last
+//! (`levels.rs`). Every operation says whether its side's best level changed,
+//! so that a caller publishing the BBO looks only then. Once every stock has
+//! been seen, no message allocates unless the pool outgrows its capacity,
+//! which is counted ([`BookStats::pool_growths`]), or a side holds more levels
+//! than it ever did.
 
 mod levels;
 mod orders;
 
-pub use levels::{Level, Side};
-pub use orders::{Order, OrderPool};
+pub use levels::Level;
 
+use levels::{LevelPool, Side};
+use orders::{OrderPool, Slot};
 use ticklane_protocols::itch::{self, Alpha};
+use ticklane_protocols::moldudp64::Packet;
 
-/// One stock's book.
+/// A resting order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Order {
+    /// Order reference number.
+    pub reference: u64,
+    /// Limit price, Price(4).
+    pub price: u32,
+    /// Shares still resting.
+    pub shares: u32,
+    /// Locate code of its stock.
+    pub locate: u16,
+    /// b'B' or b'S'.
+    pub side: u8,
+}
+
+/// One stock's book: its name and the level handles of both sides.
 #[derive(Debug, Clone)]
-pub struct Book {
-    /// Symbol from the stock directory (or the first add).
-    pub stock: Alpha<8>,
-    /// Bids, best (highest) first when iterated.
-    pub bids: Side,
-    /// Asks, best (lowest) first when iterated.
-    pub asks: Side,
+struct Book {
+    stock: Alpha<8>,
+    bids: Side,
+    asks: Side,
 }
 
 impl Book {
     fn new() -> Self {
         Self {
             stock: Alpha([b' '; 8]),
-            bids: Side::new(true),
-            asks: Side::new(false),
+            bids: Side::with_capacity(),
+            asks: Side::with_capacity(),
         }
     }
 
-    fn side_mut(&mut self, side: u8) -> &mut Side {
-        if side == b'B' {
-            &mut self.bids
-        } else {
-            &mut self.asks
-        }
+    #[inline]
+    fn side_mut(&mut self, bid: bool) -> &mut Side {
+        if bid { &mut self.bids } else { &mut self.asks }
+    }
+}
+
+/// One stock's book, as read.
+#[derive(Debug, Clone, Copy)]
+pub struct BookView<'a> {
+    book: &'a Book,
+    levels: &'a LevelPool,
+}
+
+impl<'a> BookView<'a> {
+    /// Symbol from the stock directory (or the first add).
+    pub fn stock(&self) -> Alpha<8> {
+        self.book.stock
+    }
+
+    fn levels(&self, side: &'a Side) -> impl Iterator<Item = Level> + 'a {
+        let pool = self.levels;
+        side.ids().map(move |id| pool.node(id).level)
+    }
+
+    /// Bids, best (highest) first.
+    pub fn bids(&self) -> impl Iterator<Item = Level> + 'a {
+        self.levels(&self.book.bids)
+    }
+
+    /// Asks, best (lowest) first.
+    pub fn asks(&self) -> impl Iterator<Item = Level> + 'a {
+        self.levels(&self.book.asks)
+    }
+
+    /// Number of bid and ask levels.
+    pub fn depth(&self) -> (usize, usize) {
+        (self.book.bids.len(), self.book.asks.len())
     }
 
     /// True when neither side has a level.
     pub fn is_empty(&self) -> bool {
-        self.bids.is_empty() && self.asks.is_empty()
+        self.depth() == (0, 0)
     }
 
     /// Best bid and best ask.
     pub fn bbo(&self) -> (Option<Level>, Option<Level>) {
-        (self.bids.best(), self.asks.best())
+        (self.bids().next(), self.asks().next())
     }
 }
 
@@ -82,21 +133,78 @@ pub struct Fill {
     pub shares: u32,
 }
 
+/// Where the (original) order reference sits in the messages that name a
+/// resting order: right after the header.
+const REFERENCE: std::ops::Range<usize> = 11..19;
+const _: () = {
+    use std::mem::offset_of;
+    assert!(offset_of!(itch::OrderExecuted, order_reference_number) == REFERENCE.start);
+    assert!(offset_of!(itch::OrderExecutedWithPrice, order_reference_number) == REFERENCE.start);
+    assert!(offset_of!(itch::OrderCancel, order_reference_number) == REFERENCE.start);
+    assert!(offset_of!(itch::OrderDelete, order_reference_number) == REFERENCE.start);
+    assert!(offset_of!(itch::OrderReplace, original_order_reference_number) == REFERENCE.start);
+};
+
+/// Asks the CPU to start loading the cache line of `value` (a hint: no
+/// effect on what the program computes).
+#[inline]
+fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let p: *const T = value;
+        // SAFETY: a prefetch never faults and changes nothing the program
+        // can observe; the pointer comes from a live reference anyway.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
+}
+
+/// The book of `locate`, created on first sight.
+#[inline]
+fn book_mut(books: &mut Vec<Option<Book>>, locate: u16) -> &mut Book {
+    let i = usize::from(locate);
+    if !matches!(books.get(i), Some(Some(_))) {
+        new_book(books, i);
+    }
+    books[i].get_or_insert_with(Book::new)
+}
+
+/// Room for a stock seen for the first time, out of the hot path.
+#[cold]
+#[inline(never)]
+fn new_book(books: &mut Vec<Option<Book>>, i: usize) {
+    if i >= books.len() {
+        books.resize_with(i + 1, || None);
+    }
+    books[i].get_or_insert_with(Book::new);
+}
+
 /// Every stock's book.
 #[derive(Debug)]
 pub struct Books {
     books: Vec<Option<Book>>,
+    levels: LevelPool,
     orders: OrderPool,
     stats: BookStats,
+    top_changed: bool,
+}
+
+#[inline]
+fn side_code(bid: bool) -> u8 {
+    if bid { b'B' } else { b'S' }
 }
 
 impl Books {
-    /// Books with room for `max_orders` resting orders.
+    /// Books with room for `max_orders` resting orders (and as many levels).
     pub fn new(max_orders: usize) -> Self {
         Self {
             books: Vec::new(),
+            levels: LevelPool::with_capacity(max_orders),
             orders: OrderPool::with_capacity(max_orders),
             stats: BookStats::default(),
+            top_changed: false,
         }
     }
 
@@ -113,129 +221,185 @@ impl Books {
         self.orders.len()
     }
 
-    /// Bytes per order slot of the pool.
+    /// Bytes of the order pool per order it was sized for.
     pub fn bytes_per_order(&self) -> usize {
         self.orders.bytes_per_order()
     }
 
-    /// The resting order with this reference.
-    pub fn order(&self, reference: u64) -> Option<&Order> {
-        self.orders.get(reference)
+    /// Bytes per price level: its node in the pool and its entry in its
+    /// side's sorted array.
+    pub fn bytes_per_level(&self) -> usize {
+        levels::BYTES_PER_LEVEL
     }
 
-    /// Counts a message that named an order that is not resting (for callers
-    /// that look the order up themselves).
-    pub fn count_unknown(&mut self) {
-        self.stats.unknown_reference += 1;
+    /// True when the last add, execution, cancel, delete or replace changed
+    /// its book's best bid or best ask (price, or shares at the best price).
+    pub fn top_changed(&self) -> bool {
+        self.top_changed
+    }
+
+    /// Starts loading the orders that a packet's executions, cancels,
+    /// deletes and replaces name, before its messages are applied one by
+    /// one, so that their cache misses overlap instead of following one
+    /// another. Only hints, nothing read: waiting here for a slot (to ask
+    /// for its level as well) measured slower than not. Changes nothing.
+    #[inline]
+    pub fn prefetch(&self, packet: &Packet<&[u8]>) {
+        for (_, m) in packet.messages() {
+            if let (Some(b'E' | b'C' | b'X' | b'D' | b'U'), Some(r)) = (m.first(), m.get(REFERENCE))
+            {
+                self.orders
+                    .prefetch(u64::from_be_bytes(r.try_into().unwrap_or_default()));
+            }
+        }
+    }
+
+    /// The resting order with this reference.
+    pub fn order(&self, reference: u64) -> Option<Order> {
+        let o = self.orders.get(reference)?;
+        let node = self.levels.node(o.level);
+        Some(Order {
+            reference,
+            price: node.level.price,
+            shares: o.shares,
+            locate: node.locate,
+            side: side_code(node.bid),
+        })
     }
 
     /// The book of a locate code, if it was ever seen.
-    pub fn book(&self, locate: u16) -> Option<&Book> {
-        self.books.get(usize::from(locate))?.as_ref()
+    pub fn book(&self, locate: u16) -> Option<BookView<'_>> {
+        let book = self.books.get(usize::from(locate))?.as_ref()?;
+        Some(BookView {
+            book,
+            levels: &self.levels,
+        })
     }
 
     /// Books by locate code, ascending.
-    pub fn iter(&self) -> impl Iterator<Item = (u16, &Book)> {
-        self.books
-            .iter()
-            .enumerate()
-            .filter_map(|(i, b)| Some((i as u16, b.as_ref()?)))
-    }
-
-    fn book_mut(&mut self, locate: u16) -> &mut Book {
-        let i = usize::from(locate);
-        if i >= self.books.len() {
-            self.books.resize_with(i + 1, || None);
-        }
-        self.books[i].get_or_insert_with(Book::new)
+    pub fn iter(&self) -> impl Iterator<Item = (u16, BookView<'_>)> {
+        self.books.iter().enumerate().filter_map(|(i, b)| {
+            let view = BookView {
+                book: b.as_ref()?,
+                levels: &self.levels,
+            };
+            Some((i as u16, view))
+        })
     }
 
     /// Names a stock (stock directory).
     pub fn name(&mut self, locate: u16, stock: Alpha<8>) {
-        self.book_mut(locate).stock = stock;
+        book_mut(&mut self.books, locate).stock = stock;
     }
 
-    /// Adds a resting order.
-    pub fn add(&mut self, order: Order, stock: Alpha<8>) {
-        if !self.orders.insert(order) {
+    /// Adds a resting order; false (counted) when its reference rests already.
+    pub fn add(&mut self, order: Order, stock: Alpha<8>) -> bool {
+        self.top_changed = false;
+        if self.orders.contains(order.reference) {
             self.stats.duplicate_reference += 1;
-            return;
+            return false;
         }
-        let book = self.book_mut(order.locate);
+        let bid = order.side == b'B';
+        let book = book_mut(&mut self.books, order.locate);
         if book.stock.0 == [b' '; 8] {
             book.stock = stock;
         }
-        book.side_mut(order.side).add(order.price, order.shares);
+        let (level, top) = self.levels.add(
+            book.side_mut(bid),
+            order.locate,
+            bid,
+            order.price,
+            order.shares,
+        );
+        self.orders.insert(Slot {
+            reference: order.reference,
+            shares: order.shares,
+            level,
+        });
+        self.top_changed = top;
+        true
     }
 
-    /// Takes `shares` off an order (execution or cancel); the order leaves at
-    /// 0 shares. Returns the order as it was, with the shares taken.
-    fn reduce(&mut self, reference: u64, shares: u32) -> Option<Fill> {
+    /// Takes `shares` off an order (all of them for `None`); the order leaves
+    /// at 0 shares. Returns its level as it was and the shares taken.
+    #[inline]
+    fn reduce(&mut self, reference: u64, shares: Option<u32>) -> Option<(levels::Node, u32)> {
+        self.top_changed = false;
         let Some(order) = self.orders.get_mut(reference) else {
             self.stats.unknown_reference += 1;
             return None;
         };
-        let taken = if shares > order.shares {
-            self.stats.oversized += 1;
-            order.shares
-        } else {
-            shares
+        let taken = match shares {
+            Some(s) if s > order.shares => {
+                self.stats.oversized += 1;
+                order.shares
+            }
+            Some(s) => s,
+            None => order.shares,
         };
         order.shares -= taken;
-        let o = *order;
-        if o.shares == 0 {
+        let (level, gone) = (order.level, order.shares == 0);
+        if gone {
             self.orders.remove(reference);
         }
-        let (locate, side, price) = (o.locate, o.side, o.price);
-        self.book_mut(locate)
-            .side_mut(side)
-            .remove(price, taken, o.shares == 0);
+        let node = *self.levels.node(level);
+        self.top_changed = self.levels.take(
+            || book_mut(&mut self.books, node.locate).side_mut(node.bid),
+            level,
+            taken,
+            gone,
+        );
+        Some((node, taken))
+    }
+
+    fn fill(&mut self, reference: u64, shares: u32) -> Option<Fill> {
+        let (node, shares) = self.reduce(reference, Some(shares))?;
         Some(Fill {
-            locate,
-            side,
-            price,
-            shares: taken,
+            locate: node.locate,
+            side: side_code(node.bid),
+            price: node.level.price,
+            shares,
         })
     }
 
     /// Executes shares of a resting order (E, C).
     pub fn execute(&mut self, reference: u64, shares: u32) -> Option<Fill> {
-        self.reduce(reference, shares)
+        self.fill(reference, shares)
     }
 
     /// Cancels shares of a resting order (X).
     pub fn cancel(&mut self, reference: u64, shares: u32) -> Option<Fill> {
-        self.reduce(reference, shares)
+        self.fill(reference, shares)
     }
 
     /// Removes a resting order (D).
     pub fn delete(&mut self, reference: u64) -> Option<Order> {
-        let Some(o) = self.orders.remove(reference) else {
-            self.stats.unknown_reference += 1;
-            return None;
-        };
-        self.book_mut(o.locate)
-            .side_mut(o.side)
-            .remove(o.price, o.shares, true);
-        Some(o)
+        let (node, shares) = self.reduce(reference, None)?;
+        Some(Order {
+            reference,
+            price: node.level.price,
+            shares,
+            locate: node.locate,
+            side: side_code(node.bid),
+        })
     }
 
-    /// Replaces a resting order by a new one, same stock and side (U).
+    /// Replaces a resting order by a new one, same stock and side (U), and
+    /// returns the new one; `None` when the original is not resting. A new
+    /// reference that rests already is counted as a duplicate and does not
+    /// rest, and the original is gone all the same.
     pub fn replace(&mut self, original: u64, new: u64, shares: u32, price: u32) -> Option<Order> {
         let old = self.delete(original)?;
+        let top = self.top_changed;
         let order = Order {
             reference: new,
             price,
             shares,
             ..old
         };
-        if !self.orders.insert(order) {
-            self.stats.duplicate_reference += 1;
-            return None;
-        }
-        self.book_mut(old.locate)
-            .side_mut(old.side)
-            .add(price, shares);
+        let stock = book_mut(&mut self.books, old.locate).stock;
+        self.add(order, stock);
+        self.top_changed |= top;
         Some(order)
     }
 }
@@ -281,14 +445,15 @@ impl Books {
     pub fn write_canonical(&self, out: &mut Vec<u8>, depth: Option<usize>, stock: Option<&[u8]>) {
         let depth = depth.unwrap_or(usize::MAX);
         for (_, book) in self.iter() {
-            if book.is_empty() || stock.is_some_and(|s| s != book.stock.trimmed()) {
+            let symbol = book.stock();
+            if book.is_empty() || stock.is_some_and(|s| s != symbol.trimmed()) {
                 continue;
             }
             ticklane_capture::canonical::write_book(
                 out,
-                book.stock.trimmed(),
-                book.bids.iter().take(depth).map(|l| (l.price, l.shares)),
-                book.asks.iter().take(depth).map(|l| (l.price, l.shares)),
+                symbol.trimmed(),
+                book.bids().take(depth).map(|l| (l.price, l.shares)),
+                book.asks().take(depth).map(|l| (l.price, l.shares)),
             );
         }
     }

@@ -22,13 +22,13 @@ fn add(b: &mut Books, reference: u64, side: u8, shares: u32, price: u32) {
 
 type Levels = Vec<(u32, u64)>;
 
-fn levels(side: &Side) -> Levels {
-    side.iter().map(|l| (l.price, l.shares)).collect()
+fn levels(side: impl Iterator<Item = Level>) -> Levels {
+    side.map(|l| (l.price, l.shares)).collect()
 }
 
 fn book(b: &Books) -> (Levels, Levels) {
     let bk = b.book(7).unwrap();
-    (levels(&bk.bids), levels(&bk.asks))
+    (levels(bk.bids()), levels(bk.asks()))
 }
 
 #[test]
@@ -43,7 +43,7 @@ fn adds_aggregate_by_price_best_first() {
         book(&b),
         (vec![(1100, 50), (1000, 300)], vec![(1200, 70), (1300, 30)])
     );
-    assert_eq!(b.book(7).unwrap().stock.trimmed(), b"AAPL");
+    assert_eq!(b.book(7).unwrap().stock().trimmed(), b"AAPL");
     let (bid, ask) = b.book(7).unwrap().bbo();
     assert_eq!((bid.unwrap().price, ask.unwrap().price), (1100, 1200));
 }
@@ -142,4 +142,209 @@ fn duplicate_adds_are_ignored() {
     add(&mut b, 1, b'B', 10, 1000);
     assert_eq!(book(&b).0, vec![(1000, 10)]);
     assert_eq!(b.stats().duplicate_reference, 1);
+}
+
+/// One operation of the differential test.
+#[derive(Debug, Clone)]
+enum Op {
+    Add(u64, u16, bool, u32, u32),
+    Execute(u64, u32),
+    Cancel(u64, u32),
+    Delete(u64),
+    Replace(u64, u64, u32, u32),
+}
+
+/// References from a small domain, so that unknown references and duplicate
+/// adds are common, with some far out of range: near `u64::MAX`, far
+/// apart, and sharing window slots.
+fn reference() -> impl proptest::strategy::Strategy<Value = u64> {
+    use proptest::prelude::*;
+    prop_oneof![
+        6 => 0u64..48,
+        1 => (0u64..8).prop_map(|k| u64::MAX - k),
+        1 => (1u64..8).prop_map(|k| k << 40),
+        1 => (0u64..8).prop_map(|k| 5 + k * 64),
+    ]
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    let price = 1u32..12;
+    prop_oneof![
+        4 => (reference(), 1u16..4, any::<bool>(), 0u32..300, price.clone())
+            .prop_map(|(r, l, b, s, p)| Op::Add(r, l, b, s, p)),
+        1 => (reference(), 0u32..400).prop_map(|(r, s)| Op::Execute(r, s)),
+        1 => (reference(), 0u32..400).prop_map(|(r, s)| Op::Cancel(r, s)),
+        2 => reference().prop_map(Op::Delete),
+        2 => (reference(), reference(), 0u32..300, price)
+            .prop_map(|(o, n, s, p)| Op::Replace(o, n, s, p)),
+    ]
+}
+
+/// The model: orders in a HashMap (locate, bid, price, shares), levels
+/// aggregated from them on demand.
+type Model = std::collections::HashMap<u64, (u16, bool, u32, u32)>;
+
+fn model_book(m: &Model, locate: u16) -> (Levels, Levels) {
+    use std::collections::BTreeMap;
+    let (mut bids, mut asks) = (BTreeMap::new(), BTreeMap::new());
+    for &(l, bid, price, shares) in m.values() {
+        if l == locate {
+            let side = if bid { &mut bids } else { &mut asks };
+            *side.entry(price).or_insert(0u64) += u64::from(shares);
+        }
+    }
+    (bids.into_iter().rev().collect(), asks.into_iter().collect())
+}
+
+/// Best bid and best ask: (price, shares) each.
+type Bbo = (Option<(u32, u64)>, Option<(u32, u64)>);
+
+fn model_bbo(m: &Model, locate: u16) -> Bbo {
+    let (bids, asks) = model_book(m, locate);
+    (bids.first().copied(), asks.first().copied())
+}
+
+fn books_of(b: &Books, locate: u16) -> (Levels, Levels) {
+    b.book(locate).map_or((vec![], vec![]), |bk| {
+        (levels(bk.bids()), levels(bk.asks()))
+    })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+    /// Every message kind against a HashMap model, hostile references
+    /// included: the books, every counter, the orders, and the top-changed
+    /// flag (set whenever the BBO moved, and only then but for a replace,
+    /// which may touch the top twice and end where it started). Memory stays
+    /// bounded: the pool never grows while no more orders rest than its
+    /// overflow holds, whatever the references.
+    #[test]
+    fn behaves_like_a_map_of_orders(ops in proptest::collection::vec(op(), 1..400)) {
+        use proptest::prop_assert_eq;
+        let mut b = Books::new(64);
+        let bytes = b.bytes_per_order();
+        let mut m = Model::new();
+        let mut want = BookStats::default();
+        let mut most = 0;
+        for op in ops {
+            let locate = match op {
+                Op::Add(_, l, ..) => Some(l),
+                Op::Execute(r, _) | Op::Cancel(r, _) | Op::Delete(r) | Op::Replace(r, ..) => {
+                    m.get(&r).map(|o| o.0)
+                }
+            };
+            let before = locate.map(|l| model_bbo(&m, l));
+            match op {
+                Op::Add(r, l, bid, shares, price) => {
+                    let order = Order { reference: r, price, shares, locate: l, side: if bid { b'B' } else { b'S' } };
+                    let fresh = !m.contains_key(&r);
+                    prop_assert_eq!(b.add(order, stock(b"T")), fresh);
+                    if fresh {
+                        m.insert(r, (l, bid, price, shares));
+                    } else {
+                        want.duplicate_reference += 1;
+                    }
+                }
+                Op::Execute(r, shares) | Op::Cancel(r, shares) => {
+                    let got = if matches!(op, Op::Execute(..)) { b.execute(r, shares) } else { b.cancel(r, shares) };
+                    match m.get_mut(&r) {
+                        Some(o) => {
+                            let taken = shares.min(o.3);
+                            if shares > o.3 {
+                                want.oversized += 1;
+                            }
+                            prop_assert_eq!(got, Some(Fill { locate: o.0, side: if o.1 { b'B' } else { b'S' }, price: o.2, shares: taken }));
+                            o.3 -= taken;
+                            if o.3 == 0 {
+                                m.remove(&r);
+                            }
+                        }
+                        None => {
+                            want.unknown_reference += 1;
+                            prop_assert_eq!(got, None);
+                        }
+                    }
+                }
+                Op::Delete(r) => {
+                    let got = b.delete(r).map(|o| (o.locate, o.side == b'B', o.price, o.shares));
+                    let gone = m.remove(&r);
+                    if gone.is_none() {
+                        want.unknown_reference += 1;
+                    }
+                    prop_assert_eq!(got, gone);
+                }
+                Op::Replace(old, new, shares, price) => {
+                    let got = b.replace(old, new, shares, price);
+                    match m.remove(&old) {
+                        Some((l, bid, ..)) => {
+                            prop_assert_eq!(got.map(|o| (o.reference, o.locate, o.price, o.shares)), Some((new, l, price, shares)));
+                            if let std::collections::hash_map::Entry::Vacant(e) = m.entry(new) {
+                                e.insert((l, bid, price, shares));
+                            } else {
+                                want.duplicate_reference += 1;
+                            }
+                        }
+                        None => {
+                            want.unknown_reference += 1;
+                            prop_assert_eq!(got, None);
+                        }
+                    }
+                }
+            }
+            if let (Some(l), Some(before)) = (locate, before) {
+                let moved = model_bbo(&m, l) != before;
+                if moved {
+                    proptest::prop_assert!(b.top_changed(), "the BBO moved unflagged: {:?}", op);
+                } else if !matches!(op, Op::Replace(..)) {
+                    proptest::prop_assert!(!b.top_changed(), "flagged without a move: {:?}", op);
+                }
+            }
+            most = most.max(m.len());
+            prop_assert_eq!(b.live_orders(), m.len());
+            prop_assert_eq!(b.stats(), BookStats { pool_growths: b.stats().pool_growths, ..want });
+            for l in 1..4 {
+                prop_assert_eq!(books_of(&b, l), model_book(&m, l));
+            }
+            for (r, o) in &m {
+                prop_assert_eq!(b.order(*r).map(|x| (x.locate, x.side == b'B', x.price, x.shares)), Some(*o));
+            }
+        }
+        prop_assert_eq!(b.bytes_per_order(), bytes, "memory fixed");
+        if most <= 56 {
+            prop_assert_eq!(b.stats().pool_growths, 0, "no growth while the overflow has room");
+        }
+    }
+}
+
+/// Prefetching a packet changes nothing, whatever its messages: truncated
+/// ones, unknown references and locates, orders that rest.
+#[test]
+fn prefetching_a_packet_changes_nothing() {
+    use ticklane_protocols::moldudp64::{PacketBuilder, Session};
+    use zerocopy::IntoBytes;
+    let mut b = Books::new(64);
+    add(&mut b, 1, b'B', 100, 1000);
+    let before = (book(&b), b.stats(), b.order(1));
+    let delete = itch::OrderDelete {
+        header: Header::new(itch::OrderDelete::TYPE, 7, 0, 1),
+        order_reference_number: U64::new(1),
+    };
+    let mut payload = [0u8; 512];
+    let mut p = PacketBuilder::new(&mut payload, Session::from_name(b"T").unwrap(), 1).unwrap();
+    for m in [
+        delete.as_bytes(),
+        &delete.as_bytes()[..12],
+        b"A",
+        b"Axx",
+        &[b'A'; 36][..],
+        &[b'U'; 35][..],
+        &[b'E'; 5][..],
+    ] {
+        p.push(m).unwrap();
+    }
+    let bytes = p.finish().to_vec();
+    b.prefetch(&Packet::new_checked(&bytes[..]).unwrap());
+    assert_eq!((book(&b), b.stats(), b.order(1)), before);
 }

@@ -49,10 +49,16 @@ impl Arbiter {
     /// another one sends is reported down.
     pub fn new(cfg: SessionConfig, lines: usize, dead_after_ns: u64) -> Self {
         let lines = lines.max(1);
+        // Room for every line a feed added at run time may take.
+        let room = lines.max(crate::stats::MAX_LINES);
+        let mut line_stats = Vec::with_capacity(room);
+        line_stats.resize(lines, LineStats::default());
+        let mut line_next = Vec::with_capacity(room);
+        line_next.resize(lines, 0);
         Self {
             tracker: SessionTracker::new(cfg),
-            lines: vec![LineStats::default(); lines],
-            line_next: vec![0; lines],
+            lines: line_stats,
+            line_next,
             dead_after_ns,
             started_at: None,
         }
@@ -71,6 +77,26 @@ impl Arbiter {
     /// Per-line counters.
     pub fn lines(&self) -> &[LineStats] {
         &self.lines
+    }
+
+    /// Arbitrates at least `lines` lines from now on (a feed was added at
+    /// run time); up to [`crate::stats::MAX_LINES`], without allocating.
+    pub fn grow_lines(&mut self, lines: usize) {
+        let lines = lines.min(self.lines.capacity());
+        if lines > self.lines.len() {
+            self.lines.resize(lines, LineStats::default());
+            self.line_next.resize(lines, 0);
+        }
+    }
+
+    /// Forgets line `line` (its feed was removed at run time): it counts as
+    /// a line never heard from, which holes stop waiting for once the
+    /// session has started, and which is never reported down.
+    pub fn vacate_line(&mut self, line: usize) {
+        if let (Some(st), Some(next)) = (self.lines.get_mut(line), self.line_next.get_mut(line)) {
+            *st = LineStats::default();
+            *next = 0;
+        }
     }
 
     /// A packet from line `line` (out-of-range lines count as the last one).
@@ -119,7 +145,7 @@ impl Arbiter {
         packet: &Packet<&[u8]>,
         sink: &mut impl ActionSink,
     ) {
-        self.tracker.on_packet(now, packet, sink);
+        self.tracker.on_retransmission(now, packet, sink);
     }
 
     /// Drives time: dead lines and the session's timers.

@@ -110,8 +110,12 @@ pub struct SessionConfig {
     pub max_request: u16,
     /// Most requests outstanding at once (so a large gap does not flood the server).
     pub max_in_flight: usize,
-    /// Time before a request is retried; doubles with every attempt.
+    /// Time before a request is retried, before any answer measured the
+    /// round trip, and the most it waits once measured; doubles with every
+    /// attempt.
     pub request_timeout_ns: u64,
+    /// The least a request waits, however fast the server answers.
+    pub min_request_timeout_ns: u64,
     /// Cap of the backoff.
     pub max_request_timeout_ns: u64,
     /// Attempts of one request before its range is unrecoverable.
@@ -162,6 +166,7 @@ impl Default for SessionConfig {
             max_request: 1000,
             max_in_flight: 4,
             request_timeout_ns: 50_000_000,
+            min_request_timeout_ns: 2_000_000,
             max_request_timeout_ns: 1_000_000_000,
             max_attempts: 6,
             attempts_per_server: 2,
@@ -254,6 +259,14 @@ pub enum SessionEvent {
 pub trait ActionSink {
     /// One action.
     fn action(&mut self, action: Action<'_>);
+
+    /// The messages of `packet` are about to be delivered, in order: a sink
+    /// may start loading what they will touch (the books prefetch the
+    /// orders they name, so that the cache misses overlap). Default: nothing.
+    #[inline]
+    fn upcoming(&mut self, packet: &Packet<&[u8]>) {
+        let _ = packet;
+    }
 }
 
 impl<F: FnMut(Action<'_>)> ActionSink for F {
@@ -310,6 +323,53 @@ pub struct SessionStats {
     /// Packets held ahead of a hole that nothing corroborated before their
     /// range was given up or recovered (not delivered).
     pub unconfirmed_packets: u64,
+    /// How long gap episodes that ended with everything recovered lasted.
+    pub recovery: Durations,
+}
+
+/// A histogram of durations in powers of two of microseconds (the first
+/// bucket: under 2 µs; the last: 2^23 µs ≈ 8 s and more).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Durations(pub [u64; 24]);
+
+impl Durations {
+    /// Counts one duration.
+    pub fn record(&mut self, ns: u64) {
+        let us = (ns / 1000).max(1);
+        let bucket = (63 - us.leading_zeros() as usize).min(self.0.len() - 1);
+        self.0[bucket] += 1;
+    }
+
+    /// How many were counted.
+    pub fn count(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// The upper bound (µs) of the bucket holding quantile `q` (0..=1), or
+    /// `None` when empty.
+    pub fn quantile_us(&self, q: f64) -> Option<u64> {
+        let total = self.count();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((total as f64 * q).ceil() as u64).clamp(1, total);
+        let mut seen = 0;
+        for (i, n) in self.0.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Some(2u64 << i);
+            }
+        }
+        None
+    }
+}
+
+impl std::ops::AddAssign for Durations {
+    fn add_assign(&mut self, o: Self) {
+        for (to, from) in self.0.iter_mut().zip(o.0) {
+            *to = to.saturating_add(from);
+        }
+    }
 }
 
 impl std::ops::AddAssign for SessionStats {
@@ -341,6 +401,7 @@ impl std::ops::AddAssign for SessionStats {
         for (to, from) in fields {
             *to = to.saturating_add(from);
         }
+        self.recovery += o.recovery;
     }
 }
 
@@ -381,6 +442,8 @@ struct InFlight {
     end: u64,
     server: usize,
     attempts: u32,
+    /// When it was (last) sent.
+    sent_at: u64,
     deadline: u64,
 }
 
@@ -407,7 +470,8 @@ enum Sanity {
 #[derive(Debug, Clone, Copy)]
 struct GapEpisode {
     from: u64,
-    since: u64,
+    /// When it opened (for the recovery time).
+    opened: u64,
     lost: bool,
 }
 
@@ -441,6 +505,12 @@ pub struct SessionTracker {
     highest_at: u64,
     /// When the last trusted packet arrived.
     trusted_at: u64,
+    /// Since when delivery waits on a held packet nothing vouched for.
+    front_wait: Option<u64>,
+    /// Smoothed round trip of requests, once sampled.
+    srtt: Option<u64>,
+    /// Its mean deviation.
+    rttvar: u64,
     /// The furthest sequence number a trusted packet started at (or a
     /// heartbeat or end of session named): the feed has moved past every
     /// held packet that ends there or before (see *Held packets*).
@@ -457,6 +527,7 @@ fn deliver(
     stats: &mut SessionStats,
     sink: &mut impl ActionSink,
 ) {
+    sink.upcoming(packet);
     for (seq, message) in packet.messages() {
         if seq >= *next_seq {
             sink.action(Action::Deliver { seq, message });
@@ -489,6 +560,9 @@ impl SessionTracker {
             horizon_known: false,
             highest_at: 0,
             trusted_at: 0,
+            front_wait: None,
+            srtt: None,
+            rttvar: 0,
             vouched: 0,
             slowest_line: None,
             stats: SessionStats::default(),
@@ -613,7 +687,6 @@ impl SessionTracker {
                 self.ended = true;
             }
             PacketKind::Messages => {
-                self.raise(now, end);
                 let waiting = self.front_unconfirmed().is_some();
                 self.vouched = self.vouched.max(seq);
                 if waiting && seq > self.next_seq {
@@ -621,6 +694,7 @@ impl SessionTracker {
                     // and then follow it at once rather than be held.
                     self.progress(now, sink);
                 }
+                self.raise(now, end);
                 if let Some(max) = self.cfg.max_message_len
                     && packet.messages().any(|(_, m)| m.len() > max)
                 {
@@ -755,7 +829,7 @@ impl SessionTracker {
             let progressed = from > r.from;
             if !progressed && r.attempts >= self.cfg.max_attempts {
                 self.in_flight.swap_remove(i);
-                self.give_up(now, r.from, r.end);
+                self.give_up(r.from, r.end);
                 continue;
             }
             let mut server = r.server;
@@ -773,12 +847,14 @@ impl SessionTracker {
                 from,
                 server,
                 attempts,
+                sent_at: now,
                 deadline: now.saturating_add(self.timeout(attempts)),
                 ..r
             };
             self.send(server, from, r.end, sink);
             i += 1;
         }
+        self.request_unconfirmed(now, sink);
         self.progress(now, sink);
     }
 
@@ -845,7 +921,7 @@ impl SessionTracker {
                 .find(|h| self.vouched_for(h))
                 .map_or(self.highest, |h| h.seq)
                 .min(self.highest);
-            self.give_up(now, self.next_seq, end);
+            self.give_up(self.next_seq, end);
             self.progress(now, sink);
         }
         self.in_flight.clear();
@@ -864,6 +940,7 @@ impl SessionTracker {
         self.free_slots.extend((0..window).rev());
         self.in_flight.clear();
         self.requested_upto = 0;
+        self.front_wait = None;
         self.suspect = None;
         self.horizon_known = false;
         self.vouched = 0;
@@ -871,12 +948,58 @@ impl SessionTracker {
         sink.action(Action::Event(SessionEvent::NewSession { session }));
     }
 
+    /// How long attempt `attempts` of a request waits for its answer: the
+    /// retransmission timeout learnt from the server's answers (smoothed
+    /// round trip + 4 × its variation, as TCP does, within
+    /// `min_request_timeout_ns..=request_timeout_ns`; `request_timeout_ns`
+    /// before the first answer), doubled at every retry.
     fn timeout(&self, attempts: u32) -> u64 {
+        let rto = self.srtt.map_or(self.cfg.request_timeout_ns, |srtt| {
+            srtt.saturating_add(self.rttvar.saturating_mul(4)).clamp(
+                self.cfg.min_request_timeout_ns,
+                self.cfg
+                    .request_timeout_ns
+                    .max(self.cfg.min_request_timeout_ns),
+            )
+        });
         let factor = 1u64 << attempts.saturating_sub(1).min(20);
-        self.cfg
-            .request_timeout_ns
-            .saturating_mul(factor)
+        rto.saturating_mul(factor)
             .min(self.cfg.max_request_timeout_ns)
+    }
+
+    /// A packet from a re-request server: sequenced like any other, and,
+    /// when it answers a request sent once (Karn's rule: a retried one's
+    /// answer could be to either send), a sample of the round trip.
+    pub fn on_retransmission(
+        &mut self,
+        now: u64,
+        packet: &Packet<&[u8]>,
+        sink: &mut impl ActionSink,
+    ) {
+        let seq = packet.sequence_number();
+        if let Some(r) = self
+            .in_flight
+            .iter()
+            .find(|r| r.from == seq && r.attempts == 1)
+        {
+            let sample = now.saturating_sub(r.sent_at);
+            match self.srtt {
+                None => {
+                    self.srtt = Some(sample);
+                    self.rttvar = sample / 2;
+                }
+                Some(srtt) => {
+                    self.rttvar = (self.rttvar * 3 + srtt.abs_diff(sample)) / 4;
+                    self.srtt = Some((srtt * 7 + sample) / 8);
+                }
+            }
+        }
+        self.on_packet(now, packet, sink);
+    }
+
+    /// The smoothed round trip to the servers, once an answer came.
+    pub fn round_trip(&self) -> Option<u64> {
+        self.srtt
     }
 
     fn insert_held(&mut self, entry: Held) {
@@ -904,7 +1027,7 @@ impl SessionTracker {
             // Only time could fill the front hole; with the window full,
             // declare it lost so that the held packets can go.
             let end = self.hole_end();
-            self.give_up(now, self.next_seq, end);
+            self.give_up(self.next_seq, end);
             self.progress(now, sink);
             if seq <= self.next_seq {
                 if let Ok(p) = Packet::new_checked(bytes)
@@ -943,14 +1066,11 @@ impl SessionTracker {
 
     /// Declares `from..end` lost: at once when it starts at the next message,
     /// otherwise when delivery reaches it.
-    fn give_up(&mut self, now: u64, from: u64, end: u64) {
+    fn give_up(&mut self, from: u64, end: u64) {
         if end <= self.next_seq {
             return;
         }
         self.insert_held(Held::lost(from.max(self.next_seq), end));
-        if let Some(g) = &mut self.gap {
-            g.since = now;
-        }
     }
 
     fn send(&mut self, server: usize, from: u64, end: u64, sink: &mut impl ActionSink) {
@@ -997,6 +1117,7 @@ impl SessionTracker {
                 // Delivery waits for the feed to vouch for it, unless another
                 // copy or a lost range already covers the next message.
                 let Some(&n) = self.held.get(1).filter(|n| n.seq <= self.next_seq) else {
+                    self.front_wait.get_or_insert(now);
                     break;
                 };
                 self.held.pop_front();
@@ -1009,6 +1130,7 @@ impl SessionTracker {
                 continue;
             }
             self.held.pop_front();
+            self.front_wait = None;
             if h.slot == LOST {
                 // Adjoining lost ranges are one loss.
                 let mut end = h.end;
@@ -1053,7 +1175,7 @@ impl SessionTracker {
                 let end = self.hole_end();
                 self.gap = Some(GapEpisode {
                     from: self.next_seq,
-                    since: now,
+                    opened: now,
                     lost: false,
                 });
                 self.stats.gaps += 1;
@@ -1064,7 +1186,6 @@ impl SessionTracker {
                 sink.action(Action::Event(SessionEvent::Stale));
             }
             if self.cfg.servers > 0 {
-                self.request_unconfirmed(now, sink);
                 self.request_missing(now, sink);
             }
             return;
@@ -1072,6 +1193,7 @@ impl SessionTracker {
         if let Some(g) = self.gap.take() {
             if !g.lost {
                 self.stats.gaps_filled += 1;
+                self.stats.recovery.record(now.saturating_sub(g.opened));
                 sink.action(Action::Event(SessionEvent::GapFilled {
                     from: g.from,
                     end: self.next_seq,
@@ -1088,11 +1210,18 @@ impl SessionTracker {
     }
 
     /// Asks the server for the messages of an uncorroborated packet that
-    /// delivery has reached: its copy settles what they are.
+    /// delivery has reached and that nothing vouched for within the least
+    /// request timeout: the server's copy settles what they are.
     fn request_unconfirmed(&mut self, now: u64, sink: &mut impl ActionSink) {
         let Some(h) = self.front_unconfirmed() else {
             return;
         };
+        if self
+            .front_wait
+            .is_none_or(|t| now.saturating_sub(t) < self.cfg.min_request_timeout_ns)
+        {
+            return;
+        }
         let next = self.next_seq;
         if self.in_flight.len() >= self.cfg.max_in_flight
             || self
@@ -1116,6 +1245,7 @@ impl SessionTracker {
             end,
             server,
             attempts: 1,
+            sent_at: now,
             deadline: now.saturating_add(self.timeout(1)),
         });
         self.send(server, from, end, sink);

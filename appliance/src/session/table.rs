@@ -279,6 +279,21 @@ impl SessionTable {
         self.slots.iter_mut().filter_map(|(s, a)| s.map(|s| (s, a)))
     }
 
+    /// Every session (and every session to come) arbitrates at least
+    /// `lines` lines (see [`Arbiter::grow_lines`]).
+    pub fn grow_lines(&mut self, lines: usize) {
+        for (_, arbiter) in &mut self.slots {
+            arbiter.grow_lines(lines);
+        }
+    }
+
+    /// Line `line`'s feed is gone (see [`Arbiter::vacate_line`]).
+    pub fn vacate_line(&mut self, line: usize) {
+        for (_, arbiter) in &mut self.slots {
+            arbiter.vacate_line(line);
+        }
+    }
+
     /// Packets dropped: of sessions never confirmed, or that found every
     /// slot held by a live session.
     pub fn foreign_packets(&self) -> u64 {

@@ -194,10 +194,10 @@ fn reordered_packets_are_held_and_released() {
         [
             Rec::Deliver(5),
             Rec::Deliver(6),
+            Rec::Filled(3, 7),
+            Rec::Fresh,
             Rec::Deliver(7),
             Rec::Deliver(8),
-            Rec::Filled(3, 9),
-            Rec::Fresh,
         ],
         "corroborated, it goes, and the next packet follows it at once"
     );
@@ -224,18 +224,18 @@ fn gap_fill_from_a_server() {
         ]
     );
     r.feed(2 * MS, &packet(b"S1", 4, 3)); // the retransmission
-    let mut expected = deliveries(4..10);
-    expected.push(Rec::Request {
-        server: 0,
-        from: 10,
-        count: 2,
-    });
+    assert_eq!(r.log.take(), deliveries(4..10));
+    r.timer(4 * MS);
     assert_eq!(
         r.log.take(),
-        expected,
-        "the last packet held has nothing after it: its messages are asked for"
+        vec![Rec::Request {
+            server: 0,
+            from: 10,
+            count: 2,
+        }],
+        "the last packet held has nothing after it: after a while its messages are asked for"
     );
-    r.feed(3 * MS, &packet(b"S1", 10, 2)); // the answer
+    r.feed(5 * MS, &packet(b"S1", 10, 2)); // the answer
     let mut expected = deliveries(10..12);
     expected.extend([Rec::Filled(4, 12), Rec::Fresh]);
     assert_eq!(r.log.take(), expected);
@@ -287,20 +287,18 @@ fn gap_fill_timeout_retries_fails_over_then_gives_up() {
         }]
     );
     r.timer(150 * MS);
+    assert_eq!(r.log.take(), vec![Rec::Lost(2, 5), Rec::Deliver(5)]);
+    r.timer(152 * MS);
     assert_eq!(
         r.log.take(),
-        vec![
-            Rec::Lost(2, 5),
-            Rec::Deliver(5),
-            Rec::Request {
-                server: 1,
-                from: 6,
-                count: 1
-            }
-        ],
+        vec![Rec::Request {
+            server: 1,
+            from: 6,
+            count: 1
+        }],
         "what the last held packet says is asked of the server"
     );
-    r.feed(151 * MS, &packet(b"S1", 6, 1));
+    r.feed(153 * MS, &packet(b"S1", 6, 1));
     assert_eq!(r.log.take(), vec![Rec::Deliver(6), Rec::Fresh]);
     let s = r.t.stats();
     assert_eq!(
@@ -1102,4 +1100,36 @@ fn a_request_answered_in_part_asks_only_for_the_rest_and_keeps_trying() {
     // (21, the last packet held, waits for something to vouch for it.)
     assert_eq!(delivered, (2..21).collect::<Vec<_>>());
     assert_eq!(r.t.stats().unrecoverable_messages, 0);
+}
+
+#[test]
+fn requests_are_retried_after_the_round_trip_the_server_showed() {
+    // The first timeout is request_timeout_ns (10 ms here); once answers
+    // came back in 1 ms, a lost request is asked again after ~2.5 ms.
+    let mut r = Rig::new(with_servers(1));
+    let answer = |r: &mut Rig, now: u64, seq: u64| {
+        let p = packet(b"S1", seq, 1);
+        let p = moldudp64::Packet::new_checked(&p[..]).unwrap();
+        r.t.on_retransmission(now, &p, &mut r.log);
+    };
+    r.feed(0, &packet(b"S1", 1, 1));
+    r.feed(0, &packet(b"S1", 3, 1));
+    answer(&mut r, MS, 2);
+    r.feed(2 * MS, &packet(b"S1", 5, 1));
+    answer(&mut r, 3 * MS, 4);
+    assert_eq!(r.t.round_trip(), Some(MS));
+    r.feed(10 * MS, &packet(b"S1", 7, 1));
+    r.log.take();
+    r.timer(12 * MS);
+    assert_eq!(r.log.take(), vec![], "not before the learnt timeout");
+    r.timer(13 * MS);
+    assert_eq!(
+        r.log.take(),
+        vec![Rec::Request {
+            server: 0,
+            from: 6,
+            count: 1
+        }],
+        "retried 3 ms after the request, not 10"
+    );
 }

@@ -10,10 +10,22 @@
 //! (see `xdp-ebpf`); the source is checked again here because it costs a
 //! compare and the feed filter knows it anyway.
 
-use ticklane_capture::feed::{FeedFilter, NotAFeed};
+use std::net::Ipv4Addr;
+
+use ticklane_capture::feed::{Feed, FeedFilter, NotAFeed};
 use ticklane_protocols::wire::{self, checksum::UdpChecksum};
 
-use super::SourceCounters;
+use super::{FeedChangeError, SourceCounters};
+use crate::stats::MAX_LINES;
+
+/// A feed line given up: it matches no datagram (no feed is sent to port
+/// 0, and the XDP program steers no frame to it), and keeps the line
+/// numbers of the other feeds as they are.
+const VACANT: Feed = Feed {
+    group: Ipv4Addr::UNSPECIFIED,
+    port: 0,
+    source: None,
+};
 
 /// Whether the checksums of steered frames are verified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +47,12 @@ pub struct Admission {
 
 impl Admission {
     /// Admits the frames of `filter`'s feeds, checking checksums as told.
-    pub fn new(filter: FeedFilter, checksums: Checksums) -> Self {
+    /// Room for [`MAX_LINES`] feeds is made here, so that adding one later
+    /// allocates nothing.
+    pub fn new(mut filter: FeedFilter, checksums: Checksums) -> Self {
+        filter
+            .feeds
+            .reserve(MAX_LINES.saturating_sub(filter.feeds.len()));
         Self {
             filter,
             checksums,
@@ -85,6 +102,39 @@ impl Admission {
             }
         }
         Some((line, udp.payload))
+    }
+
+    /// Admits `feed`'s frames from now on, on a vacant line or a new one
+    /// (within the room made at construction: no allocation).
+    pub fn add_feed(&mut self, feed: Feed) -> Result<usize, FeedChangeError> {
+        let feeds = &mut self.filter.feeds;
+        if let Some(line) = feeds
+            .iter()
+            .position(|f| (f.group, f.port) == (feed.group, feed.port))
+        {
+            return Err(FeedChangeError::AlreadySubscribed { line });
+        }
+        if let Some(line) = feeds.iter().position(|f| *f == VACANT) {
+            feeds[line] = feed;
+            return Ok(line);
+        }
+        if feeds.len() >= MAX_LINES {
+            return Err(FeedChangeError::Full);
+        }
+        feeds.push(feed);
+        Ok(feeds.len() - 1)
+    }
+
+    /// Refuses the frames of the feed to `group:port` from now on (counted
+    /// as not subscribed); its line is left vacant for the next feed added.
+    pub fn remove_feed(&mut self, group: Ipv4Addr, port: u16) -> Result<usize, FeedChangeError> {
+        let feeds = &mut self.filter.feeds;
+        let line = feeds
+            .iter()
+            .position(|f| (f.group, f.port) == (group, port) && *f != VACANT)
+            .ok_or(FeedChangeError::NotSubscribed)?;
+        feeds[line] = VACANT;
+        Ok(line)
     }
 
     /// What was refused so far (and taken without a checksum).
@@ -151,6 +201,46 @@ mod tests {
         let r = c.rejected();
         assert_eq!(r.total(), 5);
         assert_eq!((r.ip_checksum, r.udp_checksum, r.source), (1, 1, 1));
+    }
+
+    #[test]
+    fn feeds_come_and_go_on_stable_lines() {
+        let mut a = admission(Checksums::Verify);
+        let third = Feed {
+            group: Ipv4Addr::from(GROUP),
+            port: 300,
+            source: None,
+        };
+        assert_eq!(a.admit(&frame(SOURCE, 300)), None, "not a feed yet");
+        assert_eq!(a.add_feed(third), Ok(2));
+        assert_eq!(a.admit(&frame(SOURCE, 300)).map(|x| x.0), Some(2));
+        assert_eq!(
+            a.add_feed(third),
+            Err(FeedChangeError::AlreadySubscribed { line: 2 })
+        );
+        assert_eq!(a.remove_feed(Ipv4Addr::from(GROUP), 100), Ok(0));
+        assert_eq!(a.admit(&frame(SOURCE, 100)), None, "removed");
+        assert_eq!(
+            a.admit(&frame(SOURCE, 200)).map(|x| x.0),
+            Some(1),
+            "the others keep their lines"
+        );
+        assert_eq!(
+            a.remove_feed(Ipv4Addr::from(GROUP), 100),
+            Err(FeedChangeError::NotSubscribed)
+        );
+        assert_eq!(
+            a.remove_feed(Ipv4Addr::UNSPECIFIED, 0),
+            Err(FeedChangeError::NotSubscribed),
+            "a vacant line is no feed"
+        );
+        let port = |p| Feed { port: p, ..third };
+        assert_eq!(a.add_feed(port(400)), Ok(0), "the vacant line is reused");
+        for (i, p) in (500..).take(MAX_LINES - 3).enumerate() {
+            assert_eq!(a.add_feed(port(p)), Ok(3 + i));
+        }
+        assert_eq!(a.add_feed(port(999)), Err(FeedChangeError::Full));
+        assert_eq!(a.counters().foreign, 2);
     }
 
     #[test]

@@ -19,7 +19,9 @@ pub mod udp;
 pub mod xdp;
 pub mod xsk;
 
-use ticklane_capture::feed::Problem;
+use std::net::Ipv4Addr;
+
+use ticklane_capture::feed::{Feed, Problem};
 use ticklane_xdp::Counter;
 
 /// What a source hands over.
@@ -170,6 +172,27 @@ pub enum SourceError {
     Capture(#[from] ticklane_capture::CaptureError),
 }
 
+/// Why a feed could not be added to or removed from a running source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FeedChangeError {
+    /// This source's feeds are fixed (captures), or a kernel UDP source
+    /// was not handed the feed's socket.
+    #[error("feeds cannot be changed on this source while it runs: restart with the feed given")]
+    Unsupported,
+    /// The group and port are a feed already.
+    #[error("already subscribed, as feed line {line}")]
+    AlreadySubscribed {
+        /// Its line.
+        line: usize,
+    },
+    /// The group and port are not a feed.
+    #[error("not subscribed")]
+    NotSubscribed,
+    /// Every feed line is taken.
+    #[error("all {MAX_LINES} feed lines are in use: unsubscribe one first", MAX_LINES = crate::stats::MAX_LINES)]
+    Full,
+}
+
 /// A source of arrivals, driven by the poller.
 pub trait Source {
     /// Hands every arrival that is there to `f` in place, waiting as `wait`
@@ -184,4 +207,31 @@ pub trait Source {
     /// Its counters. Reading them may take a syscall: the poller calls it
     /// on its housekeeping tick, not per packet.
     fn counters(&self) -> SourceCounters;
+
+    /// Takes `feed`'s datagrams from now on, on the feed line returned;
+    /// a source that receives through kernel sockets takes `socket` (opened
+    /// and joined by the asker), others leave it. Called by the poller
+    /// between polls, on a control-plane request: it must neither allocate
+    /// nor make a syscall (nor close a socket).
+    fn add_feed(
+        &mut self,
+        feed: Feed,
+        socket: &mut Option<udp::FeedSocket>,
+    ) -> Result<usize, FeedChangeError> {
+        let _ = (feed, socket);
+        Err(FeedChangeError::Unsupported)
+    }
+
+    /// Stops taking the datagrams of the feed to `group:port`; returns the
+    /// line it had, and puts the feed's socket, if it had one, in `socket`
+    /// for the asker to close. The same rules as [`Self::add_feed`].
+    fn remove_feed(
+        &mut self,
+        group: Ipv4Addr,
+        port: u16,
+        socket: &mut Option<udp::FeedSocket>,
+    ) -> Result<usize, FeedChangeError> {
+        let _ = (group, port, socket);
+        Err(FeedChangeError::Unsupported)
+    }
 }

@@ -238,17 +238,25 @@ impl Steering {
     /// that carry the tags of `vlan` and come from its source (any, when it
     /// has none); the others are counted and passed to the kernel.
     pub fn subscribe(&mut self, feed: &Feed, vlan: Vlan) -> Result<(), SteeringError> {
-        let value = SubValue::new(feed.source.map(|s| s.octets()), vlan);
-        self.subs()?
-            .insert(SubKey::new(feed.group.octets(), feed.port), value, 0)
-            .map_err(map_err(SUBSCRIPTIONS_MAP))
+        insert_subscription(&mut self.subs()?, feed, vlan)
     }
 
     /// Stops steering the feed's group:port.
     pub fn unsubscribe(&mut self, feed: &Feed) -> Result<(), SteeringError> {
-        self.subs()?
-            .remove(&SubKey::new(feed.group.octets(), feed.port))
-            .map_err(map_err(SUBSCRIPTIONS_MAP))
+        remove_subscription(&mut self.subs()?, feed)
+    }
+
+    /// Hands the subscription map over to another thread (the control
+    /// plane), which then changes the subscriptions while the poller runs:
+    /// the map updates are syscalls, made there and not on the poller.
+    /// After this, [`Self::subscribe`] and [`Self::unsubscribe`] fail.
+    pub fn take_subscriptions(&mut self, vlan: Vlan) -> Result<Subscriptions, SteeringError> {
+        let map = self
+            .ebpf
+            .take_map(SUBSCRIPTIONS_MAP)
+            .ok_or_else(|| missing(SUBSCRIPTIONS_MAP))?;
+        let map = HashMap::try_from(map).map_err(map_err(SUBSCRIPTIONS_MAP))?;
+        Ok(Subscriptions { map, vlan })
     }
 
     /// Puts an AF_XDP socket in the XSKMAP for receive queue `queue`.
@@ -294,6 +302,45 @@ impl Steering {
             .map(|r| r.return_value)
             .map_err(SteeringError::TestRun)
     }
+}
+
+/// The XDP program's subscription map, taken out of the program's
+/// objects to be changed from another thread than the poller's.
+#[derive(Debug)]
+pub struct Subscriptions {
+    map: HashMap<MapData, SubKey, SubValue>,
+    vlan: Vlan,
+}
+
+impl Subscriptions {
+    /// Steers the feed's frames (on the interface's VLAN, from its source)
+    /// to the sockets from now on.
+    pub fn insert(&mut self, feed: &Feed) -> Result<(), SteeringError> {
+        insert_subscription(&mut self.map, feed, self.vlan)
+    }
+
+    /// Passes the feed's frames to the kernel from now on.
+    pub fn remove(&mut self, feed: &Feed) -> Result<(), SteeringError> {
+        remove_subscription(&mut self.map, feed)
+    }
+}
+
+fn insert_subscription<M: std::borrow::BorrowMut<MapData>>(
+    map: &mut HashMap<M, SubKey, SubValue>,
+    feed: &Feed,
+    vlan: Vlan,
+) -> Result<(), SteeringError> {
+    let value = SubValue::new(feed.source.map(|s| s.octets()), vlan);
+    map.insert(SubKey::new(feed.group.octets(), feed.port), value, 0)
+        .map_err(map_err(SUBSCRIPTIONS_MAP))
+}
+
+fn remove_subscription<M: std::borrow::BorrowMut<MapData>>(
+    map: &mut HashMap<M, SubKey, SubValue>,
+    feed: &Feed,
+) -> Result<(), SteeringError> {
+    map.remove(&SubKey::new(feed.group.octets(), feed.port))
+        .map_err(map_err(SUBSCRIPTIONS_MAP))
 }
 
 /// The OS error number behind an error, if any of its causes is an I/O error.

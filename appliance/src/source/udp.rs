@@ -13,7 +13,12 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use ticklane_capture::feed::Feed;
 
-use super::{Arrival, Payload, Polled, Source, SourceCounters, SourceError, Verdict, Wait};
+use std::net::Ipv4Addr;
+
+use super::{
+    Arrival, FeedChangeError, Payload, Polled, Source, SourceCounters, SourceError, Verdict, Wait,
+};
+use crate::stats::MAX_LINES;
 use crate::sys::{self, Batch};
 
 /// A UDP socket bound to one feed (group:port) and joined to its group on
@@ -50,24 +55,44 @@ impl AsRawFd for FeedSocket {
     }
 }
 
-/// The feeds' sockets, line = position in the list.
+/// The feeds' sockets, line = position in the list (a feed removed at run
+/// time leaves its line vacant for the next one added).
 #[derive(Debug)]
 pub struct UdpSource {
-    sockets: Vec<FeedSocket>,
+    sockets: Vec<Option<FeedSocket>>,
     fds: Vec<RawFd>,
     batch: Batch,
     counters: SourceCounters,
 }
 
 impl UdpSource {
-    /// Receives on these sockets, one per feed line.
+    /// Receives on these sockets, one per feed line; room for
+    /// [`MAX_LINES`] is made here, so that adding one later allocates
+    /// nothing.
     pub fn new(sockets: Vec<FeedSocket>) -> Self {
-        Self {
-            fds: sockets.iter().map(AsRawFd::as_raw_fd).collect(),
-            sockets,
+        let mut source = Self {
+            sockets: Vec::with_capacity(sockets.len().max(MAX_LINES)),
+            fds: Vec::with_capacity(sockets.len().max(MAX_LINES)),
             batch: Batch::default(),
             counters: SourceCounters::default(),
-        }
+        };
+        source.sockets.extend(sockets.into_iter().map(Some));
+        source.refresh_fds();
+        source
+    }
+
+    /// The descriptors waited on, after a change (within their room).
+    fn refresh_fds(&mut self) {
+        self.fds.clear();
+        self.fds
+            .extend(self.sockets.iter().flatten().map(AsRawFd::as_raw_fd));
+    }
+
+    fn line_of(&self, group: Ipv4Addr, port: u16) -> Option<usize> {
+        self.sockets.iter().position(|s| {
+            s.as_ref()
+                .is_some_and(|s| (s.feed.group, s.feed.port) == (group, port))
+        })
     }
 }
 
@@ -79,6 +104,7 @@ impl Source for UdpSource {
     ) -> Result<Polled, SourceError> {
         let mut total = 0;
         for (line, socket) in self.sockets.iter().enumerate() {
+            let Some(socket) = socket else { continue };
             let n = sys::receive_batch(socket, &mut self.batch)?;
             total += n;
             for d in self.batch.iter() {
@@ -104,5 +130,47 @@ impl Source for UdpSource {
 
     fn counters(&self) -> SourceCounters {
         self.counters
+    }
+
+    /// Takes `socket` (the feed's, joined by the asker) on a vacant line or
+    /// a new one.
+    fn add_feed(
+        &mut self,
+        feed: Feed,
+        socket: &mut Option<FeedSocket>,
+    ) -> Result<usize, FeedChangeError> {
+        if let Some(line) = self.line_of(feed.group, feed.port) {
+            return Err(FeedChangeError::AlreadySubscribed { line });
+        }
+        if socket.as_ref().is_none_or(|s| s.feed != feed) {
+            return Err(FeedChangeError::Unsupported);
+        }
+        let line = match self.sockets.iter().position(Option::is_none) {
+            Some(line) => line,
+            None if self.sockets.len() < MAX_LINES => {
+                self.sockets.push(None);
+                self.sockets.len() - 1
+            }
+            None => return Err(FeedChangeError::Full),
+        };
+        self.sockets[line] = socket.take();
+        self.refresh_fds();
+        Ok(line)
+    }
+
+    /// Hands the feed's socket back in `socket`, to be closed (leaving the
+    /// group) off the poller.
+    fn remove_feed(
+        &mut self,
+        group: Ipv4Addr,
+        port: u16,
+        socket: &mut Option<FeedSocket>,
+    ) -> Result<usize, FeedChangeError> {
+        let line = self
+            .line_of(group, port)
+            .ok_or(FeedChangeError::NotSubscribed)?;
+        *socket = self.sockets[line].take();
+        self.refresh_fds();
+        Ok(line)
     }
 }

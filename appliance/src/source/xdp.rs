@@ -4,13 +4,18 @@
 //! each frame is walked down to its UDP payload where it lies in the UMEM,
 //! its checksums verified ([`Admission`]), then returned to the fill ring.
 
+use std::net::Ipv4Addr;
+
 use ticklane_capture::feed::{Feed, FeedFilter};
 pub use ticklane_xdp::Vlan;
 
 use super::admission::{Admission, Checksums};
-use super::steering::{AttachedMode, Steering, SteeringError, XdpModeRequest};
+use super::steering::{AttachedMode, Steering, SteeringError, Subscriptions, XdpModeRequest};
+use super::udp::FeedSocket;
 use super::xsk::{XskConfig, XskError, XskReceiver};
-use super::{Arrival, Payload, Polled, Source, SourceCounters, SourceError, Verdict, Wait};
+use super::{
+    Arrival, FeedChangeError, Payload, Polled, Source, SourceCounters, SourceError, Verdict, Wait,
+};
 
 /// What to steer where.
 #[derive(Debug, Clone)]
@@ -58,6 +63,7 @@ pub struct XdpSource {
     steering: Steering,
     socket: XskReceiver,
     admission: Admission,
+    vlan: Vlan,
     received: u64,
 }
 
@@ -81,6 +87,7 @@ impl XdpSource {
             steering,
             socket,
             admission: Admission::new(filter, cfg.checksums),
+            vlan: cfg.vlan,
             received: 0,
         })
     }
@@ -99,6 +106,14 @@ impl XdpSource {
     /// True when the socket is bound in zero-copy mode.
     pub fn zero_copy(&self) -> bool {
         self.socket.zero_copy()
+    }
+
+    /// The subscription map, for the control plane to add and remove feeds
+    /// while the poller runs (see [`Steering::take_subscriptions`]): a feed
+    /// is added to the poller ([`Source::add_feed`]) before it is steered,
+    /// and removed from the poller after it is no longer steered.
+    pub fn take_subscriptions(&mut self) -> Result<Subscriptions, SteeringError> {
+        self.steering.take_subscriptions(self.vlan)
     }
 
     /// True when the UMEM is on huge pages.
@@ -130,6 +145,24 @@ impl Source for XdpSource {
         })?;
         self.received += n as u64;
         Ok(Polled::Arrivals(n))
+    }
+
+    /// The socket, if any, is left to the asker: XDP steers the frames.
+    fn add_feed(
+        &mut self,
+        feed: Feed,
+        _socket: &mut Option<FeedSocket>,
+    ) -> Result<usize, FeedChangeError> {
+        self.admission.add_feed(feed)
+    }
+
+    fn remove_feed(
+        &mut self,
+        group: Ipv4Addr,
+        port: u16,
+        _socket: &mut Option<FeedSocket>,
+    ) -> Result<usize, FeedChangeError> {
+        self.admission.remove_feed(group, port)
     }
 
     fn counters(&self) -> SourceCounters {

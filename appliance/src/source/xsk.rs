@@ -188,78 +188,123 @@ fn queue_size(what: &'static str, size: u32) -> Result<QueueSize, XskError> {
     QueueSize::new(size).map_err(|_| XskError::Size { what, size })
 }
 
+/// Ring sizes of one socket and its UMEM.
+struct Rings {
+    fill: u32,
+    comp: u32,
+    rx: u32,
+    tx: u32,
+}
+
+/// A UMEM of `frames` frames of `frame_size` bytes, on huge pages when asked
+/// and available: the UMEM, its frame descriptors, and whether huge pages
+/// were had.
+fn umem(
+    frame_size: u32,
+    frames: u32,
+    rings: &Rings,
+    huge_pages: bool,
+) -> Result<(Umem, Vec<FrameDesc>, bool), XskError> {
+    let size_err = || XskError::Size {
+        what: "frame size",
+        size: frame_size,
+    };
+    let umem_cfg = UmemConfig::builder()
+        .frame_size(FrameSize::new(frame_size).map_err(|_| size_err())?)
+        .fill_queue_size(queue_size("fill ring", rings.fill)?)
+        .comp_queue_size(queue_size("completion ring", rings.comp)?)
+        .build()
+        .map_err(|_| size_err())?;
+    let count = NonZeroU32::new(frames).ok_or(XskError::Size {
+        what: "frame count",
+        size: 0,
+    })?;
+    let umem_err = |source| XskError::Umem { frames, source };
+    if huge_pages && let Ok((u, d)) = Umem::new(umem_cfg, count, true) {
+        return Ok((u, d, true));
+    }
+    let (u, d) = Umem::new(umem_cfg, count, false).map_err(umem_err)?;
+    Ok((u, d, false))
+}
+
+/// The rings of a bound socket.
+struct Bound {
+    tx: TxQueue,
+    rx: RxQueue,
+    fill: FillQueue,
+    comp: CompQueue,
+    zero_copy: bool,
+}
+
+/// Binds a socket on `iface`/`queue` to `umem` (zero-copy, copy, or
+/// zero-copy then copy).
+fn bind(
+    iface: &str,
+    queue: u32,
+    request: BindRequest,
+    umem: &Umem,
+    rings: &Rings,
+) -> Result<Bound, XskError> {
+    let name: Interface = iface
+        .parse()
+        .map_err(|_| XskError::InterfaceName(iface.to_owned()))?;
+    let attempt = |bind: BindFlags, mode: &'static str| {
+        let sock_cfg = SocketConfig::builder()
+            .rx_queue_size(queue_size("rx ring", rings.rx)?)
+            .tx_queue_size(queue_size("tx ring", rings.tx)?)
+            .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
+            .bind_flags(bind | BindFlags::XDP_USE_NEED_WAKEUP)
+            .build();
+        // SAFETY: each UMEM of this module is bound by exactly one socket
+        // (this call), so the shared-UMEM double-free condition of
+        // `Socket::new` cannot arise; libxdp's own program is inhibited.
+        unsafe { Socket::new(sock_cfg, umem, &name, queue) }.map_err(|source| XskError::Socket {
+            iface: iface.to_owned(),
+            queue,
+            mode,
+            source,
+        })
+    };
+    let ((tx, rx, fq_cq), zero_copy) = match request {
+        BindRequest::Zerocopy => (attempt(BindFlags::XDP_ZEROCOPY, "zero-copy")?, true),
+        BindRequest::Copy => (attempt(BindFlags::XDP_COPY, "copy")?, false),
+        BindRequest::Auto => match attempt(BindFlags::XDP_ZEROCOPY, "zero-copy") {
+            Ok(s) => (s, true),
+            Err(_) => (attempt(BindFlags::XDP_COPY, "copy")?, false),
+        },
+    };
+    let (fill, comp) = fq_cq.ok_or_else(|| XskError::NoFillRing {
+        iface: iface.to_owned(),
+        queue,
+    })?;
+    Ok(Bound {
+        tx,
+        rx,
+        fill,
+        comp,
+        zero_copy,
+    })
+}
+
 impl XskReceiver {
     /// Creates the UMEM and binds a socket to `iface`/`cfg.queue`. Our own
     /// XDP program is the one attached (libxdp's is inhibited).
     pub fn open(iface: &str, cfg: &XskConfig) -> Result<Self, XskError> {
-        let umem_cfg = UmemConfig::builder()
-            .frame_size(FrameSize::new(cfg.frame_size).map_err(|_| XskError::Size {
-                what: "frame size",
-                size: cfg.frame_size,
-            })?)
-            .fill_queue_size(queue_size("fill ring", cfg.fill_size)?)
-            .comp_queue_size(queue_size("completion ring", 64)?)
-            .build()
-            .map_err(|_| XskError::Size {
-                what: "frame size",
-                size: cfg.frame_size,
-            })?;
-        let frames = NonZeroU32::new(cfg.fill_size).ok_or(XskError::Size {
-            what: "fill ring",
-            size: 0,
-        })?;
-        let umem_err = |source| XskError::Umem {
-            frames: cfg.fill_size,
-            source,
+        let rings = Rings {
+            fill: cfg.fill_size,
+            comp: 64,
+            rx: cfg.rx_size,
+            tx: 64,
         };
-        let (umem, initial, huge_pages) = match cfg.huge_pages {
-            true => match Umem::new(umem_cfg, frames, true) {
-                Ok((u, d)) => (u, d, true),
-                Err(_) => {
-                    let (u, d) = Umem::new(umem_cfg, frames, false).map_err(umem_err)?;
-                    (u, d, false)
-                }
-            },
-            false => {
-                let (u, d) = Umem::new(umem_cfg, frames, false).map_err(umem_err)?;
-                (u, d, false)
-            }
-        };
-        let name: Interface = iface
-            .parse()
-            .map_err(|_| XskError::InterfaceName(iface.to_owned()))?;
-        let attempt = |bind: BindFlags, mode: &'static str| {
-            let sock_cfg = SocketConfig::builder()
-                .rx_queue_size(queue_size("rx ring", cfg.rx_size)?)
-                .tx_queue_size(queue_size("tx ring", 64)?)
-                .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
-                .bind_flags(bind | BindFlags::XDP_USE_NEED_WAKEUP)
-                .build();
-            // SAFETY: this UMEM is new and bound only here, so the
-            // shared-UMEM double-free condition of `Socket::new` cannot
-            // arise; libxdp's own program is inhibited, ours is attached.
-            unsafe { Socket::new(sock_cfg, &umem, &name, cfg.queue) }.map_err(|source| {
-                XskError::Socket {
-                    iface: iface.to_owned(),
-                    queue: cfg.queue,
-                    mode,
-                    source,
-                }
-            })
-        };
-        let (sockets, zero_copy) = match cfg.bind {
-            BindRequest::Zerocopy => (attempt(BindFlags::XDP_ZEROCOPY, "zero-copy")?, true),
-            BindRequest::Copy => (attempt(BindFlags::XDP_COPY, "copy")?, false),
-            BindRequest::Auto => match attempt(BindFlags::XDP_ZEROCOPY, "zero-copy") {
-                Ok(s) => (s, true),
-                Err(_) => (attempt(BindFlags::XDP_COPY, "copy")?, false),
-            },
-        };
-        let (tx, rx, fq_cq) = sockets;
-        let (fill, comp) = fq_cq.ok_or_else(|| XskError::NoFillRing {
-            iface: iface.to_owned(),
-            queue: cfg.queue,
-        })?;
+        let (umem, initial, huge_pages) =
+            umem(cfg.frame_size, cfg.fill_size, &rings, cfg.huge_pages)?;
+        let Bound {
+            tx,
+            rx,
+            fill,
+            comp,
+            zero_copy,
+        } = bind(iface, cfg.queue, cfg.bind, &umem, &rings)?;
         let mut me = Self {
             umem,
             rx,
@@ -375,5 +420,169 @@ impl XskReceiver {
 impl AsRawFd for XskReceiver {
     fn as_raw_fd(&self) -> RawFd {
         self.rx.fd().as_raw_fd()
+    }
+}
+
+/// An AF_XDP socket sending frames on one queue: every frame is copied
+/// once, into a UMEM frame, and handed to the kernel in batches (one
+/// wake-up per batch where the driver needs it). Frames return through the
+/// completion ring and are reused.
+pub struct XskSender {
+    umem: Umem,
+    tx: TxQueue,
+    comp: CompQueue,
+    _rx: RxQueue,
+    _fill: FillQueue,
+    /// Frames not with the kernel.
+    free: Vec<FrameDesc>,
+    /// Frames written, not yet handed over.
+    staged: Vec<FrameDesc>,
+    /// Scratch for completions.
+    done: Vec<FrameDesc>,
+    /// Frames with the kernel.
+    in_flight: usize,
+    zero_copy: bool,
+}
+
+impl std::fmt::Debug for XskSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XskSender")
+            .field("zero_copy", &self.zero_copy)
+            .field("in_flight", &self.in_flight)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Frames of a sender's UMEM (and slots of its rings).
+const TX_FRAMES: u32 = 4096;
+
+/// Frames handed to the kernel at once.
+pub const TX_BATCH: usize = 64;
+
+impl XskSender {
+    /// Creates a UMEM of 4096 frames and binds a socket to `iface`/`queue`
+    /// for sending.
+    pub fn open(iface: &str, queue: u32, bind_request: BindRequest) -> Result<Self, XskError> {
+        let rings = Rings {
+            fill: 64,
+            comp: TX_FRAMES,
+            rx: 64,
+            tx: TX_FRAMES,
+        };
+        let (umem, free, _) = umem(2048, TX_FRAMES, &rings, false)?;
+        let Bound {
+            tx,
+            rx,
+            fill,
+            comp,
+            zero_copy,
+        } = bind(iface, queue, bind_request, &umem, &rings)?;
+        Ok(Self {
+            umem,
+            tx,
+            comp,
+            _rx: rx,
+            _fill: fill,
+            free,
+            staged: Vec::with_capacity(TX_BATCH),
+            done: vec![FrameDesc::default(); TX_FRAMES as usize],
+            in_flight: 0,
+            zero_copy,
+        })
+    }
+
+    /// True when bound in zero-copy mode.
+    pub fn zero_copy(&self) -> bool {
+        self.zero_copy
+    }
+
+    /// Takes back the frames the kernel has sent.
+    fn reap(&mut self) {
+        // SAFETY: `done` is scratch; `consume` overwrites its first n
+        // entries with descriptors of this UMEM the kernel has finished with.
+        let n = unsafe { self.comp.consume(&mut self.done) };
+        self.free.extend_from_slice(&self.done[..n]);
+        self.in_flight -= n;
+    }
+
+    /// Copies `frame` into a UMEM frame and stages it; a full batch is
+    /// handed over at once. Waits (bounded) for a free frame when all are
+    /// with the kernel. A frame larger than a UMEM frame is refused.
+    pub fn queue(&mut self, frame: &[u8]) -> io::Result<()> {
+        if self.free.is_empty() {
+            self.reap();
+        }
+        let mut tries = 0;
+        while self.free.is_empty() {
+            self.submit()?;
+            self.tx.poll(1)?;
+            self.reap();
+            tries += 1;
+            if tries > 1000 {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the AF_XDP completion ring stayed empty for a second",
+                ));
+            }
+        }
+        let Some(mut desc) = self.free.pop() else {
+            return Ok(());
+        };
+        // SAFETY: `desc` is a frame of this UMEM taken from `free`: the
+        // kernel gave it back (or never had it) and no other descriptor
+        // names it, so nothing else reads or writes it while we do.
+        let mut data = unsafe { self.umem.data_mut(&mut desc) };
+        let mut cursor = data.cursor();
+        cursor.set_pos(0);
+        if io::Write::write_all(&mut cursor, frame).is_err() {
+            self.free.push(desc);
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a {}-byte frame does not fit a UMEM frame", frame.len()),
+            ));
+        }
+        self.staged.push(desc);
+        if self.staged.len() >= TX_BATCH {
+            self.submit()?;
+        }
+        Ok(())
+    }
+
+    /// Hands the staged frames to the kernel (and wakes it where needed).
+    pub fn submit(&mut self) -> io::Result<()> {
+        while !self.staged.is_empty() {
+            // SAFETY: the staged descriptors are frames of this UMEM that
+            // are in no ring, written above and not touched again until the
+            // completion ring hands them back.
+            let n = unsafe { self.tx.produce_and_wakeup(&self.staged)? };
+            self.in_flight += n;
+            self.staged.drain(..n);
+            if n == 0 {
+                // The ring is full: let the kernel drain it.
+                self.tx.poll(1)?;
+                self.reap();
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands over what is staged and waits (up to a second) until the kernel
+    /// has sent everything.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.submit()?;
+        for _ in 0..1000 {
+            self.reap();
+            if self.in_flight == 0 {
+                return Ok(());
+            }
+            if self.tx.needs_wakeup() {
+                self.tx.wakeup()?;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("{} frames were still unsent after a second", self.in_flight),
+        ))
     }
 }
