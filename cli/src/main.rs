@@ -48,7 +48,7 @@ enum Command {
     Book(book_cmd::BookArgs),
     Replay(replay_cmd::ReplayArgs),
     RetransServer(retrans_cmd::RetransArgs),
-    Run(run_cmd::RunArgs),
+    Run(Box<run_cmd::RunArgs>),
     Send(run_cmd::SendArgs),
     Audit(audit_cmd::AuditArgs),
     Doctor(doctor::DoctorArgs),
