@@ -2,8 +2,10 @@
 # Installs the system packages ticklane builds and tests with, when missing
 # (Debian; run as root): clang and libbpf headers build the XDP program, m4
 # and libelf build xsk-rs's vendored libxdp, iproute2 makes the test
-# namespaces, a C toolchain builds -sys crates and cargo-fuzz's libFuzzer,
+# namespaces, a C toolchain builds -sys crates and cargo-fuzz's libFuzzer.
 # tmux runs the terminal tests, python3 with venv the foreign gRPC client test.
+# The audit tests start Debian's ClickHouse server (18.16) themselves (it is
+# not started as a service here).
 set -euo pipefail
 need=()
 command -v clang >/dev/null 2>&1 || need+=(clang)
@@ -12,6 +14,8 @@ command -v m4 >/dev/null 2>&1 || need+=(m4)
 [ -f /usr/include/libelf.h ] || need+=(libelf-dev)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
+[ -x /usr/sbin/clickhouse-server ] || need+=(clickhouse-server)
+command -v clickhouse-client >/dev/null 2>&1 || need+=(clickhouse-client)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
 # The control plane's foreign-client test: Python grpcio in a virtualenv
 # (pip installs grpcio and grpcio-tools from PyPI into target/).

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use ticklane_e2e::{
-    Lab, arg, assert_success, ip, netns_available, start_retrans_server, start_retrans_server_with,
-    ticklane_ok,
+    DAMAGE, Lab, arg, assert_success, ip, netns_available, start_retrans_server,
+    start_retrans_server_with, ticklane_ok,
 };
 use ticklane_lab::retrans::RetransStore;
 use ticklane_protocols::moldudp64::{Packet, Request, Session};
@@ -29,27 +29,27 @@ fn a_damaged_feed_is_repaired_from_a_server_across_namespaces() {
         arg(dir.path(), "d.pcap"),
         arg(dir.path(), "c.book"),
     );
-    ticklane_ok(&[
-        "gen",
-        "--messages",
-        "50000",
-        "--stocks",
-        "20",
-        "--seed",
-        "9",
-        "-o",
-        &clean,
-        "--expect-book",
-        &book,
-        "--damaged",
-        &damaged,
-        "--drop",
-        "0.03",
-        "--dup",
-        "0.01",
-        "--reorder",
-        "0.02",
-    ]);
+    ticklane_ok(
+        &[
+            "gen",
+            "--messages",
+            "50000",
+            "--stocks",
+            "20",
+            "--seed",
+            "9",
+            "-o",
+            &clean,
+            "--expect-book",
+            &book,
+            "--damaged",
+            &damaged,
+        ]
+        .iter()
+        .chain(&DAMAGE)
+        .copied()
+        .collect::<Vec<_>>(),
+    );
     let lab = Lab::new("r", 1);
     let server_addr = format!("{}:9000", lab.addr(false));
     let _server = start_retrans_server(lab.ticklane_in(&lab.a), &clean, &server_addr);

@@ -2,6 +2,7 @@
 //! formatting of what they report. Everything else is in the libraries.
 
 mod args;
+mod audit_cmd;
 mod book_cmd;
 mod config;
 mod control_cmd;
@@ -25,6 +26,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 /// synthetic feed (gen), decode to canonical JSON Lines (decode), build the
 /// order books (book), replay through the whole pipeline (replay), serve
 /// MoldUDP64 re-requests (retrans-server), put frames on a wire (send).
+/// Audit: query and verify the audit trail (audit).
 /// Deployment: check this machine and interface (doctor); shell
 /// completions (completions) and man pages (man).
 #[derive(Debug, Parser)]
@@ -46,8 +48,9 @@ enum Command {
     Book(book_cmd::BookArgs),
     Replay(replay_cmd::ReplayArgs),
     RetransServer(retrans_cmd::RetransArgs),
-    Run(run_cmd::RunArgs),
+    Run(Box<run_cmd::RunArgs>),
     Send(run_cmd::SendArgs),
+    Audit(audit_cmd::AuditArgs),
     Doctor(doctor::DoctorArgs),
     /// Print shell completions for ticklane, e.g. `ticklane completions bash
     /// > /etc/bash_completion.d/ticklane`.
@@ -83,6 +86,7 @@ fn main() -> ExitCode {
         Command::RetransServer(args) => retrans_cmd::run(&args),
         Command::Run(args) => run_cmd::run(&args),
         Command::Send(args) => run_cmd::send(&args),
+        Command::Audit(args) => audit_cmd::run(&args),
         Command::Doctor(args) => doctor::run(&args),
         Command::Completions { shell } => {
             let mut script = Vec::new();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use ticklane_appliance::analytics::vwap::Vwap;
 use ticklane_appliance::book::Books;
-use ticklane_appliance::bus::{BusConfig, Drain};
+use ticklane_appliance::bus::Drain;
 use ticklane_appliance::delivery::Tap;
 use ticklane_appliance::pipeline::Pipeline;
 use ticklane_appliance::poller::{Poller, PollerConfig, TimeBase};
@@ -115,6 +115,8 @@ pub(crate) struct RunArgs {
     /// Capacity of the order pool.
     #[arg(long, default_value_t = 1 << 20, value_parser = args::max_orders())]
     max_orders: usize,
+    #[command(flatten)]
+    audit: super::audit_cmd::AuditRunArgs,
     #[command(flatten)]
     control: super::control_cmd::ControlArgs,
     /// Options from a TOML file: each key is a long option of this command
@@ -338,11 +340,12 @@ fn drive<S: Source>(
         stop,
         outputs,
     } = live;
-    let (pipeline, subscribers) = Pipeline::with_bus(
+    let (pipeline, mut subscribers) = Pipeline::with_bus(
         Books::new(args.max_orders),
         Vwap::default(),
-        BusConfig::default(),
+        args.audit.bus(),
     );
+    let audit = super::audit_cmd::LiveAudit::start(&args.audit, &mut subscribers)?;
     let (mut poller, stats) = Poller::new(source, pipeline, outputs.tap, cfg, stop)?;
     let control = control.map(|c| c.start(&mut poller, &path)).transpose()?;
     let drain = match &control {
@@ -374,7 +377,10 @@ fn drive<S: Source>(
     if let Err(e) = &finished.tap.1 {
         eprintln!("ticklane run: warning: the tap could not be flushed: {e}");
     }
-    let summary = report::summary(&finished, &path, &drained);
+    let mut summary = report::summary(&finished, &path, &drained);
+    if let Some(audit) = audit {
+        summary["audit"]["trail"] = audit.finish(&finished.audit_missed);
+    }
     report::warn("ticklane run", &summary);
     report::warn_rejected("ticklane run", &summary);
     println!(

@@ -2,6 +2,8 @@
 //! cargo, optimised), the real captures, network-namespace labs, and a way
 //! to run the binary and see everything it did.
 
+pub mod clickhouse;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -75,6 +77,10 @@ pub fn ticklane_ok(args: &[&str]) -> Run {
     );
     run
 }
+
+/// `ticklane gen` options that damage the `--damaged` copy of a feed: 3 %
+/// of packets dropped, 1 % duplicated, 2 % reordered.
+pub const DAMAGE: [&str; 6] = ["--drop", "0.03", "--dup", "0.01", "--reorder", "0.02"];
 
 /// A path inside `dir` as a `&str` argument.
 pub fn arg(dir: &Path, name: &str) -> String {

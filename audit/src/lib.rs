@@ -1,0 +1,18 @@
+//! The audit trail: every message the poller delivered, kept once.
+//!
+//! The poller copies each delivered message into the audit ring (the one
+//! deliberate copy of the data path). The [`writer`] thread, never on a
+//! poller core, drains that ring into the local [`journal`]: append-only
+//! segment files of CRC'd [`record`]s with a configurable fsync policy.
+//! Whatever could not be journaled (a full ring, a full disk) is journaled
+//! as a gap with its exact bounds, never lost silently.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod journal;
+pub mod query;
+pub mod record;
+pub mod shipper;
+pub mod store;
+pub mod verify;
+pub mod writer;

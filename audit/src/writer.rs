@@ -1,0 +1,358 @@
+//! The audit writer: a thread of its own (never a poller core) that drains
+//! the poller's audit ring into the journal, one batch per wake-up.
+//!
+//! Nothing is dropped silently: when the journal cannot be written (a full
+//! disk, an I/O error) the writer raises its alarm, stops writing, keeps
+//! draining the ring so that the poller sees no difference, and keeps the
+//! exact ranges it could not journal; the ranges the ring itself missed
+//! (handed over by the poller at the end) are journaled as gaps too.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rtrb::{Consumer, RingBuffer};
+use ticklane_appliance::bus::{AuditRecord, Subscribers};
+use ticklane_appliance::delivery::SeqRange;
+use ticklane_protocols::moldudp64::Session;
+
+use crate::journal::{Journal, JournalError};
+use crate::record::Entry;
+
+/// Takes the audit ring out of the bus's consumers (the other topics stay
+/// with whoever drains them), leaving an empty one-slot ring in its place.
+pub fn take_audit(subscribers: &mut Subscribers) -> Consumer<AuditRecord> {
+    let (_, empty) = RingBuffer::new(1);
+    std::mem::replace(&mut subscribers.audit, empty)
+}
+
+/// Live counters other threads read (metrics, the stats line).
+#[derive(Debug, Default)]
+pub struct WriterGauges {
+    /// Messages journaled.
+    pub journaled: AtomicU64,
+    /// Bytes written to the journal.
+    pub bytes: AtomicU64,
+    /// Messages drained that could not be journaled.
+    pub unjournaled: AtomicU64,
+    /// Raised when the journal stopped on an error (a full disk).
+    pub alarm: AtomicBool,
+}
+
+/// What the writer did, at the end.
+#[derive(Debug)]
+pub struct WriterReport {
+    /// Messages journaled.
+    pub journaled: u64,
+    /// Bytes written.
+    pub bytes: u64,
+    /// Delivered messages that are not in the journal, exact ranges: the
+    /// ring's misses and what the writer could not write.
+    pub gaps: Vec<SeqRange>,
+    /// Whether those gaps are journaled as gap records too (false when the
+    /// journal had failed).
+    pub gaps_journaled: bool,
+    /// The error that stopped the journal, if one did.
+    pub error: Option<JournalError>,
+}
+
+/// The writer thread.
+#[derive(Debug)]
+pub struct AuditWriter {
+    stop: Arc<AtomicBool>,
+    gauges: Arc<WriterGauges>,
+    handle: JoinHandle<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    journal: Journal,
+    error: Option<JournalError>,
+    /// Ranges drained but not journaled.
+    unjournaled: Vec<SeqRange>,
+    /// Ranges of the batch being built (moved to `unjournaled` if it fails).
+    batch: Vec<SeqRange>,
+}
+
+fn extend(ranges: &mut Vec<SeqRange>, session: Session, from: u64, end: u64) {
+    if let Some(last) = ranges.last_mut()
+        && last.session == session
+        && last.end == from
+    {
+        last.end = end;
+    } else {
+        ranges.push(SeqRange { session, from, end });
+    }
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+impl State {
+    /// Journals what the ring holds now; true when it held anything.
+    fn round(&mut self, ring: &mut Consumer<AuditRecord>, gauges: &WriterGauges) -> bool {
+        let ns = now_ns();
+        let mut got = 0u64;
+        while let Ok(r) = ring.pop() {
+            got += 1;
+            if self.error.is_some() {
+                extend(&mut self.unjournaled, r.session, r.seq, r.seq + 1);
+                gauges.unjournaled.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            extend(&mut self.batch, r.session, r.seq, r.seq + 1);
+            self.journal.append(&Entry::Message {
+                session: r.session,
+                seq: r.seq,
+                journaled_ns: ns,
+                bytes: r.message(),
+            });
+        }
+        self.commit(gauges);
+        got > 0
+    }
+
+    fn commit(&mut self, gauges: &WriterGauges) {
+        if self.batch.is_empty() && self.journal.pending_bytes() == 0 {
+            return;
+        }
+        let before = self.journal.bytes_written();
+        match self.journal.commit() {
+            Ok(()) => {
+                let n: u64 = self.batch.iter().map(|r| r.end - r.from).sum();
+                gauges.journaled.fetch_add(n, Ordering::Relaxed);
+                gauges
+                    .bytes
+                    .fetch_add(self.journal.bytes_written() - before, Ordering::Relaxed);
+                self.batch.clear();
+            }
+            Err(e) => {
+                self.journal.discard();
+                let n: u64 = self.batch.iter().map(|r| r.end - r.from).sum();
+                gauges.unjournaled.fetch_add(n, Ordering::Relaxed);
+                for r in self.batch.drain(..) {
+                    extend(&mut self.unjournaled, r.session, r.from, r.end);
+                }
+                gauges.alarm.store(true, Ordering::Release);
+                self.error = Some(e);
+            }
+        }
+    }
+}
+
+impl AuditWriter {
+    /// Starts the thread on `ring`, writing to `journal`.
+    pub fn spawn(mut ring: Consumer<AuditRecord>, journal: Journal) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let gauges = Arc::new(WriterGauges::default());
+        let (flag, g) = (stop.clone(), gauges.clone());
+        let handle = std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || {
+                let mut state = State {
+                    journal,
+                    error: None,
+                    unjournaled: Vec::new(),
+                    batch: Vec::with_capacity(16),
+                };
+                loop {
+                    let stopping = flag.load(Ordering::Acquire);
+                    let got = state.round(&mut ring, &g);
+                    if stopping && !got {
+                        return state;
+                    }
+                    // One batch per millisecond: the ring holds far more
+                    // than a millisecond of messages, and a batch per wake-up
+                    // is one write (and at most one fsync).
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            })?;
+        Ok(Self {
+            stop,
+            gauges,
+            handle,
+        })
+    }
+
+    /// Its live counters.
+    pub fn gauges(&self) -> Arc<WriterGauges> {
+        self.gauges.clone()
+    }
+
+    /// Stops after draining the ring, journals `missed` (the ranges the ring
+    /// could not take, from the poller) as gaps, syncs, and reports.
+    pub fn finish(self, missed: &[SeqRange]) -> WriterReport {
+        self.stop.store(true, Ordering::Release);
+        let Ok(mut state) = self.handle.join() else {
+            return WriterReport {
+                journaled: self.gauges.journaled.load(Ordering::Relaxed),
+                bytes: self.gauges.bytes.load(Ordering::Relaxed),
+                gaps: missed.to_vec(),
+                gaps_journaled: false,
+                error: None,
+            };
+        };
+        let mut gaps = missed.to_vec();
+        gaps.append(&mut state.unjournaled);
+        let mut gaps_journaled = false;
+        if state.error.is_none() {
+            let ns = now_ns();
+            for g in &gaps {
+                state.journal.append(&Entry::Gap {
+                    session: g.session,
+                    from: g.from,
+                    end: g.end,
+                    journaled_ns: ns,
+                });
+            }
+            match state.journal.commit().and_then(|()| state.journal.sync()) {
+                Ok(()) => gaps_journaled = true,
+                Err(e) => state.error = Some(e),
+            }
+        }
+        WriterReport {
+            journaled: self.gauges.journaled.load(Ordering::Relaxed),
+            bytes: state.journal.bytes_written(),
+            gaps,
+            gaps_journaled,
+            error: state.error,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{JournalConfig, Position, Reader};
+    use ticklane_appliance::bus::{BusConfig, bus};
+
+    fn entries(dir: &std::path::Path) -> (Vec<u64>, Vec<(u64, u64)>) {
+        let mut r = Reader::open(dir, Position::default());
+        let (mut msgs, mut gaps) = (Vec::new(), Vec::new());
+        while let Some((e, _)) = r.next(None).unwrap() {
+            match e {
+                Entry::Message { seq, bytes, .. } => {
+                    assert_eq!(bytes, seq.to_be_bytes());
+                    msgs.push(seq);
+                }
+                Entry::Gap { from, end, .. } => gaps.push((from, end)),
+            }
+        }
+        (msgs, gaps)
+    }
+
+    #[test]
+    fn every_record_published_on_another_thread_is_journaled_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut publisher, mut subs) = bus(BusConfig {
+            events: 16,
+            audit: 1 << 12,
+        });
+        let (journal, _) = Journal::open(dir.path(), JournalConfig::default()).unwrap();
+        let writer = AuditWriter::spawn(take_audit(&mut subs), journal).unwrap();
+        let session = Session::from_name(b"W").unwrap();
+        let mut missed = ticklane_appliance::delivery::RangeLog::with_capacity(100_000);
+        for seq in 1..=100_000u64 {
+            if !publisher.audit(session, seq, &seq.to_be_bytes()) {
+                missed.record(session, seq, seq + 1);
+            }
+        }
+        let report = writer.finish(missed.kept());
+        let (msgs, gaps) = entries(dir.path());
+        assert_eq!(report.journaled, msgs.len() as u64);
+        assert!(report.gaps_journaled);
+        // Every sequence number is either journaled or inside a gap, once.
+        let mut all: Vec<u64> = msgs.clone();
+        for (from, end) in &gaps {
+            all.extend(*from..*end);
+        }
+        all.sort_unstable();
+        assert!(!missed.is_cut());
+        assert!(
+            all.iter().copied().eq(1..=100_000),
+            "{} entries cover 1..=100000",
+            all.len()
+        );
+        assert!(msgs.windows(2).all(|w| w[0] < w[1]), "in order");
+        assert_eq!(
+            gaps.iter().map(|(f, e)| e - f).sum::<u64>(),
+            missed.messages(),
+            "the ring's misses, exactly"
+        );
+    }
+
+    /// A real full disk: a 64 KiB tmpfs (needs root, as the whole suite does).
+    struct Tmpfs(tempfile::TempDir);
+
+    impl Tmpfs {
+        fn mount() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let ok = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=64k", "ticklane-audit-test"])
+                .arg(dir.path())
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "mounting a tmpfs failed: run the tests as root");
+            Self(dir)
+        }
+    }
+
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg(self.0.path())
+                .status();
+        }
+    }
+
+    #[test]
+    fn a_full_disk_raises_the_alarm_and_keeps_exact_ranges_of_what_was_not_journaled() {
+        let disk = Tmpfs::mount();
+        let (mut publisher, mut subs) = bus(BusConfig {
+            events: 16,
+            audit: 1 << 16,
+        });
+        let (journal, _) = Journal::open(disk.0.path(), JournalConfig::default()).unwrap();
+        let writer = AuditWriter::spawn(take_audit(&mut subs), journal).unwrap();
+        let gauges = writer.gauges();
+        let session = Session::from_name(b"W").unwrap();
+        // In small bursts, so that the writer's batches are small and the
+        // disk fills in the middle of the feed.
+        for seq in 10..20_010u64 {
+            assert!(publisher.audit(session, seq, &seq.to_be_bytes()));
+            if seq % 500 == 0 {
+                std::thread::sleep(Duration::from_millis(3));
+            }
+        }
+        let report = writer.finish(&[]);
+        assert!(gauges.alarm.load(Ordering::Acquire), "the alarm is raised");
+        assert!(
+            matches!(&report.error, Some(JournalError::Io { source, .. }) if source.raw_os_error() == Some(libc_enospc())),
+            "{:?}",
+            report.error
+        );
+        assert!(!report.gaps_journaled);
+        let (msgs, gaps) = entries(disk.0.path());
+        assert!(gaps.is_empty());
+        assert_eq!(report.journaled, msgs.len() as u64);
+        assert!(report.journaled > 0 && report.journaled < 20_000);
+        assert!(msgs.iter().copied().eq(10..10 + report.journaled));
+        assert_eq!(
+            report.gaps,
+            vec![SeqRange {
+                session,
+                from: 10 + report.journaled,
+                end: 20_010
+            }],
+            "one exact range, nothing lost silently"
+        );
+    }
+
+    fn libc_enospc() -> i32 {
+        28
+    }
+}

@@ -1,0 +1,775 @@
+//! `ticklane audit` and the audit options of `ticklane run`.
+
+use std::collections::BTreeMap;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, bail};
+use ticklane_appliance::bus::BusConfig;
+use ticklane_audit::journal::{self, AckState};
+use ticklane_audit::query::{self, Filter};
+use ticklane_audit::shipper::unacknowledged;
+use ticklane_audit::store::{MessageRow, Store, StoreConfig};
+use ticklane_audit::verify::{self, Differences, Range};
+use ticklane_capture::canonical as json;
+use ticklane_capture::feed::{FeedDecoder, FeedSink, Location, Problem};
+use ticklane_protocols::itch::{self, MessageRef};
+use ticklane_protocols::moldudp64::{Packet, Session};
+
+use super::GroupPort;
+
+/// The audit trail: set up ClickHouse, query, count, list gaps, verify.
+///
+/// The audit is read from ClickHouse (--clickhouse URL) or, with no server,
+/// from the local journal that `ticklane run --audit-dir DIR` writes
+/// (--journal DIR). Both give the same answers.
+#[derive(Debug, clap::Args)]
+pub(crate) struct AuditArgs {
+    #[command(subcommand)]
+    command: AuditCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum AuditCommand {
+    /// Create the database and tables (deploy/clickhouse/schema.sql); idempotent.
+    Init(ServerArgs),
+    /// Print the audited messages, ordered by session and sequence number.
+    Query(QueryArgs),
+    /// Counts: messages, sessions, gaps, duplicates, journal size and what is not shipped yet.
+    Stats(SourceArgs),
+    /// The delivered ranges that are not in the audit (exact bounds).
+    Gaps(SourceArgs),
+    /// Check that every message of a capture is in the audit exactly once and nothing else is.
+    Verify(VerifyArgs),
+}
+
+/// How to reach ClickHouse.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ServerArgs {
+    /// ClickHouse HTTP URL, http://HOST:PORT.
+    #[arg(long, value_name = "URL")]
+    pub(crate) clickhouse: Option<String>,
+    /// ClickHouse user (default: the server's default user).
+    #[arg(long, value_name = "USER", requires = "clickhouse")]
+    pub(crate) clickhouse_user: Option<String>,
+    /// File holding the ClickHouse password (one line).
+    #[arg(long, value_name = "FILE", requires = "clickhouse")]
+    pub(crate) clickhouse_password_file: Option<PathBuf>,
+    /// Seconds to wait for ClickHouse's answer to a batch or a query before
+    /// the attempt counts as failed (a batch is then asked about before it
+    /// is sent again).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    pub(crate) clickhouse_timeout: f64,
+}
+
+impl ServerArgs {
+    /// The store, when --clickhouse was given.
+    pub(crate) fn store(&self) -> anyhow::Result<Option<Store>> {
+        let Some(url) = &self.clickhouse else {
+            return Ok(None);
+        };
+        let mut cfg = StoreConfig::new(url);
+        if !(self.clickhouse_timeout > 0.0 && self.clickhouse_timeout.is_finite()) {
+            bail!("--clickhouse-timeout must be a number of seconds above 0");
+        }
+        cfg.end_timeout = std::time::Duration::from_secs_f64(self.clickhouse_timeout);
+        cfg.send_timeout = cfg.send_timeout.min(cfg.end_timeout);
+        cfg.user = self.clickhouse_user.clone();
+        if let Some(f) = &self.clickhouse_password_file {
+            let p = std::fs::read_to_string(f)
+                .with_context(|| format!("reading the password file {}", f.display()))?;
+            cfg.password = Some(p.trim_end_matches(['\n', '\r']).to_owned());
+        }
+        Ok(Some(Store::new(cfg)?))
+    }
+}
+
+/// Where the audit is read from.
+#[derive(Debug, clap::Args)]
+#[group(id = "source", required = true, multiple = false, args = ["clickhouse", "journal"])]
+struct SourceArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// The journal directory of `ticklane run --audit-dir` (no server needed).
+    #[arg(long, value_name = "DIR")]
+    journal: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    /// The canonical decode lines (`ticklane decode`'s format).
+    Jsonl,
+    /// Aligned columns.
+    Table,
+    /// Comma-separated values with a header line.
+    Csv,
+}
+
+#[derive(Debug, clap::Args)]
+struct QueryArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// Only this session.
+    #[arg(long)]
+    session: Option<String>,
+    /// From this sequence number.
+    #[arg(long)]
+    from_seq: Option<u64>,
+    /// Up to this sequence number (inclusive).
+    #[arg(long)]
+    to_seq: Option<u64>,
+    /// Only this stock.
+    #[arg(long)]
+    stock: Option<String>,
+    /// Only these message types, e.g. A,E,X.
+    #[arg(long = "type", value_delimiter = ',', value_parser = message_type)]
+    types: Vec<u8>,
+    /// At most this many messages.
+    #[arg(long)]
+    limit: Option<u64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "jsonl")]
+    format: Format,
+}
+
+fn message_type(s: &str) -> Result<u8, String> {
+    match s.as_bytes() {
+        [t] if itch::parse(&[*t]) != Err(itch::ItchError::UnknownType(*t)) => Ok(*t),
+        _ => Err(format!(
+            "'{s}' is not an ITCH 5.0 message type (one letter, e.g. A, E, X)"
+        )),
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct VerifyArgs {
+    /// The capture that was sent (pcap, pcapng).
+    capture: PathBuf,
+    #[command(flatten)]
+    source: SourceArgs,
+    /// Only these feeds of the capture (GROUP:PORT[@SOURCE], repeatable).
+    #[arg(long = "feed", value_name = "GROUP:PORT[@SOURCE]")]
+    feeds: Vec<GroupPort>,
+}
+
+pub(crate) fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
+    match &args.command {
+        AuditCommand::Init(server) => init(server),
+        AuditCommand::Query(q) => query(q),
+        AuditCommand::Stats(s) => stats(s),
+        AuditCommand::Gaps(s) => gaps(s),
+        AuditCommand::Verify(v) => verify(v),
+    }
+}
+
+/// Runs a future on a runtime of this thread.
+pub(crate) fn block_on<T>(f: impl Future<Output = T>) -> anyhow::Result<T> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(f))
+}
+
+fn init(server: &ServerArgs) -> anyhow::Result<ExitCode> {
+    let Some(store) = server.store()? else {
+        bail!("give --clickhouse URL (the journal needs no set-up)");
+    };
+    let (version, n) = block_on(async {
+        let v = store.version().await?;
+        let n = store.init().await?;
+        Ok::<_, ticklane_audit::store::StoreError>((v, n))
+    })??;
+    println!(
+        "ticklane audit init: {n} statements applied on ClickHouse {version} at {}",
+        store.url()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The audited messages passing `filter`, in order, from either source.
+fn messages(
+    source: &SourceArgs,
+    filter: &Filter,
+    mut each: impl FnMut(&[u8], u64, &[u8]) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    if let Some(dir) = &source.journal {
+        let view = read_journal(dir, filter)?;
+        for ((s, q), raw) in &view.messages {
+            each(s, *q, raw)?;
+        }
+        return Ok(());
+    }
+    let store = source
+        .server
+        .store()?
+        .context("give --clickhouse URL or --journal DIR")?;
+    let mut failure = None;
+    block_on(query::query_store(&store, filter, |m| {
+        if failure.is_none()
+            && let Err(e) = each(&m.session, m.seq, &m.raw)
+        {
+            failure = Some(e);
+        }
+    }))??;
+    failure.map_or(Ok(()), Err)
+}
+
+fn read_journal(dir: &Path, filter: &Filter) -> anyhow::Result<query::JournalView> {
+    if !dir.is_dir() {
+        bail!(
+            "{} is not a journal directory (give ticklane run's --audit-dir)",
+            dir.display()
+        );
+    }
+    let view = query::read_journal(dir, filter)?;
+    if view.recovery.torn_segments > 0 {
+        eprintln!(
+            "ticklane audit: warning: {} journal segment(s) end inside a record: {} bytes skipped (first at segment {} byte {})",
+            view.recovery.torn_segments,
+            view.recovery.bytes_dropped,
+            view.recovery.first_at.map_or(0, |p| p.segment),
+            view.recovery.first_at.map_or(0, |p| p.offset)
+        );
+    }
+    if view.torn_tail > 0 {
+        eprintln!(
+            "ticklane audit: warning: the last journal segment ends with {} bytes of a torn record (cut when the journal is next opened)",
+            view.torn_tail
+        );
+    }
+    Ok(view)
+}
+
+fn query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
+    let filter = Filter {
+        session: args
+            .session
+            .as_ref()
+            .map(|s| s.trim_end().as_bytes().to_vec()),
+        from_seq: args.from_seq,
+        to_seq: args.to_seq,
+        stock: args
+            .stock
+            .as_ref()
+            .map(|s| s.trim_end().as_bytes().to_vec()),
+        types: args.types.clone(),
+        limit: args.limit,
+    };
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::with_capacity(1 << 20, stdout.lock());
+    let mut line = Vec::with_capacity(512);
+    match args.format {
+        Format::Csv | Format::Table => {
+            line.clear();
+            write_cells(
+                &mut line,
+                &COLUMNS.map(|(name, _)| name.to_owned()),
+                args.format,
+            )?;
+            out.write_all(&line)?;
+        }
+        Format::Jsonl => {}
+    }
+    let result = messages(&args.source, &filter, |session, seq, raw| {
+        line.clear();
+        match args.format {
+            Format::Jsonl => match itch::parse(raw) {
+                Ok(m) => json::write_message(&mut line, session, seq, &m),
+                Err(e) => bail!(
+                    "the audit holds a message that does not parse ({e}) at session {} seq {seq}",
+                    String::from_utf8_lossy(session)
+                ),
+            },
+            Format::Csv | Format::Table => {
+                let mut padded = [b' '; 10];
+                let n = session.len().min(10);
+                padded[..n].copy_from_slice(&session[..n]);
+                let r = MessageRow::new(&Session(padded), seq, 0, raw);
+                write_cells(&mut line, &cells(&r), args.format)?;
+            }
+        }
+        out.write_all(&line)?;
+        Ok(())
+    });
+    match result.and_then(|()| out.flush().map_err(Into::into)) {
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(ExitCode::SUCCESS)
+        }
+        r => r.map(|()| ExitCode::SUCCESS),
+    }
+}
+
+/// The csv and table columns: name, and width in the table (negative:
+/// left-aligned text).
+const COLUMNS: [(&str, i8); 11] = [
+    ("session", -10),
+    ("seq", 12),
+    ("type", -4),
+    ("stock_locate", 12),
+    ("timestamp", 16),
+    ("stock", -8),
+    ("order_reference", 20),
+    ("side", -4),
+    ("shares", 10),
+    ("price", 10),
+    ("match_number", 20),
+];
+
+fn cells(r: &MessageRow) -> [String; 11] {
+    [
+        text(&r.session),
+        r.seq.to_string(),
+        text(&r.r#type),
+        r.stock_locate.to_string(),
+        r.timestamp.to_string(),
+        text(&r.stock),
+        r.order_reference.to_string(),
+        text(&r.side),
+        r.shares.to_string(),
+        r.price.to_string(),
+        r.match_number.to_string(),
+    ]
+}
+
+/// One csv line (values with a comma or quote quoted) or table line.
+fn write_cells(out: &mut Vec<u8>, cells: &[String; 11], format: Format) -> std::io::Result<()> {
+    for (i, (cell, (_, width))) in cells.iter().zip(COLUMNS).enumerate() {
+        if i > 0 {
+            out.push(if format == Format::Csv { b',' } else { b' ' });
+        }
+        let w = usize::from(width.unsigned_abs());
+        match format {
+            Format::Csv if cell.contains([',', '"', '\n']) => {
+                write!(out, "\"{}\"", cell.replace('"', "\"\""))?;
+            }
+            Format::Csv | Format::Jsonl => out.extend_from_slice(cell.as_bytes()),
+            Format::Table if width < 0 => write!(out, "{cell:<w$}")?,
+            Format::Table => write!(out, "{cell:>w$}")?,
+        }
+    }
+    out.push(b'\n');
+    Ok(())
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn print_ranges(what: &str, ranges: &[Range]) {
+    for r in ranges {
+        println!(
+            "  {what}: session {:?} seq {}..={} ({} messages)",
+            text(&r.session),
+            r.from,
+            r.to,
+            r.to - r.from + 1
+        );
+    }
+}
+
+fn gaps(args: &SourceArgs) -> anyhow::Result<ExitCode> {
+    let rows = match &args.journal {
+        Some(dir) => read_journal(dir, &Filter::default())?.gaps,
+        None => {
+            let store = args
+                .server
+                .store()?
+                .context("give --clickhouse URL or --journal DIR")?;
+            block_on(query::store_gaps(&store))??
+        }
+    };
+    for g in &rows {
+        println!(
+            "session {:?} seq {}..={} ({} messages) not audited",
+            text(&g.session),
+            g.from_seq,
+            g.end_seq.saturating_sub(1),
+            g.end_seq.saturating_sub(g.from_seq)
+        );
+    }
+    println!("ticklane audit gaps: {} ranges", rows.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn stats(args: &SourceArgs) -> anyhow::Result<ExitCode> {
+    let mut sessions: BTreeMap<Vec<u8>, (u64, u64, u64)> = BTreeMap::new();
+    messages(args, &Filter::default(), |s, q, _| {
+        let e = sessions.entry(s.to_vec()).or_insert((q, q, 0));
+        e.0 = e.0.min(q);
+        e.1 = e.1.max(q);
+        e.2 += 1;
+        Ok(())
+    })?;
+    let total: u64 = sessions.values().map(|v| v.2).sum();
+    println!("messages: {total}");
+    for (s, (first, last, n)) in &sessions {
+        println!(
+            "  session {:?}: {n} messages, seq {first}..={last}",
+            text(s)
+        );
+    }
+    match &args.journal {
+        Some(dir) => {
+            let view = read_journal(dir, &Filter::default())?;
+            println!("duplicates journaled: {}", view.duplicates);
+            println!("gap ranges: {}", view.gaps.len());
+            println!(
+                "journal: {} segments, {} bytes on disk; {} messages not acknowledged by a store (acknowledged up to segment {})",
+                journal::segments(dir)?.len(),
+                journal::disk_bytes(dir)?,
+                unacknowledged(dir)?,
+                AckState::load(dir)?.acked.segment
+            );
+        }
+        None => {
+            let store = args.server.store()?.context("give --clickhouse URL")?;
+            let (dups, gaps) = block_on(async {
+                Ok::<_, ticklane_audit::store::StoreError>((
+                    query::store_duplicates(&store).await?,
+                    query::store_gaps(&store).await?.len(),
+                ))
+            })??;
+            println!("duplicate rows (hidden by FINAL): {dups}");
+            println!("gap ranges: {gaps}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Collects a capture's messages by (session, seq).
+struct Expected {
+    messages: BTreeMap<(Vec<u8>, u64), Vec<u8>>,
+    repeated: u64,
+    problems: u64,
+}
+
+impl FeedSink for Expected {
+    fn message(&mut self, session: &Session, seq: u64, message: MessageRef<'_>) {
+        let key = (session.trimmed().to_vec(), seq);
+        if self
+            .messages
+            .insert(key, message.as_bytes().to_vec())
+            .is_some()
+        {
+            self.repeated += 1;
+        }
+    }
+
+    fn packet(&mut self, _packet: &Packet<&[u8]>) {}
+
+    fn problem(&mut self, _at: Location, _problem: Problem) {
+        self.problems += 1;
+    }
+}
+
+fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
+    let mut expected = Expected {
+        messages: BTreeMap::new(),
+        repeated: 0,
+        problems: 0,
+    };
+    let mut decoder = FeedDecoder::new(super::feed_filter(&args.feeds)?);
+    ticklane_capture::read(&args.capture, |r| decoder.record(r, &mut expected))?;
+    if expected.problems > 0 {
+        eprintln!(
+            "ticklane audit verify: warning: {} malformed packets or messages in {} were skipped",
+            expected.problems,
+            args.capture.display()
+        );
+    }
+    let mut actual = Vec::new();
+    messages(&args.source, &Filter::default(), |s, q, raw| {
+        actual.push(((s.to_vec(), q), raw.to_vec()));
+        Ok(())
+    })?;
+    let duplicates = match &args.source.journal {
+        Some(dir) => read_journal(dir, &Filter::default())?.duplicates,
+        None => {
+            let store = args
+                .source
+                .server
+                .store()?
+                .context("give --clickhouse URL")?;
+            block_on(query::store_duplicates(&store))??
+        }
+    };
+    let d: Differences = verify::compare(&expected.messages, actual);
+    let capture = args.capture.display();
+    if d.is_empty() && duplicates == 0 {
+        println!(
+            "ticklane audit verify: all {} messages of {capture} are in the audit exactly once, and nothing else is",
+            d.matched
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "ticklane audit verify: the audit differs from {capture}: {} of {} messages match",
+        d.matched,
+        expected.messages.len()
+    );
+    print_ranges("missing", &d.missing);
+    print_ranges("not in the capture", &d.extra);
+    print_ranges("different bytes", &d.differing);
+    if duplicates > 0 {
+        println!("  stored more than once: {duplicates} messages");
+    }
+    Ok(ExitCode::FAILURE)
+}
+
+/// The audit options of `ticklane run`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct AuditRunArgs {
+    /// Journal every delivered message in this directory (append-only
+    /// segments with a CRC per record), on a thread of its own. With no
+    /// --clickhouse, the journal is the audit store (`ticklane audit
+    /// query --journal DIR`).
+    #[arg(long, value_name = "DIR")]
+    audit_dir: Option<PathBuf>,
+    /// Ship the journal to this ClickHouse (http://HOST:PORT), exactly once,
+    /// after `ticklane audit init`. Unshipped messages of an earlier run in
+    /// the same --audit-dir are shipped first.
+    #[command(flatten)]
+    server: ServerArgs,
+    /// When the journal fsyncs: batch (every batch the writer drains, about
+    /// one per millisecond under load), interval:MS, or off.
+    #[arg(
+        long,
+        value_name = "POLICY",
+        default_value = "interval:100",
+        requires = "audit_dir"
+    )]
+    audit_fsync: journal::FsyncPolicy,
+    /// Journal segment size in MiB (segments are deleted once ClickHouse has them).
+    #[arg(long, value_name = "MIB", default_value_t = 64, requires = "audit_dir")]
+    audit_segment_mib: u64,
+    /// At a stop, how long to keep shipping what was journaled (seconds);
+    /// what is left is shipped at the next start.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    audit_ship_timeout: f64,
+    /// Slots of the audit ring between the poller and the audit writer (a
+    /// full ring costs the poller nothing: what it could not take is
+    /// journaled as gap ranges with exact bounds).
+    #[arg(long, value_name = "SLOTS", default_value_t = BusConfig::default().audit, requires = "audit_dir")]
+    audit_ring: usize,
+}
+
+impl AuditRunArgs {
+    /// The bus sizes these options ask for.
+    pub(crate) fn bus(&self) -> BusConfig {
+        BusConfig {
+            audit: self.audit_ring.max(1),
+            ..BusConfig::default()
+        }
+    }
+}
+
+/// The audit trail of a live run: the writer thread and, with a server,
+/// the shipper thread.
+pub(crate) struct LiveAudit {
+    writer: ticklane_audit::writer::AuditWriter,
+    shipper: Option<ticklane_audit::shipper::Shipper>,
+    recovery: journal::Recovery,
+    ship_timeout: std::time::Duration,
+    watch: (Arc<AtomicBool>, std::thread::JoinHandle<()>),
+}
+
+/// Says on stderr, as it happens, when the journal stops (a full disk) and
+/// when ClickHouse starts or stops failing (the journal absorbs outages).
+fn watch(
+    writer: Arc<ticklane_audit::writer::WriterGauges>,
+    shipper: Option<Arc<ticklane_audit::shipper::ShipGauges>>,
+    done: Arc<AtomicBool>,
+) {
+    let (mut alarmed, mut failing) = (false, false);
+    loop {
+        // Read first: one more look after the stop was asked for.
+        let last = done.load(Ordering::Acquire);
+        if !alarmed && writer.alarm.load(Ordering::Acquire) {
+            alarmed = true;
+            eprintln!(
+                "ticklane run: ALARM: the audit journal stopped after {} bytes (disk full or I/O error); what it cannot write is kept as exact gap ranges; free space in --audit-dir",
+                writer.bytes.load(Ordering::Relaxed)
+            );
+        }
+        let now = shipper
+            .as_ref()
+            .is_some_and(|g| g.failing.load(Ordering::Relaxed));
+        if now != failing {
+            failing = now;
+            let shipped = shipper
+                .as_ref()
+                .map_or(0, |g| g.rows.load(Ordering::Relaxed));
+            let journaled = writer.journaled.load(Ordering::Relaxed);
+            if now {
+                eprintln!(
+                    "ticklane run: warning: ClickHouse is failing; the journal keeps the audit meanwhile ({} messages not shipped yet)",
+                    journaled.saturating_sub(shipped)
+                );
+            } else {
+                eprintln!("ticklane run: ClickHouse answers again; shipping the backlog");
+            }
+        }
+        if last {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+impl LiveAudit {
+    /// Starts the audit when --audit-dir was given, taking the audit ring.
+    pub(crate) fn start(
+        args: &AuditRunArgs,
+        subscribers: &mut ticklane_appliance::bus::Subscribers,
+    ) -> anyhow::Result<Option<Self>> {
+        let Some(dir) = &args.audit_dir else {
+            if args.server.clickhouse.is_some() {
+                bail!("--clickhouse needs --audit-dir DIR: the journal is what is shipped");
+            }
+            return Ok(None);
+        };
+        if !(args.audit_ship_timeout >= 0.0 && args.audit_ship_timeout.is_finite()) {
+            bail!("--audit-ship-timeout must be a number of seconds, 0 or more");
+        }
+        let store = args.server.store()?;
+        if let Some(store) = &store {
+            let ready = block_on(store.schema_ready())?.with_context(|| {
+                format!(
+                    "cannot use ClickHouse at {}: check that it runs, the URL, the user and password; or run without --clickhouse (the journal keeps the audit)",
+                    store.url()
+                )
+            })?;
+            if !ready {
+                bail!(
+                    "ClickHouse at {} has no audit tables: run `ticklane audit init --clickhouse {}` first",
+                    store.url(),
+                    store.url()
+                );
+            }
+        }
+        let (journal, recovery) = journal::Journal::open(
+            dir,
+            journal::JournalConfig {
+                segment_bytes: args.audit_segment_mib.max(1) << 20,
+                fsync: args.audit_fsync,
+            },
+        )?;
+        if recovery.torn_segments > 0 {
+            eprintln!(
+                "ticklane run: warning: the audit journal's last segment ended inside a record (a crash?): {} bytes cut at segment {} byte {}",
+                recovery.bytes_dropped,
+                recovery.first_at.map_or(0, |p| p.segment),
+                recovery.first_at.map_or(0, |p| p.offset)
+            );
+        }
+        let committed = journal.committed();
+        let shipper = match store {
+            Some(store) => Some(ticklane_audit::shipper::Shipper::spawn(
+                dir,
+                store,
+                ticklane_audit::shipper::ShipConfig::default(),
+                Some(committed),
+            )?),
+            None => None,
+        };
+        let writer = ticklane_audit::writer::AuditWriter::spawn(
+            ticklane_audit::writer::take_audit(subscribers),
+            journal,
+        )
+        .context("starting the audit writer thread")?;
+        let done = Arc::new(AtomicBool::new(false));
+        let (w, sg, d) = (
+            writer.gauges(),
+            shipper.as_ref().map(|s| s.gauges()),
+            done.clone(),
+        );
+        let watcher = std::thread::Builder::new()
+            .name("audit-watch".into())
+            .spawn(move || watch(w, sg, d))
+            .context("starting the audit watch thread")?;
+        Ok(Some(Self {
+            writer,
+            shipper,
+            recovery,
+            ship_timeout: std::time::Duration::from_secs_f64(args.audit_ship_timeout),
+            watch: (done, watcher),
+        }))
+    }
+
+    /// Journals what is left in the ring and the ring's misses, ships for at
+    /// most the timeout, and reports (as the summary's `audit.trail`).
+    pub(crate) fn finish(
+        self,
+        missed: &ticklane_appliance::delivery::RangeLog,
+    ) -> serde_json::Value {
+        let w = self.writer.finish(missed.kept());
+        if missed.is_cut() {
+            eprintln!(
+                "ticklane run: warning: the audit ring missed {} messages in {} ranges; only the first {} ranges are kept with exact bounds (the summary's audit.missed has the totals)",
+                missed.messages(),
+                missed.ranges(),
+                missed.kept().len()
+            );
+        }
+        if let Some(e) = &w.error {
+            eprintln!("ticklane run: ALARM: the audit journal stopped: {e}");
+        }
+        let gaps: Vec<serde_json::Value> = w
+            .gaps
+            .iter()
+            .map(|g| {
+                serde_json::json!({"session": text(g.session.trimmed()), "from": g.from, "to": g.end - 1})
+            })
+            .collect();
+        let mut v = serde_json::json!({
+            "journaled": w.journaled,
+            "journal_bytes": w.bytes,
+            "gaps": gaps,
+            "gaps_cut": missed.is_cut(),
+            "gaps_journaled": w.gaps_journaled,
+            "journal_error": w.error.as_ref().map(ToString::to_string),
+            "repaired_at_open": {"torn_segments": self.recovery.torn_segments, "bytes_dropped": self.recovery.bytes_dropped},
+        });
+        if let Some(s) = self.shipper {
+            let r = s.finish(self.ship_timeout);
+            v["shipped"] = serde_json::json!({
+                "rows": r.rows,
+                "batches": r.batches,
+                "failed_attempts": r.failures,
+                "found_landed_after_failure": r.found_landed,
+                "left_for_next_start": r.left_messages,
+                "last_error": r.last_error,
+                "fatal": r.fatal.as_ref().map(ToString::to_string),
+            });
+            eprintln!(
+                "ticklane run: audit: {} messages journaled, {} shipped to ClickHouse in {} batches ({} failed attempts); {} left for the next start{}",
+                w.journaled,
+                r.rows,
+                r.batches,
+                r.failures,
+                r.left_messages,
+                r.last_error
+                    .map(|e| format!(" (last error: {e})"))
+                    .unwrap_or_default()
+            );
+        } else {
+            eprintln!(
+                "ticklane run: audit: {} messages journaled ({} bytes); {} gap ranges",
+                w.journaled,
+                w.bytes,
+                w.gaps.len()
+            );
+        }
+        // Watched until here: the outage may end while the stop ships.
+        self.watch.0.store(true, Ordering::Release);
+        let _ = self.watch.1.join();
+        v
+    }
+}

@@ -1,0 +1,766 @@
+//! The audit trail against the real ClickHouse server (Debian's 18.16,
+//! started by the test, stopped by its PID): the shipper's exactly-once
+//! protocol, and the `ticklane audit` commands.
+
+use std::time::{Duration, Instant};
+
+use ticklane_audit::journal::{AckState, Journal, JournalConfig, Position};
+use ticklane_audit::record::Entry;
+use ticklane_audit::shipper::{ShipConfig, Shipper};
+use ticklane_audit::store::{Store, StoreConfig};
+use ticklane_e2e::clickhouse::ClickHouse;
+use ticklane_lab::market::{MAX_MESSAGE_LEN, Market, MarketConfig, Mix};
+use ticklane_protocols::moldudp64::Session;
+
+/// `n` messages of a synthetic day, as (seq, bytes).
+fn market(n: u64) -> Vec<(u64, Vec<u8>)> {
+    let mut m = Market::new(MarketConfig {
+        seed: 7,
+        stocks: 20,
+        messages: n,
+        max_live_orders: 10_000,
+        mix: Mix::Recent,
+        resting: 0,
+    });
+    let mut buf = [0u8; MAX_MESSAGE_LEN];
+    let mut out = Vec::new();
+    while let Some(len) = m.next_message(&mut buf) {
+        out.push((out.len() as u64 + 1, buf[..len].to_vec()));
+    }
+    out
+}
+
+fn append(j: &mut Journal, session: Session, msgs: &[(u64, Vec<u8>)]) {
+    for (seq, bytes) in msgs {
+        j.append(&Entry::Message {
+            session,
+            seq: *seq,
+            journaled_ns: 1_780_000_000_000_000_000,
+            bytes,
+        });
+    }
+    j.commit().unwrap();
+}
+
+/// Whether `done` came true within 30 s.
+fn wait_until(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+fn init(server: &ClickHouse) -> Store {
+    let store = Store::new(StoreConfig::new(&server.url())).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(store.init()).unwrap();
+    assert!(rt.block_on(store.version()).unwrap().starts_with("18.16"));
+    store
+}
+
+fn count(server: &ClickHouse, final_: bool) -> u64 {
+    let sql = format!(
+        "SELECT count() FROM ticklane.messages{}",
+        if final_ { " FINAL" } else { "" }
+    );
+    server.sql(&sql).trim().parse().unwrap()
+}
+
+/// A crash between sending a batch and recording its acknowledgement
+/// leaves it pending: at restart the same batch is rebuilt from the journal,
+/// the server is asked, and it is not sent again (no duplicate rows, even
+/// without FINAL). Without the pending record it would be sent twice, and
+/// only FINAL would hide it: that is shown too, so the check is not vacuous.
+#[test]
+fn a_batch_in_flight_at_a_crash_is_asked_about_and_never_shipped_twice() {
+    let server = ClickHouse::start();
+    let store = init(&server);
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session::from_name(b"CRASH").unwrap();
+    let msgs = market(10_000);
+    let (first, second) = msgs.split_at(4_000);
+    let (mut journal, _) = Journal::open(dir.path(), JournalConfig::default()).unwrap();
+    append(&mut journal, session, first);
+    let half: Position = *journal.committed().lock().unwrap();
+    let shipper = Shipper::spawn(
+        dir.path(),
+        store.clone(),
+        ShipConfig::default(),
+        Some(journal.committed()),
+    )
+    .unwrap();
+    let gauges = shipper.gauges();
+    let shipped = wait_until(|| gauges.rows.load(std::sync::atomic::Ordering::Relaxed) == 4_000);
+    if !shipped {
+        panic!(
+            "the first half was not shipped: {:?}",
+            shipper.finish(Duration::ZERO)
+        );
+    }
+    append(&mut journal, session, second);
+    let end: Position = *journal.committed().lock().unwrap();
+    let report = shipper.finish(Duration::from_secs(20));
+    assert_eq!(
+        (report.rows, report.left_messages),
+        (10_000, 0),
+        "{report:?}"
+    );
+    assert_eq!(AckState::load(dir.path()).unwrap().acked, end);
+    assert_eq!(count(&server, false), 10_000);
+
+    // The crash: the second batch was sent, its acknowledgement not written.
+    AckState {
+        acked: half,
+        pending: Some(end),
+    }
+    .store(dir.path())
+    .unwrap();
+    let again = Shipper::spawn(dir.path(), store.clone(), ShipConfig::default(), None)
+        .unwrap()
+        .finish(Duration::from_secs(20));
+    assert_eq!(again.found_landed, 1, "{again:?}");
+    assert_eq!(again.rows, 6_000, "acknowledged now");
+    assert_eq!(count(&server, false), 10_000, "nothing sent twice");
+    assert_eq!(AckState::load(dir.path()).unwrap().acked, end);
+
+    // Without the pending record the batch goes again: the backstop.
+    AckState {
+        acked: half,
+        pending: None,
+    }
+    .store(dir.path())
+    .unwrap();
+    let blind = Shipper::spawn(dir.path(), store, ShipConfig::default(), None)
+        .unwrap()
+        .finish(Duration::from_secs(20));
+    assert_eq!(blind.found_landed, 0);
+    assert_eq!(
+        count(&server, false),
+        16_000,
+        "18.16 keeps the duplicate insert"
+    );
+    assert_eq!(
+        count(&server, true),
+        10_000,
+        "FINAL reads each (session, seq) once"
+    );
+}
+
+/// What a live run does to the audit's server while the feed is sent.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Fault {
+    None,
+    /// SIGSTOP for 10 s, then SIGCONT.
+    Stop10s,
+    /// SIGKILL, then a restart on the same data.
+    Kill,
+    /// The appliance SIGKILLed two seconds into the feed, then started again
+    /// on the same journal (with no feed): it ships the unacknowledged tail.
+    KillAppliance,
+    /// No server; an audit ring of 64 slots and the feed in a burst: the
+    /// ring overflows.
+    TinyRing,
+}
+
+/// A generated feed with losses, duplicates and reordering, sent live to
+/// `ticklane run` (XDP) with a re-request server on the clean capture, and
+/// the audit on: journal, and with `clickhouse` a real server in the
+/// receiver's namespace, faulted as `fault` says a second into the feed.
+/// Then: `audit verify` equals the clean capture exactly once and
+/// `audit query --format jsonl` equals `ticklane decode` of it, line for line.
+fn live_audit(tag: &str, clickhouse: bool, fault: Fault) {
+    if !ticklane_e2e::netns_available() {
+        return;
+    }
+    let _serial = ticklane_e2e::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let (clean, damaged, summary) = (
+        ticklane_e2e::arg(dir.path(), "c.pcap"),
+        ticklane_e2e::arg(dir.path(), "d.pcap"),
+        ticklane_e2e::arg(dir.path(), "s.json"),
+    );
+    let journal = ticklane_e2e::arg(dir.path(), "journal");
+    ticklane_e2e::ticklane_ok(
+        &[
+            "gen",
+            "--messages",
+            "40000",
+            "--stocks",
+            "20",
+            "--seed",
+            "11",
+            "-o",
+            &clean,
+            "--group",
+            "239.8.8.8:30008",
+            "--damaged",
+            &damaged,
+        ]
+        .iter()
+        .chain(&ticklane_e2e::DAMAGE)
+        .copied()
+        .collect::<Vec<_>>(),
+    );
+    let lab = ticklane_e2e::Lab::new(tag, 1);
+    let server_addr = format!("{}:9000", lab.addr(false));
+    let _retrans =
+        ticklane_e2e::start_retrans_server(lab.ticklane_in(&lab.a), &clean, &server_addr);
+    // Declared after the lab: stopped before its namespaces go.
+    let mut ch = clickhouse.then(|| ClickHouse::start_in(Some(&lab.b)));
+    let url = ch.as_ref().map(ClickHouse::url);
+    let audit = |args: &[&str]| {
+        lab.ticklane_in(&lab.b)
+            .arg("audit")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let store_args: Vec<&str> = match &url {
+        Some(u) => vec!["--clickhouse", u],
+        None => vec!["--journal", &journal],
+    };
+    if let Some(u) = &url {
+        ticklane_e2e::assert_success(&audit(&["init", "--clickhouse", u]));
+    }
+    let mut args = vec![
+        "--feed",
+        "239.8.8.8:30008",
+        "--retrans",
+        &server_addr,
+        "--summary-json",
+        &summary,
+        "--audit-dir",
+        &journal,
+        "--audit-fsync",
+        "batch",
+        "--audit-ship-timeout",
+        "30",
+    ];
+    let tiny = fault == Fault::TinyRing;
+    if tiny {
+        args.extend_from_slice(&["--audit-ring", "64"]);
+    }
+    if let Some(u) = &url {
+        // A short answer timeout: a stopped server makes attempts fail (and
+        // the batch in flight ambiguous) rather than only wait.
+        args.extend_from_slice(&["--clickhouse", u, "--clickhouse-timeout", "2"]);
+    }
+    let run = ticklane_e2e::start_run(&lab, &args);
+    let mut sender = lab
+        .ticklane_in(&lab.a)
+        .args(["send", &damaged, "--iface", &lab.va, "--pps"])
+        .arg(if tiny { "20000" } else { "400" })
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    if let Some(server) = &mut ch {
+        match fault {
+            Fault::None | Fault::TinyRing => {}
+            Fault::KillAppliance => {
+                // The server held still meanwhile, so that the kill leaves an
+                // unshipped tail (and a batch in flight) behind.
+                server.signal(libc::SIGSTOP);
+                std::thread::sleep(Duration::from_secs(1));
+                let mut run = run;
+                run.child.0.kill().unwrap();
+                run.child.0.wait().unwrap();
+                let _ = sender.kill();
+                let _ = sender.wait();
+                server.signal(libc::SIGCONT);
+                let url = server.url();
+                return restarted_after_a_crash(
+                    &lab, &args, &summary, &clean, &journal, &url, &audit,
+                );
+            }
+            Fault::Stop10s => {
+                server.signal(libc::SIGSTOP);
+                std::thread::sleep(Duration::from_secs(10));
+                server.signal(libc::SIGCONT);
+            }
+            Fault::Kill => {
+                server.kill();
+                std::thread::sleep(Duration::from_secs(1));
+                server.restart();
+            }
+        }
+    }
+    assert!(sender.wait().unwrap().success());
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, stderr) = ticklane_e2e::stop_run(run);
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    assert_eq!(s["session"]["lost_messages"], 0, "{s}\n{stderr}");
+    assert_eq!(s["messages"], 40_000, "{stderr}");
+    let trail = &s["audit"]["trail"];
+    if tiny {
+        return overflow_recorded_exactly(&s, &clean, &journal, &audit);
+    }
+    assert_eq!(trail["journaled"], 40_000, "{trail}\n{stderr}");
+    assert_eq!(trail["gaps"], serde_json::json!([]));
+    if clickhouse {
+        assert_eq!(
+            trail["shipped"]["left_for_next_start"], 0,
+            "{trail}\n{stderr}"
+        );
+        assert_eq!(trail["shipped"]["rows"], 40_000, "{trail}");
+        if fault != Fault::None {
+            assert!(
+                stderr.contains("ClickHouse is failing; the journal keeps the audit")
+                    && stderr.contains("ClickHouse answers again"),
+                "the outage was reported as it happened:\n{stderr}"
+            );
+            assert!(
+                trail["shipped"]["failed_attempts"].as_u64().unwrap() > 0,
+                "the fault was felt: {trail}"
+            );
+        }
+    }
+    let mut verify_args = vec!["verify", &clean];
+    verify_args.extend_from_slice(&store_args);
+    let v = audit(&verify_args);
+    let said = String::from_utf8_lossy(&v.stdout);
+    assert!(
+        v.status.success() && said.contains("all 40000 messages of"),
+        "{said}\n{}\nrun: {trail}",
+        String::from_utf8_lossy(&v.stderr)
+    );
+    let mut query_args = vec!["query", "--format", "jsonl"];
+    query_args.extend_from_slice(&store_args);
+    let q = audit(&query_args);
+    ticklane_e2e::assert_success(&q);
+    let decoded = ticklane_e2e::ticklane_ok(&["decode", &clean]).stdout;
+    assert!(
+        q.stdout == decoded.as_bytes(),
+        "audit query --format jsonl equals ticklane decode of the clean capture, line for line"
+    );
+    if !clickhouse {
+        truncated_journal(&journal, &clean, &audit);
+    }
+}
+
+/// After `kill -9` of the appliance mid-feed: a new run on the same journal
+/// ships exactly the unacknowledged tail (a batch in flight at the kill is
+/// asked about, not duplicated); ClickHouse then holds every journaled
+/// message once, 1..=K of the feed, and nothing else.
+fn restarted_after_a_crash(
+    lab: &ticklane_e2e::Lab,
+    args: &[&str],
+    summary: &str,
+    clean: &str,
+    journal: &str,
+    url: &str,
+    audit: &dyn Fn(&[&str]) -> std::process::Output,
+) {
+    let tail = ticklane_audit::shipper::unacknowledged(std::path::Path::new(journal)).unwrap();
+    assert!(tail > 0, "the kill left an unshipped tail");
+    let run = ticklane_e2e::start_run(lab, args);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (_, stderr) = ticklane_e2e::stop_run(run);
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(summary).unwrap()).unwrap();
+    let trail = &s["audit"]["trail"];
+    assert_eq!(
+        trail["journaled"], 0,
+        "no feed this time: {trail}\n{stderr}"
+    );
+    assert_eq!(
+        trail["shipped"]["rows"], tail,
+        "exactly the unacknowledged tail: {trail}"
+    );
+    assert_eq!(trail["shipped"]["left_for_next_start"], 0, "{trail}");
+    let v = audit(&["verify", clean, "--clickhouse", url]);
+    let said = String::from_utf8(v.stdout).unwrap();
+    let (matched, rest) = said
+        .split_once(" of 40000 messages match")
+        .and_then(|(head, rest)| Some((head.rsplit(' ').next()?.parse::<u64>().ok()?, rest)))
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(matched > 0 && matched < 40_000, "killed mid-feed: {said}");
+    assert_eq!(
+        rest.trim(),
+        format!(
+            "missing: session \"TICKLANE01\" seq {}..=40000 ({} messages)",
+            matched + 1,
+            40_000 - matched
+        ),
+        "1..=K once each, nothing else and no duplicate rows:\n{said}"
+    );
+}
+
+/// The audit ring overflowed: what it missed is in the summary, the
+/// journal's gap records and `audit gaps` with exact bounds, and `audit
+/// verify` finds exactly those ranges missing, nothing else.
+fn overflow_recorded_exactly(
+    s: &serde_json::Value,
+    clean: &str,
+    journal: &str,
+    audit: &dyn Fn(&[&str]) -> std::process::Output,
+) {
+    let trail = &s["audit"]["trail"];
+    let missed = s["audit"]["missed"]["messages"].as_u64().unwrap();
+    assert!(missed > 0, "the tiny ring overflowed: {s}");
+    assert_eq!(
+        trail["journaled"].as_u64().unwrap() + missed,
+        40_000,
+        "{trail}"
+    );
+    assert_eq!(trail["gaps_journaled"], true);
+    let gaps: Vec<(u64, u64)> = trail["gaps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["from"].as_u64().unwrap(), g["to"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(gaps.iter().map(|(f, t)| t - f + 1).sum::<u64>(), missed);
+    let listed = String::from_utf8(audit(&["gaps", "--journal", journal]).stdout).unwrap();
+    let v = audit(&["verify", clean, "--journal", journal]);
+    let said = String::from_utf8(v.stdout).unwrap();
+    assert_eq!(v.status.code(), Some(1), "{said}");
+    let missing: Vec<(u64, u64)> = said
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("missing: session \"TICKLANE01\" seq ")
+        })
+        .map(|r| {
+            let (from, rest) = r.split_once("..=").unwrap();
+            let to = rest.split(' ').next().unwrap();
+            (from.parse().unwrap(), to.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        missing, gaps,
+        "verify finds exactly the recorded gaps missing:\n{said}"
+    );
+    assert!(!said.contains("not in the capture") && !said.contains("different bytes"));
+    for (from, to) in gaps {
+        assert!(listed.contains(&format!("seq {from}..={to} ")), "{listed}");
+    }
+}
+
+/// The last segment cut inside its last record: verify names the exact
+/// range lost, and the next open of the journal cuts the torn tail, counted.
+fn truncated_journal(journal: &str, clean: &str, audit: &dyn Fn(&[&str]) -> std::process::Output) {
+    let segs = ticklane_audit::journal::segments(std::path::Path::new(journal)).unwrap();
+    let last = std::path::Path::new(journal).join(format!("{:020}.seg", segs.last().unwrap()));
+    let len = std::fs::metadata(&last).unwrap().len();
+    // The last record is the capture's last message (no gaps were journaled).
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&last)
+        .unwrap()
+        .set_len(len - 3)
+        .unwrap();
+    let v = audit(&["verify", clean, "--journal", journal]);
+    let out = String::from_utf8_lossy(&v.stdout);
+    assert_eq!(v.status.code(), Some(1), "{out}");
+    assert!(out.contains("39999 of 40000 messages match"), "{out}");
+    assert!(
+        out.contains("missing: session \"TICKLANE01\" seq 40000..=40000"),
+        "{out}"
+    );
+    assert!(
+        String::from_utf8_lossy(&v.stderr).contains("torn record"),
+        "{}",
+        String::from_utf8_lossy(&v.stderr)
+    );
+    let (j, rec) = Journal::open(std::path::Path::new(journal), JournalConfig::default()).unwrap();
+    drop(j);
+    assert_eq!(rec.torn_segments, 1);
+    assert!(
+        rec.bytes_dropped > 0 && rec.bytes_dropped < 32 + 50,
+        "the rest of one record is cut: {rec:?}"
+    );
+}
+
+#[test]
+fn a_live_feed_with_losses_lands_in_clickhouse_exactly_once() {
+    live_audit("aud", true, Fault::None);
+}
+
+#[test]
+fn the_journal_alone_is_the_audit_store_and_a_truncated_segment_is_reported_exactly() {
+    live_audit("auj", false, Fault::None);
+}
+
+#[test]
+fn the_appliance_killed_mid_feed_ships_its_unacknowledged_tail_at_restart() {
+    live_audit("aua", true, Fault::KillAppliance);
+}
+
+#[test]
+fn an_overflowing_audit_ring_is_recorded_as_exact_gap_ranges() {
+    live_audit("aur", false, Fault::TinyRing);
+}
+
+#[test]
+fn clickhouse_stopped_for_10_s_mid_feed_loses_and_duplicates_nothing() {
+    live_audit("aus", true, Fault::Stop10s);
+}
+
+#[test]
+fn clickhouse_killed_mid_feed_and_restarted_loses_and_duplicates_nothing() {
+    live_audit("auk", true, Fault::Kill);
+}
+
+fn run(args: &[&str]) -> ticklane_e2e::Run {
+    ticklane_e2e::ticklane(args)
+}
+
+/// A journal of `market(n)` written with the library, closed.
+fn journal_of(dir: &std::path::Path, n: u64) -> Vec<(u64, Vec<u8>)> {
+    let msgs = market(n);
+    let (mut j, _) = Journal::open(
+        dir,
+        JournalConfig {
+            segment_bytes: 64 << 10,
+            ..JournalConfig::default()
+        },
+    )
+    .unwrap();
+    // In batches, as the writer commits: segments of 64 KiB rotate.
+    for chunk in msgs.chunks(500) {
+        append(&mut j, Session::from_name(b"Q1").unwrap(), chunk);
+    }
+    msgs
+}
+
+/// The same filters give the same lines from the journal and from
+/// ClickHouse (after shipping that journal), in every format; jsonl is the
+/// canonical decode format.
+#[test]
+fn audit_query_gives_the_same_answers_from_the_journal_and_from_clickhouse() {
+    let dir = tempfile::tempdir().unwrap();
+    let jdir = dir.path().join("j");
+    let msgs = journal_of(&jdir, 5_000);
+    let journal = jdir.to_str().unwrap();
+    let server = ClickHouse::start();
+    let url = server.url();
+    ticklane_e2e::ticklane_ok(&["audit", "init", "--clickhouse", &url]);
+    let store = Store::new(StoreConfig::new(&url)).unwrap();
+    let shipped = Shipper::spawn(
+        &jdir,
+        store,
+        ShipConfig {
+            reclaim: false,
+            ..ShipConfig::default()
+        },
+        None,
+    )
+    .unwrap()
+    .finish(Duration::from_secs(20));
+    assert_eq!(shipped.rows, 5_000, "{shipped:?}");
+    // The expected jsonl, written here from the messages themselves.
+    let mut expected = Vec::new();
+    for (seq, bytes) in &msgs {
+        let m = ticklane_protocols::itch::parse(bytes).unwrap();
+        ticklane_capture::canonical::write_message(&mut expected, b"Q1", *seq, &m);
+    }
+    let all = ticklane_e2e::ticklane_ok(&["audit", "query", "--journal", journal]).stdout;
+    assert!(
+        all.as_bytes() == expected,
+        "jsonl is the canonical decode format"
+    );
+    let filters: [&[&str]; 5] = [
+        &[],
+        &["--type", "A,E", "--limit", "50"],
+        &["--from-seq", "100", "--to-seq", "200", "--format", "csv"],
+        &["--session", "Q1", "--format", "table", "--limit", "20"],
+        &["--stock", "nope' OR 1=1 --\\", "--format", "csv"],
+    ];
+    for f in filters {
+        let mut j = vec!["audit", "query", "--journal", journal];
+        j.extend_from_slice(f);
+        let mut c = vec!["audit", "query", "--clickhouse", &url];
+        c.extend_from_slice(f);
+        let (from_j, from_c) = (
+            ticklane_e2e::ticklane_ok(&j).stdout,
+            ticklane_e2e::ticklane_ok(&c).stdout,
+        );
+        assert!(
+            from_j == from_c,
+            "{f:?}:\njournal:\n{from_j}\nclickhouse:\n{from_c}"
+        );
+        assert!(!from_j.is_empty());
+    }
+    let some = ticklane_e2e::ticklane_ok(&[
+        "audit",
+        "query",
+        "--journal",
+        journal,
+        "--type",
+        "A,E",
+        "--limit",
+        "50",
+    ])
+    .stdout;
+    assert_eq!(some.lines().count(), 50);
+    assert!(
+        some.lines()
+            .all(|l| l.contains("\"type\":\"A\"") || l.contains("\"type\":\"E\""))
+    );
+    let hostile = ticklane_e2e::ticklane_ok(&[
+        "audit",
+        "query",
+        "--clickhouse",
+        &url,
+        "--stock",
+        "x' OR '1'='1",
+        "--format",
+        "csv",
+    ])
+    .stdout;
+    assert_eq!(
+        hostile.lines().count(),
+        1,
+        "only the header: the quote is data, not SQL"
+    );
+    for source in [["--journal", journal], ["--clickhouse", &url]] {
+        let stats = ticklane_e2e::ticklane_ok(&["audit", "stats", source[0], source[1]]).stdout;
+        assert!(stats.contains("messages: 5000"), "{stats}");
+        assert!(stats.contains("seq 1..=5000"), "{stats}");
+    }
+    // Wrong credentials: the server's refusal, said plainly.
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "wrong\n").unwrap();
+    let r = ticklane_e2e::ticklane(&[
+        "audit",
+        "stats",
+        "--clickhouse",
+        &url,
+        "--clickhouse-user",
+        "nobody",
+        "--clickhouse-password-file",
+        pw.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("Unknown user nobody"), "{}", r.stderr);
+}
+
+/// What an operator gets wrong gets a clear error, never a panic: each
+/// command exits with `code` and its stderr says `says`.
+#[test]
+fn bad_urls_unreachable_servers_and_damaged_journals_give_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    journal_of(dir.path(), 3_000);
+    // A flipped byte inside a sealed segment: the file and offset are named.
+    let first = ticklane_audit::journal::segments(dir.path()).unwrap()[0];
+    let seg = dir.path().join(format!("{first:020}.seg"));
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(&seg, bytes).unwrap();
+    let damaged = dir.path().to_str().unwrap();
+    let seg_name = format!("corrupt record in {}", seg.display());
+    let unreachable = "http://127.0.0.1:1";
+    let cases: [(&[&str], i32, &str); 8] = [
+        (
+            &["query", "--clickhouse", "localhost:8123"],
+            1,
+            "give http://HOST:PORT",
+        ),
+        (
+            &[
+                "stats",
+                "--clickhouse",
+                unreachable,
+                "--clickhouse-timeout",
+                "2",
+            ],
+            1,
+            "ClickHouse at http://127.0.0.1:1",
+        ),
+        (
+            &[
+                "init",
+                "--clickhouse",
+                unreachable,
+                "--clickhouse-timeout",
+                "0",
+            ],
+            1,
+            "--clickhouse-timeout must be",
+        ),
+        (
+            &["query", "--journal", "/nonexistent/journal"],
+            1,
+            "is not a journal directory",
+        ),
+        (&["query"], 2, "--clickhouse <URL>|--journal <DIR>"),
+        (
+            &["query", "--journal", "/tmp", "--type", "Z"],
+            2,
+            "not an ITCH 5.0 message type",
+        ),
+        (
+            &["verify", "/nonexistent.pcap", "--journal", damaged],
+            1,
+            "/nonexistent.pcap",
+        ),
+        (&["query", "--journal", damaged], 1, &seg_name),
+    ];
+    for (args, code, says) in cases {
+        let r = run(&[&["audit"], args].concat());
+        assert_eq!(r.code, Some(code), "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(says),
+            "{args:?} should say {says:?}: {}",
+            r.stderr
+        );
+    }
+}
+
+/// `ticklane run --clickhouse` refuses to start, saying what to do, when
+/// the server does not answer or has no audit tables (rather than
+/// journaling while every shipment fails).
+#[test]
+fn run_refuses_an_unreachable_server_and_one_without_the_schema() {
+    if !ticklane_e2e::netns_available() {
+        return;
+    }
+    let _serial = ticklane_e2e::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let journal = ticklane_e2e::arg(dir.path(), "journal");
+    let lab = ticklane_e2e::Lab::new("aun", 1);
+    let server = ClickHouse::start_in(Some(&lab.b));
+    let url = server.url();
+    for (u, says) in [
+        (
+            "http://127.0.0.1:1",
+            "cannot use ClickHouse at http://127.0.0.1:1",
+        ),
+        (
+            url.as_str(),
+            "has no audit tables: run `ticklane audit init",
+        ),
+    ] {
+        let out = lab
+            .ticklane_in(&lab.b)
+            .args([
+                "run",
+                "--iface",
+                &lab.vb,
+                "--feed",
+                "239.8.8.9:30009",
+                "--duration",
+                "5",
+            ])
+            .args([
+                "--audit-dir",
+                &journal,
+                "--clickhouse",
+                u,
+                "--clickhouse-timeout",
+                "2",
+            ])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
+}
