@@ -148,33 +148,21 @@ fn main() {
             "send bench: tcpreplay is not installed (apt-get install tcpreplay): it is left out"
         );
     }
+    let send = |via: &'static str| {
+        vec![
+            bin,
+            "send",
+            capture,
+            "--iface",
+            VA,
+            "--topspeed",
+            "--via",
+            via,
+        ]
+    };
     let mut contenders: Vec<(&str, Vec<&str>)> = vec![
-        (
-            "ticklane send --via xdp",
-            vec![
-                bin,
-                "send",
-                capture,
-                "--iface",
-                VA,
-                "--topspeed",
-                "--via",
-                "xdp",
-            ],
-        ),
-        (
-            "ticklane send --via packet",
-            vec![
-                bin,
-                "send",
-                capture,
-                "--iface",
-                VA,
-                "--topspeed",
-                "--via",
-                "packet",
-            ],
-        ),
+        ("ticklane send --via xdp", send("xdp")),
+        ("ticklane send --via packet", send("packet")),
     ];
     if tcpreplay {
         contenders.push((
