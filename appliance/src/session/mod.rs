@@ -503,6 +503,9 @@ pub struct SessionTracker {
     horizon_known: bool,
     /// When `highest` last moved.
     highest_at: u64,
+    /// Without servers: the earliest time a settle pass may give a hole up
+    /// (`u64::MAX`: none pending).
+    settle_at: u64,
     /// When the last trusted packet arrived.
     trusted_at: u64,
     /// Since when delivery waits on a held packet nothing vouched for.
@@ -559,6 +562,7 @@ impl SessionTracker {
             suspect_bytes: vec![0; cfg.max_packet].into_boxed_slice(),
             horizon_known: false,
             highest_at: 0,
+            settle_at: u64::MAX,
             trusted_at: 0,
             front_wait: None,
             srtt: None,
@@ -718,6 +722,11 @@ impl SessionTracker {
         if to > self.highest {
             self.highest = to;
             self.highest_at = now;
+            // A hole revealed now is due a reorder wait from now (a packet
+            // held below the horizon only splits holes already known).
+            self.settle_at = self
+                .settle_at
+                .min(now.saturating_add(self.cfg.reorder_wait_ns));
         }
     }
 
@@ -806,7 +815,8 @@ impl SessionTracker {
     /// regularly (every millisecond or so), also when nothing arrives.
     pub fn on_timer(&mut self, now: u64, sink: &mut impl ActionSink) {
         if self.cfg.servers == 0 {
-            if self.has_gap() {
+            // The pass walks the window: only when something may be due.
+            if self.has_gap() && now >= self.settle_at {
                 self.settle_old_holes(now);
                 self.progress(now, sink);
             }
@@ -881,9 +891,21 @@ impl SessionTracker {
         let (wait, line_wait) = (self.cfg.reorder_wait_ns, self.cfg.max_line_wait_ns);
         let slowest = self.slowest_line;
         // Old enough, and passed by every live line (or waited for long enough).
-        let due = |from: u64, since: u64| {
+        // When the next pass may give something up: a hole not yet old
+        // enough becomes due at a time; one waiting for a line, whenever the
+        // line moves (so at the next timer).
+        let mut next = u64::MAX;
+        let mut due = |from: u64, since: u64| {
             let age = now.saturating_sub(since);
-            age >= wait && (slowest.is_none_or(|p| p > from) || age >= line_wait)
+            let is_due = age >= wait && (slowest.is_none_or(|p| p > from) || age >= line_wait);
+            if !is_due {
+                next = next.min(if age < wait {
+                    since.saturating_add(wait)
+                } else {
+                    now
+                });
+            }
+            is_due
         };
         let mut revealed = u64::MAX;
         for h in self.held.iter_mut().rev() {
@@ -907,6 +929,7 @@ impl SessionTracker {
         if cover < self.highest && due(cover, self.highest_at) {
             self.insert_held(Held::lost(cover, self.highest));
         }
+        self.settle_at = next;
     }
 
     /// End of input (a replay's end of file): every hole still open is lost.
@@ -941,6 +964,7 @@ impl SessionTracker {
         self.in_flight.clear();
         self.requested_upto = 0;
         self.front_wait = None;
+        self.settle_at = u64::MAX;
         self.suspect = None;
         self.horizon_known = false;
         self.vouched = 0;
