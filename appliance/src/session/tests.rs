@@ -129,6 +129,15 @@ impl Rig {
     }
 }
 
+/// A request to server `server` for `count` messages from `from`.
+fn req(server: usize, from: u64, count: u16) -> Rec {
+    Rec::Request {
+        server,
+        from,
+        count,
+    }
+}
+
 fn with_servers(n: usize) -> SessionConfig {
     SessionConfig {
         servers: n,
@@ -211,28 +220,13 @@ fn gap_fill_from_a_server() {
     r.feed(MS, &packet(b"S1", 7, 3));
     r.feed(MS, &packet(b"S1", 10, 2));
     let log = r.log.take();
-    assert_eq!(
-        log[4..],
-        [
-            Rec::Gap(4, 7),
-            Rec::Stale,
-            Rec::Request {
-                server: 0,
-                from: 4,
-                count: 3
-            }
-        ]
-    );
+    assert_eq!(log[4..], [Rec::Gap(4, 7), Rec::Stale, req(0, 4, 3)]);
     r.feed(2 * MS, &packet(b"S1", 4, 3)); // the retransmission
     assert_eq!(r.log.take(), deliveries(4..10));
     r.timer(4 * MS);
     assert_eq!(
         r.log.take(),
-        vec![Rec::Request {
-            server: 0,
-            from: 10,
-            count: 2,
-        }],
+        vec![req(0, 10, 2)],
         "the last packet held has nothing after it: after a while its messages are asked for"
     );
     r.feed(5 * MS, &packet(b"S1", 10, 2)); // the answer
@@ -256,46 +250,19 @@ fn gap_fill_timeout_retries_fails_over_then_gives_up() {
     r.timer(5 * MS);
     assert_eq!(r.log.take(), vec![], "not yet timed out");
     r.timer(10 * MS);
-    assert_eq!(
-        r.log.take(),
-        vec![Rec::Request {
-            server: 0,
-            from: 2,
-            count: 3
-        }],
-        "retry, same server"
-    );
+    assert_eq!(r.log.take(), vec![req(0, 2, 3)], "retry, same server");
     r.timer(29 * MS);
     assert_eq!(r.log.take(), vec![], "backoff doubled the timeout");
     r.timer(30 * MS);
-    assert_eq!(
-        r.log.take(),
-        vec![Rec::Request {
-            server: 1,
-            from: 2,
-            count: 3
-        }],
-        "fail-over"
-    );
+    assert_eq!(r.log.take(), vec![req(1, 2, 3)], "fail-over");
     r.timer(70 * MS);
-    assert_eq!(
-        r.log.take(),
-        vec![Rec::Request {
-            server: 1,
-            from: 2,
-            count: 3
-        }]
-    );
+    assert_eq!(r.log.take(), vec![req(1, 2, 3)]);
     r.timer(150 * MS);
     assert_eq!(r.log.take(), vec![Rec::Lost(2, 5), Rec::Deliver(5)]);
     r.timer(152 * MS);
     assert_eq!(
         r.log.take(),
-        vec![Rec::Request {
-            server: 1,
-            from: 6,
-            count: 1
-        }],
+        vec![req(1, 6, 1)],
         "what the last held packet says is asked of the server"
     );
     r.feed(153 * MS, &packet(b"S1", 6, 1));
@@ -313,18 +280,7 @@ fn gap_fill_after_end_of_session() {
     r.feed(0, &packet(b"S1", 1, 3));
     r.feed(MS, &moldudp64::header(session(b"S1"), 8, END_OF_SESSION));
     let log = r.log.take();
-    assert_eq!(
-        log[4..],
-        [
-            Rec::Gap(4, 8),
-            Rec::Stale,
-            Rec::Request {
-                server: 0,
-                from: 4,
-                count: 4
-            }
-        ]
-    );
+    assert_eq!(log[4..], [Rec::Gap(4, 8), Rec::Stale, req(0, 4, 4)]);
     assert!(!r.t.is_finished(), "the end waits for the gap");
     r.feed(2 * MS, &packet(b"S1", 4, 4));
     let mut expected = deliveries(4..8);
@@ -339,18 +295,7 @@ fn heartbeats_reveal_tail_gaps() {
     r.feed(0, &packet(b"S1", 1, 3));
     r.feed(MS, &moldudp64::header(session(b"S1"), 6, 0));
     let log = r.log.take();
-    assert_eq!(
-        log[4..],
-        [
-            Rec::Gap(4, 6),
-            Rec::Stale,
-            Rec::Request {
-                server: 0,
-                from: 4,
-                count: 2
-            }
-        ]
-    );
+    assert_eq!(log[4..], [Rec::Gap(4, 6), Rec::Stale, req(0, 4, 2)]);
     assert_eq!(r.t.stats().heartbeats, 1);
 }
 
@@ -363,18 +308,7 @@ fn backfill_from_the_first_message() {
     let mut r = Rig::new(cfg);
     r.feed(0, &packet(b"S1", 100, 1));
     let log = r.log.take();
-    assert_eq!(
-        log[1..],
-        [
-            Rec::Gap(1, 100),
-            Rec::Stale,
-            Rec::Request {
-                server: 0,
-                from: 1,
-                count: 99
-            }
-        ]
-    );
+    assert_eq!(log[1..], [Rec::Gap(1, 100), Rec::Stale, req(0, 1, 99)]);
 }
 
 #[test]
@@ -391,18 +325,7 @@ fn maximum_message_length_exceeded_rejects_the_packet() {
     r.feed(MS, b.finish());
     assert_eq!(r.t.stats().rejected_packets, 1);
     let log = r.log.take();
-    assert_eq!(
-        log[2..],
-        [
-            Rec::Gap(2, 3),
-            Rec::Stale,
-            Rec::Request {
-                server: 0,
-                from: 2,
-                count: 1
-            }
-        ]
-    );
+    assert_eq!(log[2..], [Rec::Gap(2, 3), Rec::Stale, req(0, 2, 1)]);
 }
 
 #[test]
@@ -423,18 +346,7 @@ fn several_requests_for_one_large_gap_paced() {
         .collect();
     assert_eq!(
         requests,
-        [
-            Rec::Request {
-                server: 0,
-                from: 2,
-                count: 1000
-            },
-            Rec::Request {
-                server: 0,
-                from: 1002,
-                count: 1000
-            }
-        ],
+        [req(0, 2, 1000), req(0, 1002, 1000)],
         "two in flight at most, each at most 1000 messages"
     );
     // The first answer arrives in pieces; once it is complete the third request goes out.
@@ -447,14 +359,7 @@ fn several_requests_for_one_large_gap_paced() {
         .into_iter()
         .filter(|x| matches!(x, Rec::Request { .. }))
         .collect();
-    assert_eq!(
-        requests,
-        [Rec::Request {
-            server: 0,
-            from: 2002,
-            count: 1000
-        }]
-    );
+    assert_eq!(requests, [req(0, 2002, 1000)]);
 }
 
 #[test]
@@ -865,16 +770,8 @@ fn a_second_packet_far_ahead_confirms_a_real_jump() {
         [
             Rec::Gap(4, far),
             Rec::Stale,
-            Rec::Request {
-                server: 0,
-                from: 4,
-                count: 1000
-            },
-            Rec::Request {
-                server: 0,
-                from: 1004,
-                count: 1000
-            },
+            req(0, 4, 1000),
+            req(0, 1004, 1000),
         ],
         "the suspect, kept aside, is held with the packet that confirmed it; the hole before them is requested as usual"
     );
@@ -904,11 +801,7 @@ fn joining_late_the_first_packet_sets_the_horizon() {
             Rec::New(b"S1".to_vec()),
             Rec::Gap(1, late),
             Rec::Stale,
-            Rec::Request {
-                server: 0,
-                from: 1,
-                count: 1000
-            },
+            req(0, 1, 1000),
         ]
     );
     assert_eq!(a.stats().suspect_packets, 0);
@@ -1072,11 +965,7 @@ fn a_request_answered_in_part_asks_only_for_the_rest_and_keeps_trying() {
     r.feed(0, &packet(b"S1", 1, 1));
     r.feed(0, &packet(b"S1", 20, 1));
     r.feed(0, &packet(b"S1", 21, 1));
-    assert!(r.log.take().contains(&Rec::Request {
-        server: 0,
-        from: 2,
-        count: 18
-    }));
+    assert!(r.log.take().contains(&req(0, 2, 18)));
     // The server answers a little at a time, each part after a timeout:
     // every retry asks only for what is still missing, and the budget of
     // attempts counts retries without progress only.
@@ -1125,11 +1014,7 @@ fn requests_are_retried_after_the_round_trip_the_server_showed() {
     r.timer(13 * MS);
     assert_eq!(
         r.log.take(),
-        vec![Rec::Request {
-            server: 0,
-            from: 6,
-            count: 1
-        }],
+        vec![req(0, 6, 1)],
         "retried 3 ms after the request, not 10"
     );
 }
