@@ -9,38 +9,15 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
-use ticklane_capture::{CaptureWriter, Format, Record};
 use ticklane_e2e::{
-    Lab, arg, assert_success, netns_available, serial, start_retrans_server, start_run, stop_run,
-    ticklane_ok,
+    Frames, Lab, arg, assert_success, frames_of, gen_day, netns_available, serial,
+    start_retrans_server, start_run, stop_run, write_frames,
 };
 use ticklane_protocols::moldudp64::{self, END_OF_SESSION, Packet, PacketBuilder, Session};
 use ticklane_protocols::wire::{self, UdpFrameSpec};
 
 const FEED: &str = "239.7.7.7:30001";
 const FEED_B: &str = "239.7.7.8:30002";
-
-/// A capture's frames with their capture times.
-type Frames = Vec<(u64, Vec<u8>)>;
-
-fn frames_of(path: &str) -> Frames {
-    let mut out = Vec::new();
-    ticklane_capture::read(Path::new(path), |r| {
-        if let Record::Frame(f) = r {
-            out.push((f.ts_nanos, f.data.to_vec()));
-        }
-    })
-    .unwrap();
-    out
-}
-
-fn write_frames(path: &str, frames: &Frames) {
-    let mut w = CaptureWriter::create(Path::new(path), Format::Pcap).unwrap();
-    for (ts, f) in frames {
-        w.write_frame(*ts, f).unwrap();
-    }
-    w.finish().unwrap();
-}
 
 fn payload(frame: &[u8]) -> &[u8] {
     wire::parse_ethernet_udp(frame).unwrap().payload
@@ -119,26 +96,7 @@ fn middle(frames: &Frames) -> (usize, u64, u64, Session) {
 /// A generated day on `group` (100k messages, 20 stocks): its capture and
 /// the books it leads to.
 fn day(dir: &Path, name: &str, group: &str) -> (String, String) {
-    let (feed, book) = (
-        arg(dir, &format!("{name}.pcap")),
-        arg(dir, &format!("{name}.book")),
-    );
-    ticklane_ok(&[
-        "gen",
-        "--messages",
-        "100000",
-        "--stocks",
-        "20",
-        "--seed",
-        "3",
-        "-o",
-        &feed,
-        "--group",
-        group,
-        "--expect-book",
-        &book,
-    ]);
-    (feed, book)
+    gen_day(dir, name, "100000", "3", &["--group", group])
 }
 
 /// What one attacked run showed.

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use ticklane_e2e::{
-    Lab, arg, assert_success, netns_available, serial, start_run, stop_run, ticklane_ok,
+    Lab, arg, assert_success, frames_of, gen_day, netns_available, serial, start_run, stop_run,
+    ticklane_ok, write_frames,
 };
 
 /// Sends a generated feed at `pps` to `ticklane run --mode MODE` and checks
@@ -23,30 +24,21 @@ fn live_run(mode: &str, tag: &str, pps: &str, max_messages: &str, tap: bool) {
     }
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let (feed, gen_summary, book) = (
-        arg(dir.path(), "f.pcap"),
-        arg(dir.path(), "g.json"),
-        arg(dir.path(), "f.book"),
-    );
-    ticklane_ok(&[
-        "gen",
-        "--messages",
+    let gen_summary = arg(dir.path(), "g.json");
+    let (feed, book) = gen_day(
+        dir.path(),
+        "f",
         "100000",
-        "--stocks",
-        "20",
-        "--seed",
         "3",
-        "-o",
-        &feed,
-        "--group",
-        "239.7.7.7:30001",
-        "--max-messages",
-        max_messages,
-        "--summary-json",
-        &gen_summary,
-        "--expect-book",
-        &book,
-    ]);
+        &[
+            "--group",
+            "239.7.7.7:30001",
+            "--max-messages",
+            max_messages,
+            "--summary-json",
+            &gen_summary,
+        ],
+    );
     let lab = Lab::new(tag, 1);
     let (summary, tap_path, book_out) = (
         arg(dir.path(), "s.json"),
@@ -384,36 +376,15 @@ fn live_forgery(mode: &str, f: &Forgery) {
     let lab = Lab::new(f.tag, 1);
     let source = lab.addr(false);
     let dir = tempfile::tempdir().unwrap();
-    let (feed, book, attack) = (
-        arg(dir.path(), "f.pcap"),
-        arg(dir.path(), "f.book"),
-        arg(dir.path(), "attack.pcap"),
-    );
-    ticklane_ok(&[
-        "gen",
-        "--messages",
+    let attack = arg(dir.path(), "attack.pcap");
+    let (feed, book) = gen_day(
+        dir.path(),
+        "f",
         "20000",
-        "--stocks",
-        "20",
-        "--seed",
         "7",
-        "-o",
-        &feed,
-        "--group",
-        "239.7.7.7:30001",
-        "--source",
-        &source,
-        "--expect-book",
-        &book,
-    ]);
-
-    let mut frames: Vec<(u64, Vec<u8>)> = Vec::new();
-    ticklane_capture::read(std::path::Path::new(&feed), |r| {
-        if let ticklane_capture::Record::Frame(fr) = r {
-            frames.push((fr.ts_nanos, fr.data.to_vec()));
-        }
-    })
-    .unwrap();
+        &["--group", "239.7.7.7:30001", "--source", &source],
+    );
+    let frames = frames_of(&feed);
     // The packet with the last Add Order, and that order's price offset.
     let (target, price) = frames
         .iter()
@@ -430,22 +401,12 @@ fn live_forgery(mode: &str, f: &Forgery) {
             Some((i, at + ADD_ORDER_PRICE + 3))
         })
         .expect("the feed has Add Orders");
-    let mut writer = ticklane_capture::CaptureWriter::create(
-        std::path::Path::new(&attack),
-        ticklane_capture::Format::Pcap,
-    )
-    .unwrap();
-    for (i, (ts, frame)) in frames.iter().enumerate() {
-        if i == target {
-            let mut forged = frame.clone();
-            forged[price] = forged[price].wrapping_add(1);
-            writer
-                .write_frame(*ts, &(f.forge)(forged, price, &lab))
-                .unwrap();
-        }
-        writer.write_frame(*ts, frame).unwrap();
-    }
-    writer.finish().unwrap();
+    // A forged copy of the target packet, just before the genuine one.
+    let mut attacked = frames.clone();
+    let mut forged = frames[target].1.clone();
+    forged[price] = forged[price].wrapping_add(1);
+    attacked.insert(target, (frames[target].0, (f.forge)(forged, price, &lab)));
+    write_frames(&attack, &attacked);
     let expected = std::fs::read_to_string(&book).unwrap();
     let taken = ticklane_ok(&["book", &attack]).stdout;
     assert_ne!(

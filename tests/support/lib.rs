@@ -381,3 +381,61 @@ pub fn stop_run(mut run: Running) -> (String, String) {
         std::fs::read_to_string(&run.err).unwrap(),
     )
 }
+
+/// A capture's frames with their capture times.
+pub type Frames = Vec<(u64, Vec<u8>)>;
+
+/// Every frame of the capture at `path`.
+pub fn frames_of(path: &str) -> Frames {
+    let mut out = Vec::new();
+    ticklane_capture::read(Path::new(path), |r| {
+        if let ticklane_capture::Record::Frame(f) = r {
+            out.push((f.ts_nanos, f.data.to_vec()));
+        }
+    })
+    .unwrap();
+    out
+}
+
+/// Writes `frames` as a pcap at `path`.
+pub fn write_frames(path: &str, frames: &Frames) {
+    let mut w =
+        ticklane_capture::CaptureWriter::create(Path::new(path), ticklane_capture::Format::Pcap)
+            .unwrap();
+    for (ts, f) in frames {
+        w.write_frame(*ts, f).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+/// Generates a day of `messages` messages over 20 stocks with `seed` into
+/// `dir/name.pcap`, its books into `dir/name.book`, with `extra` options
+/// (e.g. `--group`); returns both paths.
+pub fn gen_day(
+    dir: &Path,
+    name: &str,
+    messages: &str,
+    seed: &str,
+    extra: &[&str],
+) -> (String, String) {
+    let (feed, book) = (
+        arg(dir, &format!("{name}.pcap")),
+        arg(dir, &format!("{name}.book")),
+    );
+    let mut args = vec![
+        "gen",
+        "--messages",
+        messages,
+        "--stocks",
+        "20",
+        "--seed",
+        seed,
+        "-o",
+        &feed,
+        "--expect-book",
+        &book,
+    ];
+    args.extend_from_slice(extra);
+    ticklane_ok(&args);
+    (feed, book)
+}
