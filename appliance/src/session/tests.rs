@@ -138,6 +138,14 @@ fn req(server: usize, from: u64, count: u16) -> Rec {
     }
 }
 
+/// No servers; holes wait `reorder_wait_ns` for a late copy.
+fn waiting(reorder_wait_ns: u64) -> SessionConfig {
+    SessionConfig {
+        reorder_wait_ns,
+        ..SessionConfig::default()
+    }
+}
+
 fn with_servers(n: usize) -> SessionConfig {
     SessionConfig {
         servers: n,
@@ -386,11 +394,7 @@ fn a_new_session_starts_clean() {
 
 #[test]
 fn without_servers_a_hole_waits_then_is_lost() {
-    let cfg = SessionConfig {
-        reorder_wait_ns: 5 * MS,
-        ..SessionConfig::default()
-    };
-    let mut r = Rig::new(cfg);
+    let mut r = Rig::new(waiting(5 * MS));
     r.feed(0, &packet(b"S1", 1, 1));
     r.feed(MS, &packet(b"S1", 3, 1));
     // The feed idles; its heartbeat says 4 comes next, which corroborates
@@ -410,11 +414,7 @@ fn without_servers_a_hole_waits_then_is_lost() {
 
 #[test]
 fn without_servers_every_old_hole_is_settled_in_one_pass() {
-    let cfg = SessionConfig {
-        reorder_wait_ns: 5 * MS,
-        ..SessionConfig::default()
-    };
-    let mut r = Rig::new(cfg);
+    let mut r = Rig::new(waiting(5 * MS));
     // Holes at 2, 4..6 and 8, revealed at 1, 2 and 3 ms; one at 11 revealed
     // at 9 ms.
     r.feed(0, &packet(b"S1", 1, 1));
@@ -447,11 +447,7 @@ fn without_servers_every_old_hole_is_settled_in_one_pass() {
 
 #[test]
 fn without_servers_a_lone_packet_after_a_hole_is_not_trusted() {
-    let cfg = SessionConfig {
-        reorder_wait_ns: 5 * MS,
-        ..SessionConfig::default()
-    };
-    let mut r = Rig::new(cfg);
+    let mut r = Rig::new(waiting(5 * MS));
     r.feed(0, &packet(b"S1", 1, 1));
     r.feed(MS, &forged(b"S1", 3, 1));
     r.log.take();
