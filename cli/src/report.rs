@@ -46,7 +46,7 @@ fn session_json(s: &SessionStats) -> serde_json::Map<String, Value> {
             "gaps": s.recovery.count(),
             "p50_at_most": s.recovery.quantile_us(0.5),
             "p99_at_most": s.recovery.quantile_us(0.99),
-            "max": (s.recovery.count() > 0).then(|| s.recovery.max_ns / 1_000),
+            "max": (s.recovery.count() > 0).then_some(s.recovery.max_ns / 1_000),
         },
     });
     match v {
