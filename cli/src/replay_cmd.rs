@@ -103,7 +103,7 @@ pub(crate) fn run_pipeline(
         session: SessionConfig {
             max_request: args.max_request.max(1),
             request_timeout_ns: args.request_timeout_ms.max(1).saturating_mul(1_000_000),
-            ..args.sequencing.config()
+            ..args.sequencing.config()?
         },
         lines: filter.feeds.len().max(1),
         retrans: args.retrans.clone(),

@@ -190,7 +190,7 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .map(|f| FeedSocket::join(*f, ifindex, 8 << 20))
         .collect::<Result<_, _>>()?;
     let cfg = PollerConfig {
-        session: args.sequencing.config(),
+        session: args.sequencing.config()?,
         lines: feeds.len(),
         retrans: args.retrans.clone(),
         wait: if args.spin {

@@ -146,10 +146,12 @@ fn waiting(reorder_wait_ns: u64) -> SessionConfig {
     }
 }
 
+/// `n` servers, asked at once when a hole opens (no reorder delay).
 fn with_servers(n: usize) -> SessionConfig {
     SessionConfig {
         servers: n,
         request_timeout_ns: 10 * MS,
+        request_delay_ns: 0,
         ..SessionConfig::default()
     }
 }
@@ -1013,4 +1015,68 @@ fn requests_are_retried_after_the_round_trip_the_server_showed() {
         vec![req(0, 6, 1)],
         "retried 3 ms after the request, not 10"
     );
+}
+
+/// One server, with the default reorder delay.
+fn delaying() -> SessionConfig {
+    SessionConfig {
+        servers: 1,
+        ..SessionConfig::default()
+    }
+}
+
+#[test]
+fn an_adjacent_swap_is_not_asked_for() {
+    let mut r = Rig::new(delaying());
+    r.feed(0, &packet(b"S1", 1, 3));
+    // 7..10 comes before 4..7, 10 µs apart (a feed at 100k packets/s).
+    r.feed(10_000, &packet(b"S1", 7, 3));
+    r.timer(15_000);
+    r.feed(20_000, &packet(b"S1", 4, 3));
+    r.feed(30_000, &packet(b"S1", 10, 3));
+    r.timer(40 * MS);
+    assert_eq!(r.log.delivered(), (1..13).collect::<Vec<_>>());
+    assert_eq!(r.t.stats().requests, 0, "the swap cost no request");
+    assert_eq!(r.t.stats().gaps_filled, 1);
+}
+
+#[test]
+fn a_loss_is_asked_for_as_soon_as_the_feed_moves_past_it() {
+    let mut r = Rig::new(delaying());
+    r.feed(0, &packet(b"S1", 1, 3));
+    r.feed(10_000, &packet(b"S1", 7, 3));
+    assert!(
+        !r.log
+            .take()
+            .iter()
+            .any(|e| matches!(e, Rec::Request { .. }))
+    );
+    // The next packet beyond: 4..7 was no swap, it is asked for at once,
+    // long before the delay is over.
+    r.feed(20_000, &packet(b"S1", 10, 3));
+    assert!(r.log.take().contains(&req(0, 4, 3)));
+}
+
+#[test]
+fn a_loss_with_nothing_after_it_is_asked_for_after_the_delay() {
+    let mut r = Rig::new(delaying());
+    r.feed(0, &packet(b"S1", 1, 3));
+    r.feed(10_000, &heartbeat(b"S1", 7));
+    r.timer(10_000 + 499_000);
+    assert!(
+        !r.log
+            .take()
+            .iter()
+            .any(|e| matches!(e, Rec::Request { .. }))
+    );
+    r.timer(10_000 + 500_000);
+    assert!(r.log.take().contains(&req(0, 4, 3)));
+}
+
+#[test]
+fn the_window_is_sized_in_time_at_the_peak_rate() {
+    // 250 ms at 100,000 packets/s.
+    assert_eq!(SessionConfig::window_for(250 * MS, 100_000), 25_000);
+    assert_eq!(SessionConfig::window_for(0, 100_000), 1);
+    assert_eq!(SessionConfig::window_for(u64::MAX, u64::MAX), usize::MAX);
 }
