@@ -4,11 +4,13 @@
 //! Nothing is dropped silently: when the journal cannot be written (a full
 //! disk, an I/O error) the writer raises its alarm, stops writing, keeps
 //! draining the ring so that the poller sees no difference, and keeps the
-//! exact ranges it could not journal; the ranges the ring itself missed
-//! (handed over by the poller at the end) are journaled as gaps too.
+//! exact ranges it could not journal. The ranges the ring itself missed
+//! (handed over by the poller at the end) are asked for again from the
+//! re-request servers ([`crate::fill`]), on this thread, and journaled; what
+//! cannot be had is journaled as a gap with its exact bounds.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -17,6 +19,7 @@ use ticklane_appliance::bus::{AuditRecord, Subscribers};
 use ticklane_appliance::delivery::SeqRange;
 use ticklane_protocols::moldudp64::Session;
 
+use crate::fill::{FillConfig, FillReport, fill};
 use crate::journal::{Journal, JournalError};
 use crate::record::Entry;
 
@@ -48,8 +51,11 @@ pub struct WriterReport {
     /// Bytes written.
     pub bytes: u64,
     /// Delivered messages that are not in the journal, exact ranges: the
-    /// ring's misses and what the writer could not write.
+    /// ring's misses that could not be filled and what the writer could
+    /// not write.
     pub gaps: Vec<SeqRange>,
+    /// How the ring's misses were filled from the re-request servers.
+    pub fill: FillReport,
     /// Whether those gaps are journaled as gap records too (false when the
     /// journal had failed).
     pub gaps_journaled: bool,
@@ -61,8 +67,10 @@ pub struct WriterReport {
 #[derive(Debug)]
 pub struct AuditWriter {
     stop: Arc<AtomicBool>,
+    /// The ring's misses, handed over at the stop.
+    missed: Arc<Mutex<Vec<SeqRange>>>,
     gauges: Arc<WriterGauges>,
-    handle: JoinHandle<State>,
+    handle: JoinHandle<(State, FillReport)>,
 }
 
 #[derive(Debug)]
@@ -73,6 +81,47 @@ struct State {
     unjournaled: Vec<SeqRange>,
     /// Ranges of the batch being built (moved to `unjournaled` if it fails).
     batch: Vec<SeqRange>,
+}
+
+impl State {
+    /// Asks the servers for `missed` and journals what comes back (one
+    /// commit); returns what was done, with what is still missing.
+    fn fill(&mut self, missed: &[SeqRange], cfg: &FillConfig, gauges: &WriterGauges) -> FillReport {
+        if self.error.is_some() || missed.is_empty() {
+            return FillReport {
+                unfilled: missed.to_vec(),
+                ..FillReport::default()
+            };
+        }
+        let ns = now_ns();
+        let journal = &mut self.journal;
+        let mut report = fill(missed, cfg, |session, seq, bytes| {
+            journal.append(&Entry::Message {
+                session,
+                seq,
+                journaled_ns: ns,
+                bytes,
+            });
+        });
+        let before = self.journal.bytes_written();
+        match self.journal.commit() {
+            Ok(()) => {
+                gauges.journaled.fetch_add(report.filled, Ordering::Relaxed);
+                gauges
+                    .bytes
+                    .fetch_add(self.journal.bytes_written() - before, Ordering::Relaxed);
+            }
+            Err(e) => {
+                // Nothing of the batch is in the journal: all still missing.
+                self.journal.discard();
+                gauges.alarm.store(true, Ordering::Release);
+                self.error = Some(e);
+                report.filled = 0;
+                report.unfilled = missed.to_vec();
+            }
+        }
+        report
+    }
 }
 
 fn extend(ranges: &mut Vec<SeqRange>, session: Session, from: u64, end: u64) {
@@ -145,11 +194,17 @@ impl State {
 }
 
 impl AuditWriter {
-    /// Starts the thread on `ring`, writing to `journal`.
-    pub fn spawn(mut ring: Consumer<AuditRecord>, journal: Journal) -> std::io::Result<Self> {
+    /// Starts the thread on `ring`, writing to `journal`; at the stop, the
+    /// ring's misses are filled as `fill` says.
+    pub fn spawn(
+        mut ring: Consumer<AuditRecord>,
+        journal: Journal,
+        fill: FillConfig,
+    ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let gauges = Arc::new(WriterGauges::default());
-        let (flag, g) = (stop.clone(), gauges.clone());
+        let missed = Arc::new(Mutex::new(Vec::new()));
+        let (flag, g, m) = (stop.clone(), gauges.clone(), missed.clone());
         let handle = std::thread::Builder::new()
             .name("audit-writer".into())
             .spawn(move || {
@@ -163,7 +218,10 @@ impl AuditWriter {
                     let stopping = flag.load(Ordering::Acquire);
                     let got = state.round(&mut ring, &g);
                     if stopping && !got {
-                        return state;
+                        let missed =
+                            std::mem::take(&mut *m.lock().unwrap_or_else(PoisonError::into_inner));
+                        let filled = state.fill(&missed, &fill, &g);
+                        return (state, filled);
                     }
                     // One batch per millisecond: the ring holds far more
                     // than a millisecond of messages, and a batch per wake-up
@@ -173,6 +231,7 @@ impl AuditWriter {
             })?;
         Ok(Self {
             stop,
+            missed,
             gauges,
             handle,
         })
@@ -183,20 +242,26 @@ impl AuditWriter {
         self.gauges.clone()
     }
 
-    /// Stops after draining the ring, journals `missed` (the ranges the ring
-    /// could not take, from the poller) as gaps, syncs, and reports.
+    /// Stops after draining the ring, fills `missed` (the ranges the ring
+    /// could not take, from the poller) from the re-request servers on its
+    /// thread, journals what is still missing as gaps, syncs, and reports.
     pub fn finish(self, missed: &[SeqRange]) -> WriterReport {
+        self.missed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(missed);
         self.stop.store(true, Ordering::Release);
-        let Ok(mut state) = self.handle.join() else {
+        let Ok((mut state, fill)) = self.handle.join() else {
             return WriterReport {
                 journaled: self.gauges.journaled.load(Ordering::Relaxed),
                 bytes: self.gauges.bytes.load(Ordering::Relaxed),
                 gaps: missed.to_vec(),
+                fill: FillReport::default(),
                 gaps_journaled: false,
                 error: None,
             };
         };
-        let mut gaps = missed.to_vec();
+        let mut gaps = fill.unfilled.clone();
         gaps.append(&mut state.unjournaled);
         let mut gaps_journaled = false;
         if state.error.is_none() {
@@ -218,6 +283,7 @@ impl AuditWriter {
             journaled: self.gauges.journaled.load(Ordering::Relaxed),
             bytes: state.journal.bytes_written(),
             gaps,
+            fill,
             gaps_journaled,
             error: state.error,
         }
@@ -253,7 +319,8 @@ mod tests {
             audit: 1 << 12,
         });
         let (journal, _) = Journal::open(dir.path(), JournalConfig::default()).unwrap();
-        let writer = AuditWriter::spawn(take_audit(&mut subs), journal).unwrap();
+        let writer =
+            AuditWriter::spawn(take_audit(&mut subs), journal, FillConfig::default()).unwrap();
         let session = Session::from_name(b"W").unwrap();
         let mut missed = ticklane_appliance::delivery::RangeLog::with_capacity(100_000);
         for seq in 1..=100_000u64 {
@@ -317,7 +384,8 @@ mod tests {
             audit: 1 << 16,
         });
         let (journal, _) = Journal::open(disk.0.path(), JournalConfig::default()).unwrap();
-        let writer = AuditWriter::spawn(take_audit(&mut subs), journal).unwrap();
+        let writer =
+            AuditWriter::spawn(take_audit(&mut subs), journal, FillConfig::default()).unwrap();
         let gauges = writer.gauges();
         let session = Session::from_name(b"W").unwrap();
         // In small bursts, so that the writer's batches are small and the
