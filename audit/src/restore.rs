@@ -15,6 +15,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use ticklane_appliance::analytics::vwap::Vwap;
+use ticklane_appliance::book::Books;
+use ticklane_appliance::bus::BusConfig;
+use ticklane_appliance::pipeline::Pipeline;
+use ticklane_protocols::itch;
 use ticklane_protocols::moldudp64::Session;
 
 use crate::journal::{JournalError, Position, Reader, Recovery};
@@ -184,6 +189,33 @@ pub fn replay(
     // Every late message went back in place: each is below a message its
     // session journaled before it, which pass 2 reached first.
     Ok(restored)
+}
+
+/// Rebuilds `books` and `vwap` from the journal in `dir`: its messages
+/// replayed through a pipeline of their own (the same books and VWAP code
+/// as live; its bus rings have one slot, so the replay's events go nowhere
+/// and nothing is journaled again).
+pub fn rebuild(
+    dir: &Path,
+    books: Books,
+    vwap: Vwap,
+) -> Result<(Books, Vwap, Restored), JournalError> {
+    let (mut pipeline, _events) = Pipeline::with_bus(
+        books,
+        vwap,
+        BusConfig {
+            events: 1,
+            audit: 1,
+        },
+    );
+    let restored = replay(dir, |session, seq, bytes| {
+        if let Ok(m) = itch::parse(bytes) {
+            // Refused by the one-slot audit ring, as meant: it is journaled.
+            let _ = pipeline.deliver(session, seq, m);
+        }
+    })?;
+    let Pipeline { books, vwap, .. } = pipeline;
+    Ok((books, vwap, restored))
 }
 
 #[cfg(test)]

@@ -848,9 +848,8 @@ impl Restoration {
 }
 
 /// Before a run on a journal that already holds messages (--audit-dir of
-/// an earlier run): replays them through a pipeline of their own (the same
-/// books and VWAP code, its bus events dropped and nothing journaled
-/// again), and hands the rebuilt books and VWAP back.
+/// an earlier run): the books and VWAP rebuilt from them
+/// ([`ticklane_audit::restore::rebuild`]), and where the session resumes.
 pub(crate) fn restore(
     args: &AuditRunArgs,
     books: ticklane_appliance::book::Books,
@@ -864,27 +863,13 @@ pub(crate) fn restore(
         return Ok((books, vwap, None));
     };
     let started = std::time::Instant::now();
-    // Rings of one slot: the replay's events go nowhere.
-    let (mut pipeline, _events) = ticklane_appliance::pipeline::Pipeline::with_bus(
-        books,
-        vwap,
-        BusConfig {
-            events: 1,
-            audit: 1,
-        },
-    );
-    let restored = ticklane_audit::restore::replay(dir, |session, seq, bytes| {
-        if let Ok(m) = itch::parse(bytes) {
-            // Refused by the one-slot audit ring, as meant: it is journaled.
-            let _ = pipeline.deliver(session, seq, m);
-        }
-    })
-    .with_context(|| {
-        format!(
-            "rebuilding the books from the audit journal in {}",
-            dir.display()
-        )
-    })?;
+    let (books, vwap, restored) =
+        ticklane_audit::restore::rebuild(dir, books, vwap).with_context(|| {
+            format!(
+                "rebuilding the books from the audit journal in {}",
+                dir.display()
+            )
+        })?;
     let elapsed = started.elapsed();
     let r = Restoration { restored, elapsed };
     if let Some((session, next)) = r.resume() {
@@ -895,6 +880,5 @@ pub(crate) fn restore(
             text(session.trimmed())
         );
     }
-    let ticklane_appliance::pipeline::Pipeline { books, vwap, .. } = pipeline;
     Ok((books, vwap, Some(r)))
 }
