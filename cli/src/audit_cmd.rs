@@ -606,12 +606,19 @@ fn watch(
     loop {
         // Read first: one more look after the stop was asked for.
         let last = done.load(Ordering::Acquire);
-        if !alarmed && writer.alarm.load(Ordering::Acquire) {
-            alarmed = true;
-            eprintln!(
-                "ticklane run: ALARM: the audit journal stopped after {} bytes (disk full or I/O error); what it cannot write is kept as exact gap ranges; free space in --audit-dir",
-                writer.bytes.load(Ordering::Relaxed)
-            );
+        let alarm = writer.alarm.load(Ordering::Acquire);
+        if alarm != alarmed {
+            alarmed = alarm;
+            if alarm {
+                eprintln!(
+                    "ticklane run: ALARM: the audit journal stopped after {} bytes (disk full or I/O error); what it cannot write is kept as exact gap ranges; free space in --audit-dir (it tries again every second)",
+                    writer.bytes.load(Ordering::Relaxed)
+                );
+            } else {
+                eprintln!(
+                    "ticklane run: the audit journal writes again; the window it missed is asked for from the re-request servers at the stop"
+                );
+            }
         }
         let now = shipper
             .as_ref()
@@ -783,6 +790,7 @@ impl LiveAudit {
             },
             "gaps_journaled": w.gaps_journaled,
             "journal_error": w.error.as_ref().map(ToString::to_string),
+            "journal_resumed_after": w.recovered.as_ref().map(ToString::to_string),
             "repaired_at_open": {"torn_segments": self.recovery.torn_segments, "bytes_dropped": self.recovery.bytes_dropped},
         });
         if let Some(s) = self.shipper {
