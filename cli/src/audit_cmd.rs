@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, bail};
 use ticklane_appliance::bus::BusConfig;
+use ticklane_audit::fill::FillConfig;
 use ticklane_audit::journal::{self, AckState};
 use ticklane_audit::query::{self, Filter};
 use ticklane_audit::shipper::unacknowledged;
@@ -558,6 +559,20 @@ pub(crate) struct AuditRunArgs {
     /// journaled as gap ranges with exact bounds).
     #[arg(long, value_name = "SLOTS", default_value_t = BusConfig::default().audit, requires = "audit_dir")]
     audit_ring: usize,
+    /// At a stop, what the audit ring missed is asked for again from the
+    /// --retrans servers (by exact range, on the audit writer's thread) and
+    /// journaled: at most this many messages asked per second.
+    #[arg(long, value_name = "MESSAGES", default_value_t = FillConfig::default().rate, requires = "audit_dir", value_parser = clap::value_parser!(u64).range(1..))]
+    audit_fill_rate: u64,
+    /// How long filling the audit's gaps may take at a stop (seconds); what
+    /// is still missing then is journaled as gaps with exact bounds.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 10.0,
+        requires = "audit_dir"
+    )]
+    audit_fill_timeout: f64,
 }
 
 impl AuditRunArgs {
@@ -591,12 +606,19 @@ fn watch(
     loop {
         // Read first: one more look after the stop was asked for.
         let last = done.load(Ordering::Acquire);
-        if !alarmed && writer.alarm.load(Ordering::Acquire) {
-            alarmed = true;
-            eprintln!(
-                "ticklane run: ALARM: the audit journal stopped after {} bytes (disk full or I/O error); what it cannot write is kept as exact gap ranges; free space in --audit-dir",
-                writer.bytes.load(Ordering::Relaxed)
-            );
+        let alarm = writer.alarm.load(Ordering::Acquire);
+        if alarm != alarmed {
+            alarmed = alarm;
+            if alarm {
+                eprintln!(
+                    "ticklane run: ALARM: the audit journal stopped after {} bytes (disk full or I/O error); what it cannot write is kept as exact gap ranges; free space in --audit-dir (it tries again every second)",
+                    writer.bytes.load(Ordering::Relaxed)
+                );
+            } else {
+                eprintln!(
+                    "ticklane run: the audit journal writes again; the window it missed is asked for from the re-request servers at the stop"
+                );
+            }
         }
         let now = shipper
             .as_ref()
@@ -624,10 +646,12 @@ fn watch(
 }
 
 impl LiveAudit {
-    /// Starts the audit when --audit-dir was given, taking the audit ring.
+    /// Starts the audit when --audit-dir was given, taking the audit ring;
+    /// what the ring misses is filled from `retrans` at the stop.
     pub(crate) fn start(
         args: &AuditRunArgs,
         subscribers: &mut ticklane_appliance::bus::Subscribers,
+        retrans: &[std::net::SocketAddr],
     ) -> anyhow::Result<Option<Self>> {
         let Some(dir) = &args.audit_dir else {
             if args.server.clickhouse.is_some() {
@@ -638,6 +662,15 @@ impl LiveAudit {
         if !(args.audit_ship_timeout >= 0.0 && args.audit_ship_timeout.is_finite()) {
             bail!("--audit-ship-timeout must be a number of seconds, 0 or more");
         }
+        if !(args.audit_fill_timeout >= 0.0 && args.audit_fill_timeout.is_finite()) {
+            bail!("--audit-fill-timeout must be a number of seconds, 0 or more");
+        }
+        let fill = FillConfig {
+            servers: retrans.to_vec(),
+            rate: args.audit_fill_rate,
+            deadline: std::time::Duration::from_secs_f64(args.audit_fill_timeout),
+            ..FillConfig::default()
+        };
         let store = args.server.store()?;
         if let Some(store) = &store {
             let ready = block_on(store.schema_ready())?.with_context(|| {
@@ -682,6 +715,7 @@ impl LiveAudit {
         let writer = ticklane_audit::writer::AuditWriter::spawn(
             ticklane_audit::writer::take_audit(subscribers),
             journal,
+            fill,
         )
         .context("starting the audit writer thread")?;
         let done = Arc::new(AtomicBool::new(false));
@@ -710,6 +744,20 @@ impl LiveAudit {
         missed: &ticklane_appliance::delivery::RangeLog,
     ) -> serde_json::Value {
         let w = self.writer.finish(missed.kept());
+        if w.fill.filled > 0 || !w.fill.unfilled.is_empty() {
+            eprintln!(
+                "ticklane run: audit: {} of the {} messages the audit ring missed were filled from the re-request servers ({} requests); {} ranges left as gaps{}",
+                w.fill.filled,
+                missed.messages(),
+                w.fill.requests,
+                w.fill.unfilled.len(),
+                w.fill
+                    .not_asked
+                    .as_ref()
+                    .map(|why| format!(" ({why})"))
+                    .unwrap_or_default()
+            );
+        }
         if missed.is_cut() {
             eprintln!(
                 "ticklane run: warning: the audit ring missed {} messages in {} ranges; only the first {} ranges are kept with exact bounds (the summary's audit.missed has the totals)",
@@ -733,8 +781,16 @@ impl LiveAudit {
             "journal_bytes": w.bytes,
             "gaps": gaps,
             "gaps_cut": missed.is_cut(),
+            "filled": {
+                "messages": w.fill.filled,
+                "requests": w.fill.requests,
+                "requested_messages": w.fill.requested,
+                "refused_messages": w.fill.refused,
+                "not_asked": w.fill.not_asked,
+            },
             "gaps_journaled": w.gaps_journaled,
             "journal_error": w.error.as_ref().map(ToString::to_string),
+            "journal_resumed_after": w.recovered.as_ref().map(ToString::to_string),
             "repaired_at_open": {"torn_segments": self.recovery.torn_segments, "bytes_dropped": self.recovery.bytes_dropped},
         });
         if let Some(s) = self.shipper {
@@ -772,4 +828,65 @@ impl LiveAudit {
         let _ = self.watch.1.join();
         v
     }
+}
+
+/// What a run found in its journal at start (see [`restore`]).
+pub(crate) struct Restoration {
+    restored: ticklane_audit::restore::Restored,
+    elapsed: std::time::Duration,
+}
+
+impl Restoration {
+    /// Where the session the journal ended on resumes.
+    pub(crate) fn resume(&self) -> Option<(Session, u64)> {
+        self.restored.resume()
+    }
+
+    /// The summary's `audit.restored`.
+    pub(crate) fn json(&self) -> serde_json::Value {
+        let r = &self.restored;
+        serde_json::json!({
+            "messages": r.messages,
+            "duplicates_skipped": r.duplicates,
+            "seconds": self.elapsed.as_secs_f64(),
+            "resume": r.resume().map(|(s, next)| serde_json::json!({"session": text(s.trimmed()), "next_seq": next})),
+            "torn_segments_skipped": r.recovery.torn_segments,
+        })
+    }
+}
+
+/// Before a run on a journal that already holds messages (--audit-dir of
+/// an earlier run): the books and VWAP rebuilt from them
+/// ([`ticklane_audit::restore::rebuild`]), and where the session resumes.
+pub(crate) fn restore(
+    args: &AuditRunArgs,
+    books: ticklane_appliance::book::Books,
+    vwap: ticklane_appliance::analytics::vwap::Vwap,
+) -> anyhow::Result<(
+    ticklane_appliance::book::Books,
+    ticklane_appliance::analytics::vwap::Vwap,
+    Option<Restoration>,
+)> {
+    let Some(dir) = &args.audit_dir else {
+        return Ok((books, vwap, None));
+    };
+    let started = std::time::Instant::now();
+    let (books, vwap, restored) =
+        ticklane_audit::restore::rebuild(dir, books, vwap).with_context(|| {
+            format!(
+                "rebuilding the books from the audit journal in {}",
+                dir.display()
+            )
+        })?;
+    let elapsed = started.elapsed();
+    let r = Restoration { restored, elapsed };
+    if let Some((session, next)) = r.resume() {
+        eprintln!(
+            "ticklane run: restored {} messages from the audit journal in {:.2} s (books rebuilt); session {:?} resumes at seq {next}",
+            r.restored.messages,
+            elapsed.as_secs_f64(),
+            text(session.trimmed())
+        );
+    }
+    Ok((books, vwap, Some(r)))
 }

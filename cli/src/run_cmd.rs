@@ -336,16 +336,20 @@ fn drive<S: Source>(
 ) -> anyhow::Result<ExitCode> {
     let Live {
         args,
-        cfg,
+        mut cfg,
         stop,
         outputs,
     } = live;
-    let (pipeline, mut subscribers) = Pipeline::with_bus(
-        Books::new(args.max_orders),
-        Vwap::default(),
-        args.audit.bus(),
-    );
-    let audit = super::audit_cmd::LiveAudit::start(&args.audit, &mut subscribers)?;
+    // A journal of an earlier run: the books rebuilt from it, and its
+    // session resumed after its last message.
+    let (books, vwap, restored) =
+        super::audit_cmd::restore(&args.audit, Books::new(args.max_orders), Vwap::default())?;
+    if let Some((session, next)) = restored.as_ref().and_then(|r| r.resume()) {
+        cfg.session.resume = Some((session, next));
+        cfg.session.session.get_or_insert(session);
+    }
+    let (pipeline, mut subscribers) = Pipeline::with_bus(books, vwap, args.audit.bus());
+    let audit = super::audit_cmd::LiveAudit::start(&args.audit, &mut subscribers, &args.retrans)?;
     let (mut poller, stats) = Poller::new(source, pipeline, outputs.tap, cfg, stop)?;
     let control = control.map(|c| c.start(&mut poller, &path)).transpose()?;
     let drain = match &control {
@@ -381,15 +385,25 @@ fn drive<S: Source>(
     if let Some(audit) = audit {
         summary["audit"]["trail"] = audit.finish(&finished.audit_missed);
     }
+    if let Some(r) = &restored {
+        summary["audit"]["restored"] = r.json();
+    }
     report::warn("ticklane run", &summary);
     report::warn_rejected("ticklane run", &summary);
     println!(
-        "ticklane run: {} packets, {} messages in {:.1} s via {}; {}",
+        "ticklane run: {} packets, {} messages in {:.1} s via {}; {}{}",
         summary["packets"],
         summary["messages"],
         summary["seconds"].as_f64().unwrap_or(0.0),
         path.mode,
-        report::lost_text(&summary)
+        report::lost_text(&summary),
+        restored
+            .as_ref()
+            .map(|r| format!(
+                "; {} messages restored from the audit journal before",
+                r.json()["messages"]
+            ))
+            .unwrap_or_default()
     );
     if let Some(mut out) = outputs.summary {
         serde_json::to_writer_pretty(&mut out, &summary)

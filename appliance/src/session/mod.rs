@@ -163,6 +163,12 @@ pub struct SessionConfig {
     pub session: Option<Session>,
     /// Packets of a new session that confirm it (or one on a second line).
     pub confirm_session_packets: u32,
+    /// Where a session already partly received (an earlier run on the same
+    /// audit journal) resumes: messages of this session before this
+    /// sequence number are not delivered again, and only those after it
+    /// that did not arrive live are requested (not the whole day from
+    /// `backfill_from`).
+    pub resume: Option<(Session, u64)>,
 }
 
 impl Default for SessionConfig {
@@ -187,6 +193,7 @@ impl Default for SessionConfig {
             max_rate: 10_000_000,
             session: None,
             confirm_session_packets: 3,
+            resume: None,
         }
     }
 }
@@ -985,7 +992,11 @@ impl SessionTracker {
     fn start(&mut self, session: Session, seq: u64, sink: &mut impl ActionSink) {
         let window = self.arena.len() / self.cfg.max_packet.max(1);
         self.session = Some(session);
-        self.next_seq = self.cfg.backfill_from.map_or(seq, |b| b.min(seq)).max(1);
+        self.next_seq = match self.cfg.resume {
+            Some((s, next)) if s == session => next,
+            _ => self.cfg.backfill_from.map_or(seq, |b| b.min(seq)),
+        }
+        .max(1);
         self.highest = self.next_seq;
         self.ended = false;
         self.end_reported = false;

@@ -321,6 +321,34 @@ fn backfill_from_the_first_message() {
     assert_eq!(log[1..], [Rec::Gap(1, 100), Rec::Stale, req(0, 1, 99)]);
 }
 
+/// A session resumed after a restart (the audit journal holds 1..=499):
+/// only what came after the journal is requested, and what the journal
+/// holds is not delivered again; another session starts from the backfill.
+#[test]
+fn a_resumed_session_requests_only_what_came_after_it() {
+    let cfg = SessionConfig {
+        backfill_from: Some(1),
+        resume: Some((session(b"S1"), 500)),
+        ..with_servers(1)
+    };
+    let mut r = Rig::new(cfg.clone());
+    r.feed(0, &packet(b"S1", 700, 1));
+    let log = r.log.take();
+    assert_eq!(log[1..], [Rec::Gap(500, 700), Rec::Stale, req(0, 500, 200)]);
+    let mut r = Rig::new(cfg.clone());
+    r.feed(0, &packet(b"S1", 495, 10));
+    let log = r.log.take();
+    assert_eq!(
+        log[1..],
+        (500..505).map(Rec::Deliver).collect::<Vec<_>>(),
+        "a packet straddling the resume point delivers only what is new"
+    );
+    let mut r = Rig::new(cfg);
+    r.feed(0, &packet(b"S2", 3, 1));
+    let log = r.log.take();
+    assert_eq!(log[1..], [Rec::Gap(1, 3), Rec::Stale, req(0, 1, 2)]);
+}
+
 #[test]
 fn maximum_message_length_exceeded_rejects_the_packet() {
     let cfg = SessionConfig {
