@@ -148,7 +148,7 @@ fn next_batch(
                 journaled_ns,
                 bytes,
             } => {
-                let row = MessageRow::new(&session, seq, journaled_ns, bytes);
+                let row = MessageRow::new(session.trimmed(), seq, journaled_ns, bytes);
                 let fits = b.gaps.is_empty()
                     && b.messages.len() < max_rows
                     && b.messages
