@@ -14,5 +14,6 @@ pub mod query;
 pub mod record;
 pub mod shipper;
 pub mod store;
+pub mod usage;
 pub mod verify;
 pub mod writer;

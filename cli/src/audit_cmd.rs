@@ -883,6 +883,7 @@ impl AuditRunArgs {
 /// The audit trail of a live run: the writer thread and, with a server,
 /// the shipper thread.
 pub(crate) struct LiveAudit {
+    usage: ticklane_audit::usage::UsageSource,
     writer: ticklane_audit::writer::AuditWriter,
     shipper: Option<ticklane_audit::shipper::Shipper>,
     recovery: journal::Recovery,
@@ -980,6 +981,10 @@ impl LiveAudit {
             );
         }
         let committed = journal.committed();
+        let backlog = match store {
+            Some(_) => unacknowledged(dir)?,
+            None => 0,
+        };
         let shipper = match store {
             Some(store) => Some(ticklane_audit::shipper::Shipper::spawn(
                 dir,
@@ -1004,13 +1009,38 @@ impl LiveAudit {
             .name("audit-watch".into())
             .spawn(move || watch(w, sg, d))
             .context("starting the audit watch thread")?;
+        let usage = ticklane_audit::usage::UsageSource::new(
+            dir,
+            writer.gauges(),
+            shipper.as_ref().map(|s| (s.gauges(), backlog)),
+        );
         Ok(Some(Self {
+            usage,
             writer,
             shipper,
             recovery,
             ship_timeout: std::time::Duration::from_secs_f64(args.audit_ship_timeout),
             watch: (done, watcher),
         }))
+    }
+
+    /// The audit's gauges (journal disk usage, backlog, shipped position,
+    /// alarm) for the control plane, sampled at each read.
+    pub(crate) fn counter_source(&self) -> ticklane_control::appliance::CounterSource {
+        let usage = self.usage.clone();
+        Box::new(move || {
+            usage.sample().map_or_else(
+                |_| Vec::new(),
+                |u| {
+                    u.gauges()
+                        .into_iter()
+                        .map(|(name, help, v)| {
+                            ticklane_control::counters::Counter::of(name, help, v)
+                        })
+                        .collect()
+                },
+            )
+        })
     }
 
     /// Journals what is left in the ring and the ring's misses, ships for at
@@ -1076,6 +1106,19 @@ impl LiveAudit {
                 w.bytes,
                 w.gaps.len()
             );
+        }
+        match self.usage.sample() {
+            Ok(u) => {
+                v["usage"] = serde_json::json!({
+                    "journal_disk_bytes": u.disk_bytes,
+                    "alarm": u.alarm,
+                    "unjournaled_messages": u.unjournaled,
+                    "unshipped_bytes": u.unshipped_bytes,
+                    "unshipped_messages": u.unshipped_messages,
+                    "shipped_position": u.shipped.map(|p| serde_json::json!({"segment": p.segment, "offset": p.offset})),
+                });
+            }
+            Err(e) => eprintln!("ticklane run: warning: cannot measure the audit journal: {e}"),
         }
         // Watched until here: the outage may end while the stop ships.
         self.watch.0.store(true, Ordering::Release);
