@@ -18,5 +18,6 @@ pub mod record;
 pub mod restore;
 pub mod shipper;
 pub mod store;
+pub mod usage;
 pub mod verify;
 pub mod writer;

@@ -352,6 +352,9 @@ fn drive<S: Source>(
     let audit = super::audit_cmd::LiveAudit::start(&args.audit, &mut subscribers, &args.retrans)?;
     let (mut poller, stats) = Poller::new(source, pipeline, outputs.tap, cfg, stop)?;
     let control = control.map(|c| c.start(&mut poller, &path)).transpose()?;
+    if let (Some(plane), Some(audit)) = (&control, &audit) {
+        plane.add_counters(audit.counter_source());
+    }
     let drain = match &control {
         Some(plane) => Drain::spawn_forwarding(subscribers, plane.forwarder()),
         None => Drain::spawn(subscribers),

@@ -20,7 +20,8 @@ pub struct Counter {
 }
 
 impl Counter {
-    fn of(name: impl Into<String>, help: &'static str, value: u64) -> Self {
+    /// A counter of the whole appliance (no feed, no session).
+    pub fn of(name: impl Into<String>, help: &'static str, value: u64) -> Self {
         Self {
             name: name.into(),
             help,
