@@ -125,13 +125,10 @@ impl Histogram {
     /// Each bucket's upper bound (`None`: unbounded) with the count of the
     /// durations below it (cumulative, as Prometheus wants them).
     pub fn cumulative(&self) -> impl Iterator<Item = (Option<u64>, u64)> + '_ {
-        self.counts
-            .iter()
-            .enumerate()
-            .scan(0u64, |total, (i, n)| {
-                *total += n;
-                Some((Self::upper_bound(i), *total))
-            })
+        self.counts.iter().enumerate().scan(0u64, |total, (i, n)| {
+            *total += n;
+            Some((Self::upper_bound(i), *total))
+        })
     }
 
     /// The upper bound of the bucket holding the `q` quantile (0 < q ≤ 1):
@@ -274,9 +271,16 @@ mod tests {
             match Histogram::upper_bound(i) {
                 Some(upper) => {
                     assert!(ns < upper, "{ns} in bucket {i} below {upper}");
-                    let lower = if i == 0 { 0 } else { Histogram::upper_bound(i - 1).unwrap() };
+                    let lower = if i == 0 {
+                        0
+                    } else {
+                        Histogram::upper_bound(i - 1).unwrap()
+                    };
                     assert!(ns >= lower, "{ns} in bucket {i} at or above {lower}");
-                    assert!(i == 0 || (upper - lower) * 8 <= lower, "{i}: {lower}..{upper}");
+                    assert!(
+                        i == 0 || (upper - lower) * 8 <= lower,
+                        "{i}: {lower}..{upper}"
+                    );
                 }
                 None => assert!(ns >= 1 << 33, "{ns} unbounded"),
             }

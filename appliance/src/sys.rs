@@ -321,7 +321,12 @@ fn timestamp_of(hdr: &libc::msghdr) -> u64 {
 /// Asks the kernel for the receive time of every datagram of `socket`
 /// (`SO_TIMESTAMPNS`, read by [`receive_batch`]).
 pub fn receive_timestamps(socket: &impl AsRawFd) -> io::Result<()> {
-    set_int(socket.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)
+    set_int(
+        socket.as_raw_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_TIMESTAMPNS,
+        1,
+    )
 }
 
 /// Now on `clock`, in nanoseconds (through the vDSO: no system call where

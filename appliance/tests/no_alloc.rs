@@ -20,13 +20,14 @@ use ticklane_appliance::pipeline::Pipeline;
 use ticklane_appliance::poller::{Ending, Poller, PollerConfig, TimeBase};
 use ticklane_appliance::request::{self, Answer, Ask, BookSnapshot, Stock};
 use ticklane_appliance::session::SessionConfig;
-use ticklane_appliance::sys;
 use ticklane_appliance::source::admission::{Admission, Checksums};
 use ticklane_appliance::source::memory::MemorySource;
 use ticklane_appliance::source::udp::FeedSocket;
 use ticklane_appliance::source::{
-    Arrival, RxClock, RxSource, RxTime, FeedChangeError, Polled, Source, SourceCounters, SourceError, Verdict, Wait,
+    Arrival, FeedChangeError, Polled, RxClock, RxSource, RxTime, Source, SourceCounters,
+    SourceError, Verdict, Wait,
 };
+use ticklane_appliance::sys;
 use ticklane_capture::feed::{Feed, FeedDecoder, FeedFilter, FeedSink, Location, Problem, Unit};
 use ticklane_lab::market::{MAX_MESSAGE_LEN, Market, MarketConfig};
 use ticklane_protocols::itch::{self, Handler, MessageRef};
@@ -415,7 +416,9 @@ fn the_production_poller_allocates_nothing_once_warm() {
     );
     assert_eq!(snap.rx_source, Some(RxSource::XdpSoftware));
     assert!(
-        snap.wire_to_handler.quantile(0.5).is_some_and(|p50| p50 < 1_000_000_000),
+        snap.wire_to_handler
+            .quantile(0.5)
+            .is_some_and(|p50| p50 < 1_000_000_000),
         "{:?}",
         snap.wire_to_handler.quantile(0.5)
     );

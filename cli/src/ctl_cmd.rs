@@ -404,7 +404,10 @@ async fn config(c: &mut Client, what: &ConfigCommand, args: &CtlArgs) -> anyhow:
                 json!({"key": e.key, "value": e.value, "default": e.default, "stored": e.stored, "help": e.help})
             );
         } else if matches!(what, ConfigCommand::List) {
-            println!("{} = {} (default {}): {}", e.key, e.value, e.default, e.help);
+            println!(
+                "{} = {} (default {}): {}",
+                e.key, e.value, e.default, e.help
+            );
         } else {
             println!("{} = {}", e.key, e.value);
         }

@@ -576,18 +576,16 @@ fn config_entry(app: &Appliance, key: Key, stored: bool) -> proto::ConfigEntry {
     }
 }
 
-/// The wire form of a histogram, with the poller's buckets merged by four.
+/// The wire form of a histogram, with the poller's own buckets (so that a
+/// client can take the difference of two and read quantiles from it at
+/// their resolution).
 fn histogram_message(h: &counters::NamedHistogram, source: &str) -> proto::Histogram {
     let hist = &h.histogram;
-    let mut below = 0;
-    let buckets = counters::coarse_buckets(hist)
-        .into_iter()
-        .map(|(bound, n)| {
-            below += n;
-            proto::Bucket {
-                le_ns: bound.unwrap_or(0),
-                count: below,
-            }
+    let buckets = hist
+        .cumulative()
+        .map(|(bound, count)| proto::Bucket {
+            le_ns: bound.unwrap_or(0),
+            count,
         })
         .collect();
     let q = |q: f64| hist.quantile(q).unwrap_or(0);

@@ -105,9 +105,8 @@ impl Key {
     /// (milliseconds, nanoseconds for `ready_max_p99`, or a count).
     pub fn parse_value(self, text: &str) -> Result<u64, ControlError> {
         let t = text.trim();
-        let bad = |why: String| {
-            ControlError::InvalidArgument(format!("{}: '{text}' {why}", self.name()))
-        };
+        let bad =
+            |why: String| ControlError::InvalidArgument(format!("{}: '{text}' {why}", self.name()));
         match self.kind() {
             Kind::Count { min, max } => {
                 let n: u64 = t
@@ -120,9 +119,11 @@ impl Key {
             }
             Kind::Millis { min, max } => {
                 let d = duration(t).ok_or_else(|| {
-                    bad("is not a duration: give a number and a unit (us, ms, s, m), e.g. \
+                    bad(
+                        "is not a duration: give a number and a unit (us, ms, s, m), e.g. \
                          500ms, or 0"
-                        .into())
+                            .into(),
+                    )
                 })?;
                 let (lo, hi) = (Duration::from_millis(min), Duration::from_millis(max));
                 if !d.is_zero() && (d < lo.max(Duration::from_micros(1)) || d > hi) {
@@ -170,12 +171,21 @@ fn duration(t: &str) -> Option<Duration> {
 /// A duration in its largest whole unit.
 fn show(d: Duration) -> String {
     let ns = d.as_nanos();
-    for (unit, per) in [("m", 60_000_000_000), ("s", 1_000_000_000), ("ms", 1_000_000), ("us", 1_000)] {
+    for (unit, per) in [
+        ("m", 60_000_000_000),
+        ("s", 1_000_000_000),
+        ("ms", 1_000_000),
+        ("us", 1_000),
+    ] {
         if ns >= per && ns % per == 0 {
             return format!("{}{unit}", ns / per);
         }
     }
-    if ns == 0 { "0".into() } else { format!("{ns}ns") }
+    if ns == 0 {
+        "0".into()
+    } else {
+        format!("{ns}ns")
+    }
 }
 
 /// The live values, read by whoever applies them (lock-free).
@@ -232,7 +242,10 @@ mod tests {
         assert_eq!(Key::ReadyMaxP99.parse_value("50us").unwrap(), 50_000);
         assert_eq!(Key::ReadyMaxP99.format(50_000), "50us");
         let e = Key::parse("nosuch").unwrap_err().to_string();
-        assert!(e.contains("log_interval, max_streams, ready_max_p99"), "{e}");
+        assert!(
+            e.contains("log_interval, max_streams, ready_max_p99"),
+            "{e}"
+        );
         let s = Settings::default();
         assert_eq!(s.log_interval(), Some(Duration::from_secs(1)));
         s.set(Key::LogInterval, 0);

@@ -178,7 +178,8 @@ unsafe fn take_rx_meta(meta: *mut u8) -> Option<u64> {
     // SAFETY: the caller guarantees RX_META_LEN readable bytes at `meta`;
     // `bytes` is a distinct local of that size.
     unsafe { std::ptr::copy_nonoverlapping(meta, bytes.as_mut_ptr(), RX_META_LEN) };
-    let word = |at: usize| u32::from_ne_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    let word =
+        |at: usize| u32::from_ne_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
     if word(12) != RX_MAGIC {
         return None;
     }
