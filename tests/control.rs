@@ -492,6 +492,16 @@ fn the_control_plane_observes_and_changes_a_live_appliance_despite_hostile_clien
     for (got, want) in answers.iter().zip(expect) {
         assert!(got.starts_with(want), "{got:?} should start with {want:?}");
     }
+    assert!(
+        answers[1].contains(" rx_timestamps=xdp_software "),
+        "{}",
+        answers[1]
+    );
+    assert!(
+        answers[13].contains(" wire_to_handler_p99_ns="),
+        "{}",
+        answers[13]
+    );
 
     // Metrics and health.
     let (metrics, health, ready) = lab
