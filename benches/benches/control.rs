@@ -209,6 +209,21 @@ async fn h2_calls(addr: SocketAddr, path: &str, body: Bytes, calls: usize, end: 
     n
 }
 
+/// CPU time (user and system) process `pid` has used, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command's closing parenthesis: utime is the
+    // 14th field of the line, stime the 15th, in clock ticks of 100 Hz.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|t| t.parse::<u64>().ok())
+        .sum();
+    ticks as f64 / 100.0
+}
+
 /// Control requests per second against `ticklane run` in its own process.
 fn requests_per_second(threads: &str) {
     let lab = Lab::new("cbr", 1);
@@ -231,6 +246,7 @@ fn requests_per_second(threads: &str) {
     );
     let for_ = seconds();
     let threads = threads.to_owned();
+    let server = run.child.0.id();
     lab.in_netns(&lab.b, move || {
         // The client's threads are made here, in the lab's namespace.
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -246,7 +262,8 @@ fn requests_per_second(threads: &str) {
             // An empty GetStatusRequest, framed: uncompressed, 0 bytes.
             let empty = Bytes::from_static(&[0, 0, 0, 0, 0]);
             let path = "/ticklane.v1.Appliance/GetStatus";
-            for (conns, calls) in [(4, 64), (8, 128)] {
+            for (conns, calls) in [(4, 64), (8, 64)] {
+                let cpu = (cpu_seconds(server), cpu_seconds(std::process::id()));
                 let rps = rate(conns, for_, |end| {
                     h2_calls(grpc, path, empty.clone(), calls, end)
                 })
@@ -254,6 +271,16 @@ fn requests_per_second(threads: &str) {
                 report(
                     &format!("gRPC GetStatus, h2 client ({conns} conns x {calls} in flight)"),
                     rps,
+                );
+                let per_request = |before: f64, pid: u32| {
+                    (cpu_seconds(pid) - before) * 1e6 / (rps * for_.as_secs_f64())
+                };
+                let server_us = per_request(cpu.0, server);
+                println!(
+                    "  CPU per request: server {server_us:.1} us, client {:.1} us (one server \
+                     core alone would serve {:.0} req/s)",
+                    per_request(cpu.1, std::process::id()),
+                    1e6 / server_us
                 );
             }
             let status_rps = rate(4, for_, |end| {
@@ -367,7 +394,8 @@ async fn drain<T>(mut stream: tonic::Streaming<T>, stop: Arc<AtomicBool>) -> u64
 /// The flood of the issue, until `stop`: 10,000 `GetBook`/s (ten every
 /// millisecond), and 8 stream clients, each on its own connection: one
 /// that never reads, four following BBO and three the trades.
-async fn flood(grpc: SocketAddr, stop: Arc<AtomicBool>) -> (u64, u64) {
+/// Returns the answers, the stream events read and the seconds it lasted.
+async fn flood(grpc: SocketAddr, stop: Arc<AtomicBool>) -> (u64, u64, f64) {
     let url = format!("http://{grpc}");
     let connect = || ApplianceClient::connect(url.clone());
     let request = proto::StreamRequest::default;
@@ -390,6 +418,7 @@ async fn flood(grpc: SocketAddr, stop: Arc<AtomicBool>) -> (u64, u64) {
         }
     }
     let c = connect().await.unwrap();
+    let started = Instant::now();
     let mut books = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     let mut locate = 0u32;
@@ -399,13 +428,19 @@ async fn flood(grpc: SocketAddr, stop: Arc<AtomicBool>) -> (u64, u64) {
         for _ in 0..10 {
             locate = locate % 20 + 1;
             let mut c = c.clone();
+            // Answered: a book, or NOT_FOUND for a locate the day lacks;
+            // both went through the poller's ring.
             asks.spawn(async move {
-                c.get_book(proto::GetBookRequest {
-                    stock: Some(proto::get_book_request::Stock::Locate(locate)),
-                    depth: 10,
-                })
-                .await
-                .is_ok()
+                let r = c
+                    .get_book(proto::GetBookRequest {
+                        stock: Some(proto::get_book_request::Stock::Locate(locate)),
+                        depth: 10,
+                    })
+                    .await;
+                matches!(
+                    r.map_or_else(|e| e.code(), |_| tonic::Code::Ok),
+                    tonic::Code::Ok | tonic::Code::NotFound
+                )
             });
         }
         while let Some(ok) = asks.join_next().await {
@@ -417,7 +452,7 @@ async fn flood(grpc: SocketAddr, stop: Arc<AtomicBool>) -> (u64, u64) {
         events += n.unwrap_or(0);
     }
     drop(never_reads);
-    (books, events)
+    (books, events, started.elapsed().as_secs_f64())
 }
 
 /// Wire to handler with the control plane idle and flooded, phases
@@ -519,9 +554,9 @@ fn latency_under_flood(threads: &str) {
             "  phase {i} {phase:<5} p50 < {p50:>7.1} us  p99 < {p99:>7.1} us  p99.9 < {p999:>8.1} us  \
              {packets}/{frames} packets, {delivered} messages, {lost} lost{}",
             flooded
-                .map(|(books, events)| format!(
+                .map(|(books, events, secs)| format!(
                     "; flood: {books} GetBook answered ({:.0}/s), {events} stream events read",
-                    books as f64 / 3.0_f64.max(*frames as f64 / 20_000.0 + 0.8)
+                    books as f64 / secs
                 ))
                 .unwrap_or_default()
         );
@@ -555,12 +590,21 @@ fn latency_under_flood(threads: &str) {
 }
 
 fn main() {
-    poller_under_flood();
+    // TICKLANE_CONTROL_BENCH=poller,rate,latency (all by default) picks parts.
+    let parts = std::env::var("TICKLANE_CONTROL_BENCH").unwrap_or_default();
+    let wanted = |part: &str| parts.is_empty() || parts.split(',').any(|p| p == part);
+    if wanted("poller") {
+        poller_under_flood();
+    }
     if !ticklane_e2e::netns_available() {
         println!("(the process and latency benchmarks need root and network namespaces: skipped)");
         return;
     }
     let threads = std::env::var("TICKLANE_CONTROL_THREADS").unwrap_or_else(|_| "2".into());
-    requests_per_second(&threads);
-    latency_under_flood(&threads);
+    if wanted("rate") {
+        requests_per_second(&threads);
+    }
+    if wanted("latency") {
+        latency_under_flood(&threads);
+    }
 }

@@ -155,8 +155,10 @@ impl Appliance {
 
     /// Every counter, feeds named.
     pub async fn counters(&self) -> (Snapshot, Vec<Counter>) {
-        let snap = self.snapshot();
+        // The snapshot is read after the lock is had, so that it is not
+        // held across the await (the future stays small).
         let feeds = self.feeds.lock().await;
+        let snap = self.snapshot();
         let list = counters::counters(&snap, |line| feeds.name_of_line(line));
         (snap, list)
     }

@@ -50,28 +50,28 @@ impl Service {
 
     /// The status, built at most [`STATUS_FRESH`] ago.
     async fn status(&self) -> proto::Status {
-        let cached = |c: &Option<(Instant, proto::Status)>| {
-            c.as_ref()
-                .filter(|(at, _)| at.elapsed() < STATUS_FRESH)
-                .map(|(_, s)| s.clone())
-        };
         let lock = || {
             self.status
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
         };
-        if let Some(s) = cached(&lock()) {
+        let cached = lock()
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < STATUS_FRESH)
+            .map(|(_, s)| s.clone());
+        if let Some(s) = cached {
             return s;
         }
-        let status = self.build_status().await;
+        // Boxed: the future of every call stays small, the rare rebuild
+        // has its own.
+        let status = Box::pin(self.build_status()).await;
         *lock() = Some((Instant::now(), status.clone()));
         status
     }
 
     async fn build_status(&self) -> proto::Status {
-        let snap = self.app.snapshot();
+        let (feeds, snap) = feed_list(&self.app).await;
         let info = &self.app.info;
-        let feeds = feed_list(&self.app, &snap).await;
         proto::Status {
             version: info.version.clone(),
             uptime_ns: snap.uptime_ns,
@@ -426,7 +426,7 @@ impl appliance_server::Appliance for Service {
         _: Request<proto::ListFeedsRequest>,
     ) -> Result<Response<proto::FeedList>, Status> {
         Ok(Response::new(proto::FeedList {
-            feeds: feed_list(&self.app, &self.app.snapshot()).await,
+            feeds: feed_list(&self.app).await.0,
         }))
     }
 
@@ -606,10 +606,13 @@ fn histogram_message(h: &counters::NamedHistogram, source: &str) -> proto::Histo
     }
 }
 
-/// The feeds with their lines' counters (from `snap`).
-pub async fn feed_list(app: &Appliance, snap: &Snapshot) -> Vec<proto::Feed> {
+/// The feeds with their lines' counters, and the stats snapshot they are
+/// from (read once the feeds are locked: no snapshot is held across an
+/// await, so that the futures of the calls stay small).
+pub async fn feed_list(app: &Appliance) -> (Vec<proto::Feed>, Box<Snapshot>) {
     let feeds = app.feeds().await;
-    feeds
+    let snap = Box::new(app.snapshot());
+    let list = feeds
         .entries()
         .map(|e| {
             let lines = snap
@@ -633,5 +636,6 @@ pub async fn feed_list(app: &Appliance, snap: &Snapshot) -> Vec<proto::Feed> {
                 down,
             }
         })
-        .collect()
+        .collect();
+    (list, snap)
 }

@@ -278,7 +278,7 @@ async fn stats(app: &Appliance) -> String {
 }
 
 async fn feeds_line(app: &Appliance) -> String {
-    let list = feed_list(app, &app.snapshot()).await;
+    let (list, _) = feed_list(app).await;
     let mut s = format!("OK {} feeds", list.len());
     for f in list {
         s += &format!(" line{}={}", f.line, f.feed);
