@@ -220,7 +220,7 @@ fn trial(path: Path, threaded: bool, spin: bool, pps: u64, count: u64) -> Receiv
                 while !stop_r.load(Ordering::Acquire) {
                     // Spinning: lowest latency; sleeping in poll() when
                     // idle: CPU time is work.
-                    sock.receive(if spin { 0 } else { 1 }, |frame| {
+                    sock.receive(if spin { 0 } else { 1 }, |frame, _| {
                         let now48 = monotonic_ns() & MASK48;
                         if let Ok(udp) = wire::parse_ethernet_udp(frame) {
                             handle(udp.payload, now48, &mut out);

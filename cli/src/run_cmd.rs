@@ -370,8 +370,12 @@ fn drive<S: Source>(
         path.bind.map(|b| format!(", {b} bind")).unwrap_or_default()
     );
     let done = AtomicBool::new(false);
+    let interval: Box<dyn Fn() -> Option<Duration> + Send + Sync> = match &control {
+        Some(plane) => Box::new(plane.log_interval()),
+        None => Box::new(|| Some(Duration::from_secs(1))),
+    };
     let ending = std::thread::scope(|scope| {
-        scope.spawn(|| print_stats(stats, &done));
+        scope.spawn(|| print_stats(stats, &done, &*interval));
         let ending = poller.run();
         done.store(true, Ordering::Relaxed);
         ending
@@ -428,19 +432,21 @@ fn drive<S: Source>(
 
 /// The once-a-second stats line, printed from this thread (never from the
 /// poller) off the poller's published snapshots.
-fn print_stats(mut stats: StatsReader, done: &AtomicBool) {
+fn print_stats(mut stats: StatsReader, done: &AtomicBool, interval: &dyn Fn() -> Option<Duration>) {
     let mut last = stats.read();
     let mut at = Instant::now();
     while !done.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
-        if at.elapsed() < Duration::from_secs(1) {
+        // The interval may change while the appliance runs (`ticklane ctl
+        // config set log_interval`): it is read again every time.
+        if interval().is_none_or(|every| at.elapsed() < every) {
             continue;
         }
         let now = stats.read();
         let secs = at.elapsed().as_secs_f64();
         let xsk = now.source.xsk.unwrap_or_default();
         eprintln!(
-            "ticklane: {:.0} pkt/s, {:.0} msg/s, {} lost, {} dropped by the socket ({} ring full), {} fill-ring-empty, {} rejected{}",
+            "ticklane: {:.0} pkt/s, {:.0} msg/s, {} lost, {} dropped by the socket ({} ring full), {} fill-ring-empty, {} rejected{}{}",
             now.source.received.saturating_sub(last.source.received) as f64 / secs,
             now.delivered.saturating_sub(last.delivered) as f64 / secs,
             now.lost_messages,
@@ -448,6 +454,11 @@ fn print_stats(mut stats: StatsReader, done: &AtomicBool) {
             xsk.rx_ring_full,
             xsk.rx_fill_ring_empty,
             now.source.rejected().total(),
+            now.wire_to_handler
+                .since(&last.wire_to_handler)
+                .quantile(0.99)
+                .map(|ns| format!(", wire-to-handler p99 < {:.1} us", ns as f64 / 1e3))
+                .unwrap_or_default(),
             if now.is_stale() { ", STALE" } else { "" }
         );
         last = now;

@@ -1,8 +1,9 @@
 //! Every counter of a stats snapshot as one flat list of named, labelled
-//! values: the one place that names them, for `GetStats`, the `STATS` line
-//! and `/metrics` alike.
+//! values, and its histograms: the one place that names them, for
+//! `GetStats`, the `STATS` line and `/metrics` alike.
 
-use ticklane_appliance::stats::Snapshot;
+use ticklane_appliance::source::RxSource;
+use ticklane_appliance::stats::{HISTOGRAM_BUCKETS, Histogram, Snapshot};
 
 /// One counter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -239,6 +240,58 @@ pub fn counters(snap: &Snapshot, feed_of: impl Fn(usize) -> String) -> Vec<Count
                     ..Counter::of(name, help, value)
                 });
             }
+        }
+    }
+    out
+}
+
+/// A histogram of the poller's, named.
+#[derive(Debug, Clone, Copy)]
+pub struct NamedHistogram {
+    /// Its name (`snake_case`, no prefix, no unit).
+    pub name: &'static str,
+    /// What it measures.
+    pub help: &'static str,
+    /// The counts.
+    pub histogram: Histogram,
+}
+
+/// The poller's histograms in `snap`.
+pub fn histograms(snap: &Snapshot) -> [NamedHistogram; 2] {
+    [
+        NamedHistogram {
+            name: "wire_to_handler",
+            help: "from a packet's receive time (see rx_timestamps) to the poller handing it to \
+                   sequencing and the handlers",
+            histogram: snap.wire_to_handler,
+        },
+        NamedHistogram {
+            name: "poller_loop",
+            help: "poller loop time: from the first packet of a poll to the end of the \
+                   iteration, per poll that brought packets",
+            histogram: snap.loop_time,
+        },
+    ]
+}
+
+/// Who took the receive times, as status and metrics name it ("" before
+/// the first stamped packet).
+pub fn rx_timestamps(snap: &Snapshot) -> &'static str {
+    snap.rx_source.map_or("", RxSource::name)
+}
+
+/// The poller's buckets merged by four (bounds 1, 1.5, 2, 3, 4, 6 … × 64
+/// ns, fine enough for a dashboard, few enough for a scrape): each upper
+/// bound in nanoseconds (`None`: unbounded) with the count in that bucket
+/// alone.
+pub fn coarse_buckets(h: &Histogram) -> Vec<(Option<u64>, u64)> {
+    let mut out = Vec::with_capacity(HISTOGRAM_BUCKETS / 4 + 2);
+    let mut below = 0;
+    for (i, (bound, cumulative)) in h.cumulative().enumerate() {
+        // The first bucket alone, then four at a time, and the unbounded one.
+        if i == 0 || i % 4 == 0 || bound.is_none() {
+            out.push((bound, cumulative - below));
+            below = cumulative;
         }
     }
     out
