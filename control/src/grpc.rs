@@ -399,6 +399,18 @@ impl appliance_server::Appliance for Service {
                     help: c.help.into(),
                 })
                 .collect(),
+            histograms: crate::counters::histograms(&snap)
+                .into_iter()
+                .map(|h| proto::Histogram {
+                    name: h.name.into(),
+                    unit: h.unit.into(),
+                    feed: String::new(),
+                    session: h.session,
+                    help: h.help.into(),
+                    bounds: h.bounds,
+                    counts: h.counts,
+                })
+                .collect(),
         }))
     }
 
