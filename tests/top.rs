@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use ticklane_e2e::{
-    Lab, arg, assert_success, netns_available, serial, start_run, stop_run, ticklane,
-    ticklane_bin, ticklane_ok,
+    Lab, arg, assert_success, netns_available, serial, start_run, stop_run, ticklane, ticklane_bin,
+    ticklane_ok,
 };
 
 const FEED_A: &str = "239.9.9.1:32001";
@@ -35,7 +35,14 @@ impl Tmux {
         let out = tmux
             .command()
             .args(["new-session", "-d", "-s", "top", "-x", "80", "-y", "24"])
-            .args(["env", "PS1=tl$ ", "TERM=xterm-256color", "bash", "--norc", "--noprofile"])
+            .args([
+                "env",
+                "PS1=tl$ ",
+                "TERM=xterm-256color",
+                "bash",
+                "--norc",
+                "--noprofile",
+            ])
             .output()
             .expect("tmux runs (scripts/deps.sh installs it)");
         assert_success(&out);
@@ -84,9 +91,14 @@ impl Tmux {
 
     /// A tmux format about the pane, e.g. `#{alternate_on}`.
     fn pane(&self, format: &str) -> String {
+        self.pane_of("top", format)
+    }
+
+    /// A tmux format about the pane of session `session`.
+    fn pane_of(&self, session: &str, format: &str) -> String {
         let out = self
             .command()
-            .args(["display-message", "-p", "-t", "top", format])
+            .args(["display-message", "-p", "-t", session, format])
             .output()
             .unwrap();
         assert_success(&out);
@@ -130,9 +142,7 @@ impl Drop for Tmux {
 
 /// The screen line that starts (after blanks) with `label`.
 fn row<'a>(screen: &'a str, label: &str) -> Option<&'a str> {
-    screen
-        .lines()
-        .find(|l| l.trim_start().starts_with(label))
+    screen.lines().find(|l| l.trim_start().starts_with(label))
 }
 
 /// The packets per second a feed line's row shows (its second column).
@@ -161,10 +171,20 @@ fn run_top(tmux: &Tmux, ns: &str) {
 /// Waits for the shell to print top's exit code, then checks the terminal
 /// is back to normal: main screen, cursor shown, no dashboard left.
 fn assert_clean_exit(tmux: &Tmux) {
-    let screen = tmux.wait_for("top's exit", 10, |s| s.contains("top-exit="));
-    assert!(screen.contains("top-exit=0"), "{screen}");
-    assert_eq!(tmux.pane("#{alternate_on}"), "0", "left the alternate screen");
-    assert_eq!(tmux.pane("#{cursor_flag}"), "1", "the cursor is shown again");
+    let screen = tmux.wait_for("top's exit", 10, |s| {
+        s.lines().any(|l| l.starts_with("top-exit="))
+    });
+    assert!(screen.lines().any(|l| l == "top-exit=0"), "{screen}");
+    assert_eq!(
+        tmux.pane("#{alternate_on}"),
+        "0",
+        "left the alternate screen"
+    );
+    assert_eq!(
+        tmux.pane("#{cursor_flag}"),
+        "1",
+        "the cursor is shown again"
+    );
     assert!(
         !screen.contains("feeds and lines") && !screen.contains("BBO"),
         "nothing of the dashboard is left on the shell's screen:\n{screen}"
@@ -199,8 +219,21 @@ fn top_shows_a_live_appliance_in_a_terminal_and_survives_its_restart() {
     let day = |name: &str, group: &str| {
         let out = arg(dir.path(), name);
         ticklane_ok(&[
-            "gen", "--messages", "60000", "--stocks", "12", "--seed", "21", "--session", "TOPDAY",
-            "--max-messages", "5", "--group", group, "-o", &out,
+            "gen",
+            "--messages",
+            "60000",
+            "--stocks",
+            "12",
+            "--seed",
+            "21",
+            "--session",
+            "TOPDAY",
+            "--max-messages",
+            "5",
+            "--group",
+            group,
+            "-o",
+            &out,
         ]);
         out
     };
@@ -212,7 +245,7 @@ fn top_shows_a_live_appliance_in_a_terminal_and_survives_its_restart() {
     // Top before the appliance: unreachable, retrying.
     run_top(&tmux, &lab.b);
     let screen = tmux.wait_for("unreachable", 15, |s| {
-        s.contains("unreachable:") && s.contains("retrying in")
+        s.contains("unreachable: retrying in") && s.contains("cannot reach")
     });
     assert!(screen.contains("ticklane top 127.0.0.1:50161"), "{screen}");
 
@@ -231,13 +264,21 @@ fn top_shows_a_live_appliance_in_a_terminal_and_survives_its_restart() {
             && s.contains('◀')
             && row(s, "TOPDAY").is_some()
             && s.contains("BBO · busiest stocks")
-            && s.lines().skip_while(|l| !l.contains("bid size")).nth(1).is_some_and(|l| {
-                l.split_whitespace().count() >= 5
-            })
+            && s.lines()
+                .skip_while(|l| !l.contains("bid size"))
+                .nth(1)
+                .is_some_and(|l| l.split_whitespace().count() >= 5)
     });
     eprintln!("top while the feed runs:\n{live}");
     assert_eq!(live.lines().count(), 24, "fits 80×24:\n{live}");
-    for part in ["recovery", "xsk rx_dropped", "fill_ring_empty", "audit", "histogram", "q quit"] {
+    for part in [
+        "recovery",
+        "xsk rx_dropped",
+        "fill_ring_empty",
+        "audit",
+        "histogram",
+        "q quit",
+    ] {
         assert!(live.contains(part), "{part} is on the screen:\n{live}");
     }
     let session = row(&live, "TOPDAY").unwrap();
@@ -246,7 +287,9 @@ fn top_shows_a_live_appliance_in_a_terminal_and_survives_its_restart() {
     // Sort: s moves the mark to the next column.
     assert!(live.contains("feed▼"), "{live}");
     tmux.keys(&["s"]);
-    tmux.wait_for("sorted on pkt/s", 5, |s| s.contains("pkt/s▼") && s.contains("sort:pkt/s"));
+    tmux.wait_for("sorted on pkt/s", 5, |s| {
+        s.contains("pkt/s▼") && s.contains("sort:pkt/s")
+    });
 
     // Pause: the screen stands still while the feed goes on.
     tmux.keys(&["p"]);
@@ -267,7 +310,9 @@ fn top_shows_a_live_appliance_in_a_terminal_and_survives_its_restart() {
     let both_sides = books
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .find(|b| !b["bids"].as_array().unwrap().is_empty() && !b["asks"].as_array().unwrap().is_empty())
+        .find(|b| {
+            !b["bids"].as_array().unwrap().is_empty() && !b["asks"].as_array().unwrap().is_empty()
+        })
         .expect("a stock with bids and asks");
     let stock = both_sides["stock"].as_str().unwrap().to_owned();
     let level = |side: &str| {
@@ -287,7 +332,12 @@ fn top_shows_a_live_appliance_in_a_terminal_and_survives_its_restart() {
     let cells: Vec<&str> = best.split_whitespace().collect();
     assert_eq!(
         cells[1..5],
-        [bid_size.as_str(), bid.as_str(), ask.as_str(), ask_size.as_str()],
+        [
+            bid_size.as_str(),
+            bid.as_str(),
+            ask.as_str(),
+            ask_size.as_str()
+        ],
         "{stock}'s BBO as `ticklane book` has it:\n{filtered}"
     );
     // Only that stock's rows: no other symbol of the day in the ladder.
@@ -301,9 +351,13 @@ fn top_shows_a_live_appliance_in_a_terminal_and_survives_its_restart() {
     tmux.keys(&["/"]);
     tmux.type_text("NOSUCH");
     tmux.keys(&["Enter"]);
-    tmux.wait_for("an unknown stock said so", 10, |s| s.contains("no stock NOSUCH in the books"));
+    tmux.wait_for("an unknown stock said so", 10, |s| {
+        s.contains("no stock NOSUCH in the books")
+    });
     tmux.keys(&["Escape"]);
-    tmux.wait_for("the filter cleared", 10, |s| s.contains("BBO · busiest stocks"));
+    tmux.wait_for("the filter cleared", 10, |s| {
+        s.contains("BBO · busiest stocks")
+    });
 
     // A larger terminal: more stocks in the ladder.
     let rows_at = |s: &str| {
@@ -315,7 +369,9 @@ fn top_shows_a_live_appliance_in_a_terminal_and_survives_its_restart() {
     };
     let small = rows_at(&tmux.screen());
     tmux.resize(120, 40);
-    let large = tmux.wait_for("a taller ladder", 10, |s| rows_at(s) > small && s.lines().count() == 40);
+    let large = tmux.wait_for("a taller ladder", 10, |s| {
+        rows_at(s) > small && s.lines().count() == 40
+    });
     assert!(rows_at(&large) >= 12.min(small + 8), "{large}");
     tmux.resize(80, 24);
 
@@ -340,6 +396,36 @@ fn top_shows_a_live_appliance_in_a_terminal_and_survives_its_restart() {
     tmux.wait_for("connected", 15, |s| s.contains("connected ·"));
     tmux.keys(&["C-c"]);
     assert_clean_exit(&tmux);
+
+    // A terminal that hangs up (its window killed) ends top too.
+    let bin = ticklane_bin().display().to_string();
+    let ns = lab.b.clone();
+    assert_success(
+        &tmux
+            .command()
+            .args(["new-session", "-d", "-s", "hup", "-x", "80", "-y", "24"])
+            .args(["ip", "netns", "exec", &ns, &bin, "top", "--grpc", GRPC])
+            .output()
+            .unwrap(),
+    );
+    let pid = tmux.pane_of("hup", "#{pane_pid}");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    assert_success(
+        &tmux
+            .command()
+            .args(["kill-session", "-t", "hup"])
+            .output()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::path::Path::new(&format!("/proc/{pid}/exe")).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "top {pid} still runs after its terminal hung up"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     stop_run(again);
 }
 
@@ -350,5 +436,9 @@ fn top_wants_a_terminal() {
     assert!(r.stderr.contains("draws on a terminal"), "{}", r.stderr);
     let r = ticklane(&["top", "--interval", "0.01"]);
     assert_eq!(r.code, Some(2));
-    assert!(r.stderr.contains("give 0.1 to 3600 seconds"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("give 0.1 to 3600 seconds"),
+        "{}",
+        r.stderr
+    );
 }

@@ -277,6 +277,7 @@ async fn look(
         status,
         stats,
         books,
+        filter,
         book_note: note,
     })
 }

@@ -106,8 +106,12 @@ impl Terminal {
         // From here on, Drop puts the terminal back whatever fails.
         let mut guard = Self(ratatui::Terminal::new(backend).context("opening the terminal")?);
         terminal::enable_raw_mode().context("putting the terminal in raw mode")?;
-        execute!(std::io::stdout(), terminal::EnterAlternateScreen, cursor::Hide)
-            .context("switching to the alternate screen")?;
+        execute!(
+            std::io::stdout(),
+            terminal::EnterAlternateScreen,
+            cursor::Hide
+        )
+        .context("switching to the alternate screen")?;
         guard.0.clear().context("clearing the screen")?;
         Ok(guard)
     }
@@ -121,8 +125,42 @@ impl Drop for Terminal {
 
 /// Puts the terminal back: main screen, cursor shown, cooked mode.
 fn restore() {
-    let _ = execute!(std::io::stdout(), terminal::LeaveAlternateScreen, cursor::Show);
+    let _ = execute!(
+        std::io::stdout(),
+        terminal::LeaveAlternateScreen,
+        cursor::Show
+    );
     let _ = terminal::disable_raw_mode();
+}
+
+/// Waits up to `timeout` for a key (or a resize); an error once the
+/// terminal hung up. (The terminal is asked here before crossterm reads
+/// it: crossterm spins on a terminal that hung up, reading end-of-file.)
+fn input_ready(timeout: Duration) -> anyhow::Result<bool> {
+    wait_for_terminal(Duration::ZERO)?;
+    if event::poll(Duration::ZERO).context("reading the terminal")? {
+        return Ok(true);
+    }
+    wait_for_terminal(timeout)?;
+    event::poll(Duration::ZERO).context("reading the terminal")
+}
+
+/// Waits up to `timeout` for input on the terminal; an error if it hung up.
+fn wait_for_terminal(timeout: Duration) -> anyhow::Result<()> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let stdin = std::io::stdin();
+    let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
+    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+    match poll(&mut fds, PollTimeout::from(ms)) {
+        Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+        Err(e) => bail!("waiting for the terminal: {e}"),
+    }
+    let revents = fds[0].revents().unwrap_or(PollFlags::empty());
+    if revents.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL) {
+        bail!("the terminal hung up");
+    }
+    Ok(())
 }
 
 /// The screen loop's state.
@@ -201,7 +239,7 @@ impl Ui {
                 );
             })
             .context("drawing")?;
-            if !event::poll(Duration::from_millis(200)).context("reading the terminal")? {
+            if !input_ready(Duration::from_millis(200))? {
                 continue;
             }
             match event::read().context("reading the terminal")? {
@@ -276,7 +314,7 @@ impl Ui {
             KeyCode::Char('q') => return true,
             KeyCode::Char('s') => self.sort = self.sort.next(),
             KeyCode::Char('p') => self.paused = !self.paused,
-            KeyCode::Char('/') => self.editing = Some(self.filter.clone()),
+            KeyCode::Char('/') => self.editing = Some(String::new()),
             KeyCode::Esc => {
                 self.filter.clear();
                 self.wants().filter.clear();

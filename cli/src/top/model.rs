@@ -19,6 +19,8 @@ pub(crate) struct Sample {
     /// The stocks of the ladder, busiest first, with their BBO changes per
     /// second (as StreamBbo brought them).
     pub(crate) books: Vec<(proto::Book, f64)>,
+    /// The stock filter the ladder was chosen with (empty: none).
+    pub(crate) filter: String,
     /// What the ladder was asked to show and could not (an unknown stock).
     pub(crate) book_note: Option<String>,
 }
@@ -240,7 +242,11 @@ pub(crate) fn rows(now: &Sample, before: Option<&Sample>, by: SortBy) -> Vec<Row
             && let Some(best) = lines
                 .iter_mut()
                 .filter(|l| l.won.is_some_and(|w| w > 0.0))
-                .max_by(|a, b| a.won.partial_cmp(&b.won).unwrap_or(std::cmp::Ordering::Equal))
+                .max_by(|a, b| {
+                    a.won
+                        .partial_cmp(&b.won)
+                        .unwrap_or(std::cmp::Ordering::Equal)
+                })
         {
             best.winner = true;
         }
@@ -397,6 +403,7 @@ mod tests {
                 ..Default::default()
             },
             books: Vec::new(),
+            filter: String::new(),
             book_note: None,
         }
     }
@@ -406,12 +413,7 @@ mod tests {
         let t0 = Instant::now();
         let before = sample(t0, (100, 10), (100, 90), false);
         // Over 2 s, A brought 200 packets (20 duplicates), B 200 (180).
-        let now = sample(
-            t0 + Duration::from_secs(2),
-            (300, 30),
-            (300, 270),
-            false,
-        );
+        let now = sample(t0 + Duration::from_secs(2), (300, 30), (300, 270), false);
         let rows = rows(&now, Some(&before), SortBy::Feed);
         assert_eq!(rows.len(), 3);
         let (s, a, b) = (&rows[0], &rows[1], &rows[2]);

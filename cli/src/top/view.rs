@@ -95,30 +95,32 @@ pub(crate) fn draw(f: &mut Frame<'_>, s: &Screen<'_>) {
 }
 
 fn title_line(s: &Screen<'_>) -> Line<'static> {
-    let mut spans = vec![Span::styled("ticklane top", BOLD), Span::raw(format!(" {}", s.addr))];
+    let mut spans = vec![Span::styled("ticklane top ", BOLD)];
+    if s.paused {
+        spans.push(Span::styled("PAUSED", BAD.add_modifier(Modifier::REVERSED)));
+        spans.push(Span::raw(" "));
+    }
+    spans.push(Span::raw(s.addr.to_owned()));
     if let Some(st) = s.now.map(|n| &n.status) {
         let path = if st.xdp_mode.is_empty() {
             st.mode.clone()
         } else {
             format!("{} {}/{}", st.mode, st.xdp_mode, st.bind)
         };
-        spans.push(Span::raw(format!(
-            " · {} q{} {path} · up {}",
-            st.interface,
-            st.queue,
-            uptime(st.uptime_ns)
-        )));
         spans.push(Span::raw(" · "));
         spans.push(if st.stale {
             Span::styled("STALE", BAD)
         } else {
             Span::styled("fresh", GOOD)
         });
+        spans.push(Span::raw(format!(
+            " · up {} · {path} · {} q{}",
+            uptime(st.uptime_ns),
+            st.interface,
+            st.queue,
+        )));
     }
     spans.push(Span::styled(format!(" · every {:.1}s", s.interval), DIM));
-    if s.paused {
-        spans.push(Span::styled(" PAUSED", BAD.add_modifier(Modifier::REVERSED)));
-    }
     Line::from(spans)
 }
 
@@ -137,15 +139,13 @@ fn link_line(s: &Screen<'_>) -> Line<'static> {
         Link::Unreachable { error, retry_at } => {
             let left = retry_at.saturating_duration_since(Instant::now());
             let what = if s.now.is_some() {
-                " (the figures below are the last seen)"
+                ", below: last seen"
             } else {
                 ""
             };
+            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
             Line::styled(
-                format!(
-                    "unreachable: {error} · retrying in {}s{what}",
-                    left.as_secs() + u64::from(left.subsec_nanos() > 0)
-                ),
+                format!("unreachable: retrying in {secs}s{what} · {error}"),
                 BAD,
             )
         }
@@ -164,7 +164,11 @@ fn link_line(s: &Screen<'_>) -> Line<'static> {
             let text = if sessions.is_empty() {
                 format!("connected · {} feeds · no session seen yet", st.feeds.len())
             } else {
-                format!("connected · {} feeds · {}", st.feeds.len(), sessions.join(" · "))
+                format!(
+                    "connected · {} feeds · {}",
+                    st.feeds.len(),
+                    sessions.join(" · ")
+                )
             };
             Line::styled(text, GOOD)
         }
@@ -247,7 +251,9 @@ fn draw_health(f: &mut Frame<'_>, area: Rect, now: &Sample) {
     let (mut gaps, mut filled) = (0, 0);
     for s in &now.status.sessions {
         gaps += c.labelled("session_gaps", &s.session, "").unwrap_or(0);
-        filled += c.labelled("session_gaps_filled", &s.session, "").unwrap_or(0);
+        filled += c
+            .labelled("session_gaps_filled", &s.session, "")
+            .unwrap_or(0);
     }
     lines.push(Line::from(format!(
         "gaps {} filled {} lost {} msgs",
@@ -260,11 +266,7 @@ fn draw_health(f: &mut Frame<'_>, area: Rect, now: &Sample) {
             model::quantile(&h.bounds, &counts, 0.5),
             model::quantile(&h.bounds, &counts, 0.99),
         ) {
-            (Some(p50), Some(p99)) => format!(
-                "recovery p50≤{} p99≤{}",
-                micros(p50),
-                micros(p99)
-            ),
+            (Some(p50), Some(p99)) => format!("recovery p50≤{} p99≤{}", micros(p50), micros(p99)),
             _ => "recovery: no gap recovered yet".to_owned(),
         },
         None => "recovery: not in GetStats".to_owned(),
@@ -315,10 +317,7 @@ fn draw_histograms(f: &mut Frame<'_>, area: Rect, now: &Sample) {
         None => (
             " recovery time histogram ".to_owned(),
             model::histogram(&now.stats, |n| n == "recovery_us"),
-            vec![Line::styled(
-                "wire→handler latency: not in GetStats",
-                DIM,
-            )],
+            vec![Line::styled("wire→handler latency: not in GetStats", DIM)],
         ),
     };
     let room = usize::from(area.height.saturating_sub(1)).saturating_sub(lines.len());
@@ -346,7 +345,12 @@ fn bars(h: &proto::Histogram, counts: &[u64], room: usize, width: u16) -> Vec<Li
     let start = (first..=last + 1 - span)
         .max_by_key(|s| counts[*s..*s + span].iter().sum::<u64>())
         .unwrap_or(first);
-    let most = counts[start..start + span].iter().copied().max().unwrap_or(1).max(1);
+    let most = counts[start..start + span]
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(1)
+        .max(1);
     let bar_width = usize::from(width.saturating_sub(18)).max(4);
     (start..start + span)
         .map(|i| {
@@ -372,10 +376,13 @@ fn price(p: u32) -> String {
 }
 
 fn draw_ladder(f: &mut Frame<'_>, area: Rect, s: &Screen<'_>) {
-    let title = if s.filter.is_empty() {
+    // The filter the shown stocks were chosen with (the one just typed
+    // applies from the next look).
+    let filter = s.now.map_or(s.filter, |n| n.filter.as_str());
+    let title = if filter.is_empty() {
         " BBO · busiest stocks ".to_owned()
     } else {
-        format!(" BBO · stocks matching {} ", s.filter)
+        format!(" BBO · stocks matching {filter} ")
     };
     let block = Block::new()
         .borders(Borders::TOP)
@@ -386,7 +393,10 @@ fn draw_ladder(f: &mut Frame<'_>, area: Rect, s: &Screen<'_>) {
         return;
     };
     if let Some(note) = &now.book_note {
-        f.render_widget(Paragraph::new(Line::styled(note.clone(), BAD)).block(block), area);
+        f.render_widget(
+            Paragraph::new(Line::styled(note.clone(), BAD)).block(block),
+            area,
+        );
         return;
     }
     let widths = [
@@ -443,7 +453,9 @@ fn draw_ladder(f: &mut Frame<'_>, area: Rect, s: &Screen<'_>) {
             let rows = many.iter().map(|(b, rate)| {
                 let (bid, ask) = (b.bids.first(), b.asks.first());
                 let spread = match (bid, ask) {
-                    (Some(x), Some(y)) => price(y.price.saturating_sub(x.price)),
+                    (Some(x), Some(y)) => {
+                        format!("{:.4}", (f64::from(y.price) - f64::from(x.price)) / 1e4)
+                    }
                     _ => String::new(),
                 };
                 TableRow::new(vec![
@@ -471,7 +483,10 @@ fn keys_line(s: &Screen<'_>) -> Line<'static> {
         ]);
     }
     let key = |k: &'static str, what: String| {
-        [Span::styled(k, BOLD.fg(Color::Cyan)), Span::raw(format!(" {what}  "))]
+        [
+            Span::styled(k, BOLD.fg(Color::Cyan)),
+            Span::raw(format!(" {what}  ")),
+        ]
     };
     let mut spans = Vec::new();
     spans.extend(key("s", format!("sort:{}", s.sort.title())));
@@ -483,7 +498,10 @@ fn keys_line(s: &Screen<'_>) -> Line<'static> {
             format!("filter:{}", s.filter)
         },
     ));
-    spans.extend(key("p", if s.paused { "resume" } else { "pause" }.to_owned()));
+    spans.extend(key(
+        "p",
+        if s.paused { "resume" } else { "pause" }.to_owned(),
+    ));
     spans.extend(key("q", "quit".to_owned()));
     Line::from(spans)
 }
