@@ -39,12 +39,13 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'echo; echo "interrupted: cleaning up"; exit 130' INT TERM
-step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+step() { printf '\n\033[1m==> [%3d s] %s\033[0m\n' "$((SECONDS - started))" "$*"; }
 
 step "building ticklane (release)"
 cargo build --release --locked -p ticklane
 bin=$PWD/target/release/ticklane
-inx() { ip netns exec "$X" "$bin" "$@"; }
+# ticklane in the appliance's namespace, in the foreground (what runs in the background is
+# started with `ip netns exec` itself, so that $! is its PID).
 ina() { ip netns exec "$A" "$bin" "$@"; }
 
 step "building the lab: namespaces $X and $A, veth $VX <-> $VA"
@@ -111,7 +112,7 @@ step "appliance side: ticklane run (XDP steering, AF_XDP, A/B arbitration, gap r
 # The default rings (16k rx, 32k fill) ride out the stalls of a 2-core
 # machine where the senders, the re-request server and the poller share the
 # cores (socket.rx_ring_full in the summary counts overflows).
-ina run --iface "$VA" --feed "$LINE_A" --feed "$LINE_B" --retrans 198.18.50.1:9000 \
+ip netns exec "$A" "$bin" run --iface "$VA" --feed "$LINE_A" --feed "$LINE_B" --retrans 198.18.50.1:9000 \
   --grpc "$GRPC" --control "$CONTROL" --metrics "$METRICS" \
   --audit-dir "$work/journal" "${clickhouse[@]}" \
   --duration 120 --summary-json "$work/run.json" --book-out "$work/run.book" \
@@ -128,10 +129,11 @@ ina ctl --grpc "$GRPC" status
 tmux -L "$TMUX_SOCKET" new-session -d -s top -x 80 -y 24 \
   "ip netns exec $A $bin top --grpc $GRPC --interval 0.5"
 
-step "sending lines A and B at 5,000 packets/s each (about 6 s)"
-inx send "$work/lossy-a.pcap" --iface "$VX" --pps 5000 > "$work/send-a.out" 2>&1 &
+step "sending lines A and B at 5,000 packets/s each (about 5 s): A through AF_XDP, B through AF_PACKET"
+# (The veth has one queue: one AF_XDP socket may send on it.)
+ip netns exec "$X" "$bin" send "$work/lossy-a.pcap" --iface "$VX" --pps 5000 > "$work/send-a.out" 2>&1 &
 send_a=$!; pids+=("$send_a")
-inx send "$work/lossy-b.pcap" --iface "$VX" --pps 5000 > "$work/send-b.out" 2>&1 &
+ip netns exec "$X" "$bin" send "$work/lossy-b.pcap" --iface "$VX" --pps 5000 --via packet > "$work/send-b.out" 2>&1 &
 send_b=$!; pids+=("$send_b")
 sleep 2.5
 stock=$(head -n 1 "$work/expected.book" | sed 's/^{"stock":"\([^"]*\)".*/\1/')

@@ -47,7 +47,8 @@ pub(crate) struct Target {
 /// The longest pause between two tries.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Symbols learned per interval at most (one GetBook each).
+/// Symbols learned per look at most (one GetBook each; the busiest first,
+/// for at most a quarter of the interval).
 const LEARN_PER_TICK: usize = 32;
 
 /// Looks at the appliance until `stop` is raised or the dashboard is gone.
@@ -133,7 +134,8 @@ async fn session(
             stream = Some(tokio::spawn(count_bbo(c.clone(), activity.clone())));
         }
         let tick = Instant::now() + target.interval;
-        let sample = match look(&mut c, wants, &activity, &mut ladder).await {
+        let learn_until = Instant::now() + target.interval / 4;
+        let sample = match look(&mut c, wants, &activity, &mut ladder, learn_until).await {
             Ok(sample) => sample,
             Err(e) => break Err(e),
         };
@@ -182,6 +184,7 @@ async fn look(
     wants: &Mutex<Wants>,
     activity: &Activity,
     ladder: &mut Ladder,
+    learn_until: Instant,
 ) -> anyhow::Result<Sample> {
     let status = c
         .get_status(proto::GetStatusRequest {})
@@ -212,13 +215,16 @@ async fn look(
         .collect();
     ladder.last = Some((at, counts.clone()));
     // Learn the symbols of stocks that changed (a few per look).
-    let unknown: Vec<u32> = counts
-        .keys()
-        .filter(|l| !ladder.symbols.contains_key(l))
-        .copied()
-        .take(LEARN_PER_TICK)
+    let mut unknown: Vec<(u64, u32)> = counts
+        .iter()
+        .filter(|(l, _)| !ladder.symbols.contains_key(l))
+        .map(|(l, n)| (*n, *l))
         .collect();
-    for locate in unknown {
+    unknown.sort_unstable_by(|a, b| b.cmp(a));
+    for (_, locate) in unknown.into_iter().take(LEARN_PER_TICK) {
+        if Instant::now() > learn_until {
+            break;
+        }
         if let Some(b) = book(c, proto::get_book_request::Stock::Locate(locate), 1).await? {
             ladder.symbols.insert(locate, b.symbol);
         }
