@@ -110,7 +110,7 @@ enum StreamKind {
 
 /// Adds the bearer token to every call.
 #[derive(Clone)]
-struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
+pub(crate) struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
 
 impl Interceptor for Bearer {
     fn call(
@@ -124,7 +124,8 @@ impl Interceptor for Bearer {
     }
 }
 
-type Client = ApplianceClient<
+/// A client of the appliance's gRPC API.
+pub(crate) type Client = ApplianceClient<
     tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>,
 >;
 
@@ -137,7 +138,24 @@ pub(crate) fn run(args: &CtlArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn connect(args: &CtlArgs) -> anyhow::Result<Client> {
-    let token = match &args.token_file {
+    client(
+        args.grpc,
+        args.token_file.as_deref(),
+        Duration::from_secs(3),
+        Duration::from_secs(15),
+    )
+    .await
+}
+
+/// A client of the appliance at `grpc`, with the token of `token_file` (if
+/// any) on every call; `connect` bounds the connection, `call` each call.
+pub(crate) async fn client(
+    grpc: SocketAddr,
+    token_file: Option<&std::path::Path>,
+    connect: Duration,
+    call: Duration,
+) -> anyhow::Result<Client> {
+    let token = match token_file {
         Some(p) => {
             let t = std::fs::read_to_string(p)
                 .with_context(|| format!("reading the token file {}", p.display()))?;
@@ -148,15 +166,14 @@ async fn connect(args: &CtlArgs) -> anyhow::Result<Client> {
         }
         None => None,
     };
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", args.grpc))?
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(Duration::from_secs(15))
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))?
+        .connect_timeout(connect)
+        .timeout(call)
         .connect()
         .await
         .with_context(|| {
             format!(
-                "cannot reach the appliance at {}: is `ticklane run --grpc {}` running there?",
-                args.grpc, args.grpc
+                "cannot reach the appliance at {grpc}: is `ticklane run --grpc {grpc}` running there?"
             )
         })?;
     Ok(ApplianceClient::with_interceptor(channel, Bearer(token))
@@ -164,7 +181,7 @@ async fn connect(args: &CtlArgs) -> anyhow::Result<Client> {
 }
 
 /// A refusal as the appliance worded it.
-fn refused(e: tonic::Status) -> anyhow::Error {
+pub(crate) fn refused(e: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("the appliance refused ({:?}): {}", e.code(), e.message())
 }
 
