@@ -3,6 +3,8 @@
 
 mod args;
 mod audit_cmd;
+mod bench_cmd;
+mod bench_report;
 mod book_cmd;
 mod config;
 mod control_cmd;
@@ -27,6 +29,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 /// order books (book), replay through the whole pipeline (replay), serve
 /// MoldUDP64 re-requests (retrans-server), put frames on a wire (send).
 /// Audit: query and verify the audit trail (audit).
+/// Benchmarks: the suites as a report with plots (bench).
 /// Deployment: check this machine and interface (doctor); shell
 /// completions (completions) and man pages (man).
 #[derive(Debug, Parser)]
@@ -67,6 +70,7 @@ enum Command {
         dir: Option<std::path::PathBuf>,
     },
     Ctl(ctl_cmd::CtlArgs),
+    Bench(bench_cmd::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +99,7 @@ fn main() -> ExitCode {
         }
         Command::Man { dir } => man(dir.as_deref()),
         Command::Ctl(args) => ctl_cmd::run(&args),
+        Command::Bench(args) => bench_cmd::run(&args),
     };
     match result {
         Ok(code) => code,
