@@ -248,7 +248,7 @@ pub fn target_text(t: Target, unit: &str) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum SuiteError {
     /// A file of the suite.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         /// Which file, doing what.
         what: String,
@@ -257,13 +257,13 @@ pub enum SuiteError {
         source: std::io::Error,
     },
     /// The audit journal.
-    #[error("the audit journal: {0}")]
+    #[error("the audit journal")]
     Journal(#[from] ticklane_audit::journal::JournalError),
     /// The pipeline over a capture.
-    #[error("the pipeline: {0}")]
+    #[error("the pipeline")]
     Poller(#[from] ticklane_appliance::poller::PollerError),
     /// Generating the capture.
-    #[error("generating the capture: {0}")]
+    #[error("generating the capture")]
     Generate(#[from] ticklane_lab::generate::GenError),
     /// A contender disagreed with the others: the figures would compare
     /// different work.
