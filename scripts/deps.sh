@@ -21,6 +21,7 @@ command -v tmux >/dev/null 2>&1 || need+=(tmux)
 # ethtool is what deploy/nic-setup.sh drives.
 command -v tshark >/dev/null 2>&1 || need+=(tshark)
 command -v ethtool >/dev/null 2>&1 || need+=(ethtool)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 # The control plane's foreign-client test: Python grpcio in a virtualenv
 # (pip installs grpcio and grpcio-tools from PyPI into target/).
 command -v python3 >/dev/null 2>&1 || need+=(python3)
