@@ -71,15 +71,7 @@ fn gen_and_decode_summaries_as_json() {
     // The damaged copy: the gaps listed are exactly the sequence numbers
     // the decode of the same file lacks.
     let summary = object(&ticklane_ok(&["decode", "--summary", "--json", &damaged]).stdout);
-    let seen: BTreeSet<u64> = ticklane_ok(&["decode", &damaged])
-        .stdout
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["seq"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect();
+    let seen = ticklane_e2e::decoded_seqs(&damaged);
     let s = &summary["sessions"][0];
     let last = s["last_seq"].as_u64().unwrap();
     let absent: BTreeSet<u64> = (1..=last).filter(|q| !seen.contains(q)).collect();

@@ -138,16 +138,13 @@ impl Report {
                     "target": c.target.map(|t| target_text(t, c.unit)),
                     "met": c.met(),
                 })).collect::<Vec<_>>(),
-                "distributions": s.distributions.iter().map(|d| json!({
-                    "name": d.name,
-                    "unit": d.unit,
-                    "samples": d.sorted.len(),
-                    "p50": finite(d.quantile(0.5)),
-                    "p90": finite(d.quantile(0.9)),
-                    "p99": finite(d.quantile(0.99)),
-                    "p999": finite(d.quantile(0.999)),
-                    "max": finite(d.quantile(1.0)),
-                })).collect::<Vec<_>>(),
+                "distributions": s.distributions.iter().map(|d| {
+                    let mut v = json!({"name": d.name, "unit": d.unit, "samples": d.sorted.len()});
+                    for (name, q) in Distribution::SHOWN {
+                        v[name] = finite(d.quantile(q));
+                    }
+                    v
+                }).collect::<Vec<_>>(),
                 "notes": s.notes,
                 "plots": plots_of(s, stem),
             })).collect::<Vec<_>>(),
@@ -234,19 +231,19 @@ impl Report {
                 }
             }
             if !suite.distributions.is_empty() {
-                s.push_str("\n| distribution | p50 | p90 | p99 | p99.9 | max |\n|---|---:|---:|---:|---:|---:|\n");
+                let names: Vec<&str> = Distribution::SHOWN.iter().map(|(n, _)| *n).collect();
+                let _ = writeln!(
+                    s,
+                    "\n| distribution | {} |\n|---|{}",
+                    names.join(" | "),
+                    "---:|".repeat(names.len())
+                );
                 for d in &suite.distributions {
-                    let _ = writeln!(
-                        s,
-                        "| {} ({}) | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
-                        d.name,
-                        d.unit,
-                        d.quantile(0.5),
-                        d.quantile(0.9),
-                        d.quantile(0.99),
-                        d.quantile(0.999),
-                        d.quantile(1.0)
-                    );
+                    let cells: Vec<String> = Distribution::SHOWN
+                        .iter()
+                        .map(|(_, q)| format!("{:.0}", d.quantile(*q)))
+                        .collect();
+                    let _ = writeln!(s, "| {} ({}) | {} |", d.name, d.unit, cells.join(" | "));
                 }
             }
             for n in &suite.notes {

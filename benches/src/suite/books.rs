@@ -205,36 +205,17 @@ pub fn baseline_books(stream: &MoldStream) -> (u64, BaselineBooks) {
     (sink.delivered, books)
 }
 
-/// The time of every packet through parse + session + books, ticklane's
-/// and the baseline's, in one pass each (not the timed runs: the clock
-/// reads would weigh on them).
-fn packet_times(w: &Workload) -> [Distribution; 2] {
-    let n = w.stream.packets.len();
-    let mut books = Books::new(w.max_orders);
-    let mut times = Vec::with_capacity(n);
+/// The time of every packet of `w` through parse + session into
+/// `handler`, in one pass (not the timed runs: the clock reads would weigh
+/// on them).
+fn packet_times<H: Handler + Upcoming>(w: &Workload, handler: &mut H, who: &str) -> Distribution {
+    let mut times = Vec::with_capacity(w.stream.packets.len());
     let mut sink = ToHandler {
-        handler: &mut books,
+        handler,
         delivered: 0,
     };
     session_run(&w.stream, &mut sink, Some(&mut times));
-    let ours = Distribution::new(
-        &format!("{}: ticklane books", w.name),
-        "ns per packet",
-        times,
-    );
-    let mut base = BaselineBooks::default();
-    let mut times = Vec::with_capacity(n);
-    let mut sink = ToHandler {
-        handler: &mut base,
-        delivered: 0,
-    };
-    session_run(&w.stream, &mut sink, Some(&mut times));
-    let theirs = Distribution::new(
-        &format!("{}: baseline book", w.name),
-        "ns per packet",
-        times,
-    );
-    [ours, theirs]
+    Distribution::new(&format!("{}: {who}", w.name), "ns per packet", times)
 }
 
 /// One workload measured: the books of both end identical, every message
@@ -324,7 +305,10 @@ pub fn workload(w: &Workload) -> Result<Suite, SuiteError> {
         ),
         timings,
         checks,
-        distributions: packet_times(w).into(),
+        distributions: vec![
+            packet_times(w, &mut Books::new(w.max_orders), "ticklane books"),
+            packet_times(w, &mut BaselineBooks::default(), "baseline book"),
+        ],
         notes: vec![format!(
             "memory: {per_order} bytes per order the pool is sized for ({} orders), \
              {level_bytes} bytes per price level; {peak} orders resting at the end",

@@ -133,6 +133,15 @@ impl Distribution {
         }
     }
 
+    /// The quantiles reports show, by name.
+    pub const SHOWN: [(&'static str, f64); 5] = [
+        ("p50", 0.5),
+        ("p90", 0.9),
+        ("p99", 0.99),
+        ("p99.9", 0.999),
+        ("max", 1.0),
+    ];
+
     /// The `q` quantile (0 to 1), NaN when empty.
     pub fn quantile(&self, q: f64) -> f64 {
         match self.sorted.len() {
@@ -210,15 +219,11 @@ impl Suite {
             }
         }
         for d in &self.distributions {
-            let _ = writeln!(
-                s,
-                "  {} ({}): p50 {:.0}, p99 {:.0}, p99.9 {:.0}",
-                d.name,
-                d.unit,
-                d.quantile(0.5),
-                d.quantile(0.99),
-                d.quantile(0.999)
-            );
+            let shown: Vec<String> = Distribution::SHOWN
+                .iter()
+                .map(|(name, q)| format!("{name} {:.0}", d.quantile(*q)))
+                .collect();
+            let _ = writeln!(s, "  {} ({}): {}", d.name, d.unit, shown.join(", "));
         }
         for n in &self.notes {
             let _ = writeln!(s, "  {n}");
