@@ -225,9 +225,9 @@ fn bad_suites_and_captures_are_refused_clearly() {
     assert!(!bad.stderr.contains("panicked"), "{}", bad.stderr);
 
     // Suites the installed binary cannot run are reported, with why.
-    let run = ticklane_ok(&["bench", "--suite", "net", "--out", &out, "--json"]);
+    let run = ticklane_ok(&["bench", "--suite", "send", "--out", &out, "--json"]);
     let report: Value = serde_json::from_str(&run.stdout).unwrap();
-    assert_eq!(report["skipped"][0]["suite"], "net", "{report}");
+    assert_eq!(report["skipped"][0]["suite"], "send", "{report}");
     assert!(
         report["skipped"][0]["why"]
             .as_str()
@@ -235,4 +235,54 @@ fn bad_suites_and_captures_are_refused_clearly() {
             .contains("cargo bench"),
         "{report}"
     );
+}
+
+#[test]
+fn the_net_suite_measures_both_paths_on_its_own_veth_pair() {
+    if !ticklane_e2e::netns_available() {
+        return;
+    }
+    let _serial = ticklane_e2e::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report");
+    let run = ticklane_ok(&[
+        "bench",
+        "--suite",
+        "net",
+        "--quick",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["machine"]["interface"]["driver"], "veth", "{report}");
+    let net = &report["suites"][0];
+    assert_eq!(net["suite"], "net", "{report}");
+    let names: Vec<&str> = net["timings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "AF_XDP",
+            "kernel UDP",
+            "AF_XDP +threaded NAPI",
+            "kernel UDP +threaded NAPI"
+        ]
+    );
+    assert_eq!(net["timings"][0]["baseline"], "kernel UDP");
+    // Every path received frames at the latency rate: a distribution each.
+    for d in net["distributions"].as_array().unwrap() {
+        assert!(d["samples"].as_u64() > Some(1000), "{d}");
+        assert!(d["p50"].as_f64() > Some(0.0), "{d}");
+    }
+    let (root, tags) = svg_tags(&out.join("net-latency-cdf.svg"));
+    assert_eq!(root, "svg");
+    assert!(tags["polyline"].as_u64() >= Some(4), "{tags}");
+    // The lab is gone.
+    let netns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&netns.stdout).contains("tlbench"));
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use serde_json::{Value, json};
-use ticklane_benches::suite::{self, Scale, Suite};
+use ticklane_benches::suite::{self, Scale, Suite, SuiteError};
 
 use super::bench_report;
 
@@ -26,7 +26,7 @@ use super::bench_report;
 #[derive(Debug, clap::Args)]
 pub(crate) struct BenchArgs {
     /// Suites to run, comma-separated [default: parse, books, replay,
-    /// audit, control; with --capture: replay].
+    /// audit, control, and net when root; with --capture: replay].
     #[arg(long, value_enum, value_delimiter = ',', value_name = "SUITE,...")]
     suite: Vec<SuiteArg>,
     /// A short run (seconds, not minutes): smaller workloads, fewer rounds,
@@ -59,7 +59,7 @@ enum SuiteArg {
     Audit,
     /// The poller with and without a flood of control-plane requests.
     Control,
-    /// AF_XDP against kernel UDP on a veth pair (not from the binary).
+    /// AF_XDP against kernel UDP on a veth pair it builds (needs root).
     Net,
     /// `ticklane send` against tcpreplay (not from the binary).
     Send,
@@ -81,10 +81,6 @@ impl SuiteArg {
     /// Why the installed binary does not run it, if it does not.
     fn not_here(self) -> Option<&'static str> {
         match self {
-            Self::Net => Some(
-                "needs the benchmark's own namespace lab, senders and root: run `cargo bench -p \
-                 ticklane-benches --bench net` in the source tree",
-            ),
             Self::Send => Some(
                 "compares against tcpreplay on a veth lab it builds with a release build of the \
                  tree: run `cargo bench -p ticklane-benches --bench send` in the source tree",
@@ -94,12 +90,13 @@ impl SuiteArg {
     }
 }
 
-const DEFAULT: [SuiteArg; 5] = [
+const DEFAULT: [SuiteArg; 6] = [
     SuiteArg::Parse,
     SuiteArg::Books,
     SuiteArg::Replay,
     SuiteArg::Audit,
     SuiteArg::Control,
+    SuiteArg::Net,
 ];
 
 pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
@@ -122,21 +119,34 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     } else {
         Scale::FULL
     };
-    let machine = bench_report::machine();
+    let mut machine = bench_report::machine();
     let bar = super::progress_bar(wanted.len() as u64, "benchmarking");
     let mut suites: Vec<Suite> = Vec::new();
-    let mut skipped: Vec<(&'static str, &'static str)> = Vec::new();
+    let mut skipped: Vec<(&'static str, String)> = Vec::new();
     for s in &wanted {
         bar.set_message(s.name());
         bar.println(format!("ticklane bench: running {}", s.name()));
         if let Some(why) = s.not_here() {
-            skipped.push((s.name(), why));
+            skipped.push((s.name(), why.to_owned()));
         } else {
-            suites.extend(run_suite(*s, scale, args)?);
+            match run_suite(*s, scale, args, &bar) {
+                Ok(got) => suites.extend(got),
+                Err(SuiteError::Unavailable(why)) => skipped.push((s.name(), why)),
+                Err(e) => {
+                    return Err(anyhow::Error::from(e).context(format!("the {} suite", s.name())));
+                }
+            }
         }
         bar.inc(1);
     }
     bar.finish_and_clear();
+    if suites.iter().any(|s| s.name == "net") {
+        let (name, driver) = suite::net::INTERFACE;
+        machine["interface"] = json!({
+            "name": name, "driver": driver,
+            "where": "the net suite's own veth pair, in network namespaces it built",
+        });
+    }
     let report = bench_report::Report {
         machine,
         scale,
@@ -162,7 +172,12 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_suite(s: SuiteArg, scale: Scale, args: &BenchArgs) -> anyhow::Result<Vec<Suite>> {
+fn run_suite(
+    s: SuiteArg,
+    scale: Scale,
+    args: &BenchArgs,
+    bar: &indicatif::ProgressBar,
+) -> Result<Vec<Suite>, SuiteError> {
     let scratch = || tempfile_dir(&args.out);
     Ok(match s {
         SuiteArg::Parse => vec![suite::parse::run(scale)?],
@@ -180,17 +195,28 @@ fn run_suite(s: SuiteArg, scale: Scale, args: &BenchArgs) -> anyhow::Result<Vec<
         },
         SuiteArg::Audit => vec![suite::audit::run(scale, scratch()?.path())?],
         SuiteArg::Control => vec![suite::control::run(scale)?],
-        SuiteArg::Net | SuiteArg::Send => Vec::new(),
+        SuiteArg::Net => {
+            let size = if args.quick {
+                suite::net::NetScale::QUICK
+            } else {
+                suite::net::NetScale::FULL
+            };
+            vec![suite::net::run(size, &mut |line| bar.println(line))?]
+        }
+        SuiteArg::Send => Vec::new(),
     })
 }
 
 /// A scratch directory beside the report (the audit suite measures the
 /// file system the report is on), removed when dropped.
-fn tempfile_dir(out: &Path) -> anyhow::Result<tempfile::TempDir> {
+fn tempfile_dir(out: &Path) -> Result<tempfile::TempDir, SuiteError> {
     tempfile::Builder::new()
         .prefix(".scratch")
         .tempdir_in(out)
-        .with_context(|| format!("creating a scratch directory in {}", out.display()))
+        .map_err(|source| SuiteError::Io {
+            what: format!("creating a scratch directory in {}", out.display()),
+            source,
+        })
 }
 
 /// The scale as JSON.

@@ -16,7 +16,7 @@ pub(crate) struct Report {
     pub(crate) scale: Scale,
     pub(crate) suites: Vec<Suite>,
     /// Suites asked for and not run, and why.
-    pub(crate) skipped: Vec<(&'static str, &'static str)>,
+    pub(crate) skipped: Vec<(&'static str, String)>,
 }
 
 /// The first line of `path` that starts with `key`, after its colon.
@@ -59,7 +59,7 @@ pub(crate) fn machine() -> Value {
         "rustc_on_path": rustc_now,
         "profile": if cfg!(debug_assertions) { "debug" } else { "release" },
         "started_utc": utc_now(),
-        // No network suite runs from the binary: no interface was used.
+        // Set when the net suite ran: the interface it measured.
         "interface": Value::Null,
     })
 }

@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod books;
 pub mod control;
+pub mod net;
 pub mod parse;
 pub mod replay;
 
@@ -270,6 +271,9 @@ pub enum SuiteError {
     /// Generating the capture.
     #[error("generating the capture")]
     Generate(#[from] ticklane_lab::generate::GenError),
+    /// The suite cannot run on this host (and why).
+    #[error("{0}")]
+    Unavailable(String),
     /// A contender disagreed with the others: the figures would compare
     /// different work.
     #[error("{0}")]
