@@ -186,7 +186,13 @@ enum Path {
 
 /// Sends `count` frames at `pps` from namespace A while the receiver in B
 /// runs the given path; returns what B received.
-fn trial(path: Path, threaded: bool, spin: bool, pps: u64, count: u64) -> Received {
+fn trial(
+    path: Path,
+    threaded: bool,
+    spin: bool,
+    pps: u64,
+    count: u64,
+) -> Result<Received, SuiteError> {
     let stop = Arc::new(AtomicBool::new(false));
     let ready = Arc::new(AtomicU64::new(0));
     let (stop_r, ready_r) = (stop.clone(), ready.clone());
@@ -269,7 +275,7 @@ fn trial(path: Path, threaded: bool, spin: bool, pps: u64, count: u64) -> Receiv
     let sender = std::thread::spawn(move || {
         enter(NS_A);
         pin(0);
-        let tx = FrameSender::open(VA).unwrap();
+        let tx = FrameSender::open(VA)?;
         let (mut frame, ts_at) = template(1);
         let start = Instant::now();
         let deadline = start + Duration::from_secs(30);
@@ -280,19 +286,27 @@ fn trial(path: Path, threaded: bool, spin: bool, pps: u64, count: u64) -> Receiv
             }
             let t = (monotonic_ns() & MASK48).to_be_bytes();
             frame[ts_at..ts_at + 6].copy_from_slice(&t[2..]);
-            tx.send(&frame).unwrap();
+            tx.send(&frame)?;
             if Instant::now() > deadline {
                 break;
             }
         }
-        start.elapsed()
+        Ok::<_, std::io::Error>(start.elapsed())
     });
-    let took = sender.join().unwrap();
+    let took = sender.join();
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::Release);
-    let mut r = receiver.join().unwrap();
+    let received = receiver.join();
+    let took = took
+        .map_err(|_| SuiteError::Disagree("the sender thread failed (see above)".into()))?
+        .map_err(|source| SuiteError::Io {
+            what: format!("sending on {VA}"),
+            source,
+        })?;
+    let mut r = received
+        .map_err(|_| SuiteError::Disagree("the receiver thread failed (see above)".into()))?;
     r.sent_pps = count as f64 / took.as_secs_f64().max(1e-9);
-    r
+    Ok(r)
 }
 
 struct PathResult {
@@ -308,11 +322,11 @@ fn measure(
     name: &str,
     size: &NetScale,
     progress: &mut dyn FnMut(String),
-) -> PathResult {
+) -> Result<PathResult, SuiteError> {
     let per_trial = size.packets;
     let mut loss_free = 0;
     for &pps in size.rates {
-        let r = trial(path, threaded, true, pps, per_trial);
+        let r = trial(path, threaded, true, pps, per_trial)?;
         let ok = r.packets == per_trial;
         progress(format!(
             "  {name:<22} asked {pps:>9} pps, sent {:>9.0} pps: {:>7} of {per_trial} received{}",
@@ -328,9 +342,9 @@ fn measure(
     }
     // Latency (spinning receiver) and CPU per packet (receiver sleeping in
     // poll() when idle) at a moderate rate every path sustains.
-    let r = trial(path, threaded, true, 200_000, per_trial);
-    let cpu = trial(path, threaded, false, 200_000, per_trial);
-    PathResult {
+    let r = trial(path, threaded, true, 200_000, per_trial)?;
+    let cpu = trial(path, threaded, false, 200_000, per_trial)?;
+    Ok(PathResult {
         latency: Distribution::new(
             name,
             "ns wire to handler",
@@ -339,7 +353,7 @@ fn measure(
         name: name.to_owned(),
         loss_free_pps: loss_free,
         cpu_ns_per_packet: cpu.cpu_ns as f64 / cpu.packets.max(1) as f64,
-    }
+    })
 }
 
 /// The suite: both paths, without and with threaded NAPI; `progress` gets
@@ -367,14 +381,14 @@ pub fn run(size: NetScale, progress: &mut dyn FnMut(String)) -> Result<Suite, Su
             &format!("AF_XDP{suffix}"),
             &size,
             progress,
-        ));
+        )?);
         results.push(measure(
             Path::Kernel,
             threaded,
             &format!("kernel UDP{suffix}"),
             &size,
             progress,
-        ));
+        )?);
     }
     let mut timings = Vec::new();
     let mut checks = Vec::new();
