@@ -178,10 +178,11 @@ impl Report {
             text(&m["load_average_at_start"]),
         );
         s.push_str(
-            "Every contender ran interleaved with the others in one process, best of the \
-             rounds; each figure is shown beside the baseline measured in the same run and \
-             the ratio (the baseline's time over the contender's: above 1 is faster). \
-             Absolute figures depend on the machine and its load; the ratios much less.\n",
+            "Every contender ran in this one run, beside its baseline (interleaved round by \
+             round where the suite allows, best round kept); each figure is shown beside the \
+             baseline and the ratio (the baseline's time per message over the contender's: \
+             above 1 is faster). Absolute figures depend on the machine and its load; the \
+             ratios much less.\n",
         );
         let _ = writeln!(
             s,
