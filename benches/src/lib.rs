@@ -2,6 +2,7 @@
 //! same-run ratio report.
 
 pub mod baseline;
+pub mod suite;
 
 use std::time::{Duration, Instant};
 
@@ -11,9 +12,10 @@ use ticklane_appliance::analytics::vwap::Vwap;
 use ticklane_appliance::book::Books;
 use ticklane_appliance::bus::BusConfig;
 use ticklane_appliance::pipeline::Pipeline;
-use ticklane_appliance::poller::{Poller, PollerConfig, TimeBase};
+use ticklane_appliance::poller::{Finished, Poller, PollerConfig, PollerError, TimeBase};
 use ticklane_appliance::request::RequestServer;
 use ticklane_appliance::session::SessionConfig;
+use ticklane_appliance::source::Source;
 use ticklane_appliance::source::memory::MemorySource;
 use ticklane_lab::market::{MAX_MESSAGE_LEN, Market, MarketConfig, Mix};
 use ticklane_protocols::moldudp64::{PacketBuilder, Session};
@@ -200,6 +202,19 @@ pub fn whole_pipeline(
     max_orders: usize,
     requests: Option<RequestServer>,
 ) -> u64 {
+    pipeline_over(source.clone(), max_orders, requests)
+        .expect("a poller over memory never fails")
+        .snapshot
+        .delivered
+}
+
+/// [`whole_pipeline`] over any source; returns what the poller finished
+/// with.
+pub fn pipeline_over<S: Source>(
+    source: S,
+    max_orders: usize,
+    requests: Option<RequestServer>,
+) -> Result<Finished<S>, PollerError> {
     let (pipeline, _subscribers) = Pipeline::with_bus(
         Books::new(max_orders),
         Vwap::default(),
@@ -217,11 +232,10 @@ pub fn whole_pipeline(
         ..PollerConfig::default()
     };
     let stop = AtomicBool::new(false);
-    let (mut poller, _stats) =
-        Poller::new(source.clone(), pipeline, None, cfg, &stop).expect("a poller over memory");
+    let (mut poller, _stats) = Poller::new(source, pipeline, None, cfg, &stop)?;
     if let Some(server) = requests {
         poller.serve(server);
     }
-    let ending = poller.run().expect("memory never fails");
-    poller.finish(ending).snapshot.delivered
+    let ending = poller.run()?;
+    Ok(poller.finish(ending))
 }

@@ -114,6 +114,9 @@ struct SourceArgs {
     /// The journal directory of `ticklane run --audit-dir` (no server needed).
     #[arg(long, value_name = "DIR")]
     journal: Option<PathBuf>,
+    /// Print the answer as one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -672,6 +675,24 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+fn ranges_json(ranges: &[Range]) -> serde_json::Value {
+    ranges
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "session": text(&r.session), "from": r.from, "to": r.to,
+                "messages": r.to - r.from + 1,
+            })
+        })
+        .collect()
+}
+
+/// Prints `v` as one JSON object on stdout.
+fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
 fn print_ranges(what: &str, ranges: &[Range]) {
     for r in ranges {
         println!(
@@ -695,6 +716,20 @@ fn gaps(args: &SourceArgs) -> anyhow::Result<ExitCode> {
             block_on(query::store_gaps(&store))??
         }
     };
+    if args.json {
+        let gaps: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|g| {
+                serde_json::json!({
+                    "session": text(&g.session), "from": g.from_seq,
+                    "to": g.end_seq.saturating_sub(1),
+                    "messages": g.end_seq.saturating_sub(g.from_seq),
+                })
+            })
+            .collect();
+        print_json(&serde_json::json!({"ranges": rows.len(), "gaps": gaps}))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     for g in &rows {
         println!(
             "session {:?} seq {}..={} ({} messages) not audited",
@@ -719,25 +754,23 @@ fn stats(args: &SourceArgs) -> anyhow::Result<ExitCode> {
         Ok(())
     })?;
     let total: u64 = sessions.values().map(|v| v.2).sum();
-    println!("messages: {total}");
-    for (s, (first, last, n)) in &sessions {
-        println!(
-            "  session {:?}: {n} messages, seq {first}..={last}",
-            text(s)
-        );
-    }
+    let mut v = serde_json::json!({
+        "messages": total,
+        "sessions": sessions.iter().map(|(s, (first, last, n))| serde_json::json!({
+            "session": text(s), "messages": n, "first_seq": first, "last_seq": last,
+        })).collect::<Vec<_>>(),
+    });
     match &args.journal {
         Some(dir) => {
             let view = read_journal(dir)?;
-            println!("duplicates journaled: {}", view.duplicates);
-            println!("gap ranges: {}", view.gaps.len());
-            println!(
-                "journal: {} segments, {} bytes on disk; {} messages not acknowledged by a store (acknowledged up to segment {})",
-                journal::segments(dir)?.len(),
-                journal::disk_bytes(dir)?,
-                unacknowledged(dir)?,
-                AckState::load(dir)?.acked.segment
-            );
+            v["duplicates"] = view.duplicates.into();
+            v["gap_ranges"] = view.gaps.len().into();
+            v["journal"] = serde_json::json!({
+                "segments": journal::segments(dir)?.len(),
+                "bytes": journal::disk_bytes(dir)?,
+                "unacknowledged": unacknowledged(dir)?,
+                "acknowledged_up_to_segment": AckState::load(dir)?.acked.segment,
+            });
         }
         None => {
             let store = args.server.store()?.context("give --clickhouse URL")?;
@@ -747,9 +780,32 @@ fn stats(args: &SourceArgs) -> anyhow::Result<ExitCode> {
                     query::store_gaps(&store).await?.len(),
                 ))
             })??;
-            println!("duplicate rows (hidden by FINAL): {dups}");
-            println!("gap ranges: {gaps}");
+            v["duplicates"] = dups.into();
+            v["gap_ranges"] = gaps.into();
         }
+    }
+    if args.json {
+        print_json(&v)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("messages: {total}");
+    for (s, (first, last, n)) in &sessions {
+        println!(
+            "  session {:?}: {n} messages, seq {first}..={last}",
+            text(s)
+        );
+    }
+    let j = &v["journal"];
+    if args.journal.is_some() {
+        println!("duplicates journaled: {}", v["duplicates"]);
+        println!("gap ranges: {}", v["gap_ranges"]);
+        println!(
+            "journal: {} segments, {} bytes on disk; {} messages not acknowledged by a store (acknowledged up to segment {})",
+            j["segments"], j["bytes"], j["unacknowledged"], j["acknowledged_up_to_segment"]
+        );
+    } else {
+        println!("duplicate rows (hidden by FINAL): {}", v["duplicates"]);
+        println!("gap ranges: {}", v["gap_ranges"]);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -813,7 +869,26 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     };
     let d: Differences = verify::compare(&expected.messages, actual);
     let capture = args.capture.display();
-    if d.is_empty() && duplicates == 0 {
+    let ok = d.is_empty() && duplicates == 0;
+    if args.source.json {
+        print_json(&serde_json::json!({
+            "capture": capture.to_string(),
+            "ok": ok,
+            "expected": expected.messages.len(),
+            "matched": d.matched,
+            "missing": ranges_json(&d.missing),
+            "not_in_capture": ranges_json(&d.extra),
+            "different_bytes": ranges_json(&d.differing),
+            "stored_more_than_once": duplicates,
+            "malformed_in_capture": expected.problems,
+        }))?;
+        return Ok(if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    if ok {
         println!(
             "ticklane audit verify: all {} messages of {capture} are in the audit exactly once, and nothing else is",
             d.matched

@@ -105,6 +105,10 @@ pub(crate) struct RunArgs {
     /// Write the final summary as JSON here.
     #[arg(long)]
     summary_json: Option<PathBuf>,
+    /// Print the final summary as one JSON object on stdout (instead of
+    /// the one-line text).
+    #[arg(long)]
+    json: bool,
     /// Write the canonical decode of every message received here (a debugging
     /// tap: it formats JSON on the poller and slows it down).
     #[arg(long)]
@@ -397,21 +401,25 @@ fn drive<S: Source>(
     }
     report::warn("ticklane run", &summary);
     report::warn_rejected("ticklane run", &summary);
-    println!(
-        "ticklane run: {} packets, {} messages in {:.1} s via {}; {}{}",
-        summary["packets"],
-        summary["messages"],
-        summary["seconds"].as_f64().unwrap_or(0.0),
-        path.mode,
-        report::lost_text(&summary),
-        restored
-            .as_ref()
-            .map(|r| format!(
-                "; {} messages restored from the audit journal before",
-                r.json()["messages"]
-            ))
-            .unwrap_or_default()
-    );
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!(
+            "ticklane run: {} packets, {} messages in {:.1} s via {}; {}{}",
+            summary["packets"],
+            summary["messages"],
+            summary["seconds"].as_f64().unwrap_or(0.0),
+            path.mode,
+            report::lost_text(&summary),
+            restored
+                .as_ref()
+                .map(|r| format!(
+                    "; {} messages restored from the audit journal before",
+                    r.json()["messages"]
+                ))
+                .unwrap_or_default()
+        );
+    }
     if let Some(mut out) = outputs.summary {
         serde_json::to_writer_pretty(&mut out, &summary)
             .with_context(|| format!("writing {}", out.path().display()))?;
@@ -511,6 +519,9 @@ pub(crate) struct SendArgs {
     /// The transmit queue the AF_XDP socket binds to.
     #[arg(long, default_value_t = 0)]
     queue: u32,
+    /// Print what was sent as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 /// How `send` puts frames on the wire.
@@ -661,12 +672,25 @@ pub(crate) fn send(args: &SendArgs) -> anyhow::Result<ExitCode> {
     wire.flush().context("sending the last frames")?;
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64().max(1e-9);
-    println!(
-        "ticklane send: {sent} packets ({:.1} MB) in {secs:.2} s via {}: {:.0} pps, {:.1} Mbit/s",
-        bytes as f64 / 1e6,
-        wire.name(),
-        sent as f64 / secs,
-        bytes as f64 * 8.0 / secs / 1e6
-    );
+    if args.json {
+        let summary = serde_json::json!({
+            "packets": sent,
+            "bytes": bytes,
+            "seconds": secs,
+            "via": wire.name(),
+            "packets_per_second": sent as f64 / secs,
+            "megabits_per_second": bytes as f64 * 8.0 / secs / 1e6,
+            "loops": args.loops,
+        });
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!(
+            "ticklane send: {sent} packets ({:.1} MB) in {secs:.2} s via {}: {:.0} pps, {:.1} Mbit/s",
+            bytes as f64 / 1e6,
+            wire.name(),
+            sent as f64 / secs,
+            bytes as f64 * 8.0 / secs / 1e6
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

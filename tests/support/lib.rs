@@ -492,3 +492,16 @@ pub fn http_get(addr: &str, path: &str) -> (String, String) {
         body.to_owned(),
     )
 }
+
+/// The sequence numbers of every message `ticklane decode` prints of the
+/// capture at `path`.
+pub fn decoded_seqs(path: &str) -> std::collections::BTreeSet<u64> {
+    ticklane_ok(&["decode", path])
+        .stdout
+        .lines()
+        .map(|l| {
+            let m: serde_json::Value = serde_json::from_str(l).expect("every line is JSON");
+            m["seq"].as_u64().expect("a seq")
+        })
+        .collect()
+}
