@@ -81,59 +81,16 @@ const FEED: Feed = Feed {
 };
 const MASK48: u64 = (1 << 48) - 1;
 
-/// Turns on threaded NAPI on the receiving veth. A veth has NAPI only while
-/// an XDP program is attached, so call it after attaching.
+/// Turns on threaded NAPI on the receiving veth, its threads pinned to the
+/// sender's core (a veth has NAPI only while an XDP program is attached, so
+/// call it after attaching).
 fn threaded_napi() {
-    let path = format!("/sys/class/net/{VB}/threaded");
-    let status = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            NS_B,
-            "sh",
-            "-c",
-            &format!("echo 1 > {path}"),
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success(), "setting threaded NAPI");
-    pin_napi_threads(0);
-}
-
-/// Pins the receiving veth's NAPI kernel threads (`napi/<dev>-<id>`, the
-/// name cut to 15 characters) to `core`, away from the receiver on core 1:
-/// the receiving core then pays only for the path under test.
-fn pin_napi_threads(core: usize) {
-    let prefix: String = format!("napi/{VB}-").chars().take(15).collect();
-    let mut pinned = 0;
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-        if comm.trim_end().starts_with(&prefix) {
-            pin_task(pid, core);
-            pinned += 1;
-        }
-    }
-    assert!(pinned > 0, "no NAPI thread named {prefix}* to pin");
+    crate::threaded_napi(NS_B, VB, 0);
 }
 
 /// Pins the calling thread to `core`.
 fn pin(core: usize) {
-    pin_task(0, core);
-}
-
-/// Pins task `pid` (0: the calling thread) to `core`.
-fn pin_task(pid: i32, core: usize) {
-    // SAFETY: an empty cpu_set_t is all zeros; CPU_SET writes inside it
-    // (core < CPU_SETSIZE on any machine this runs on); sched_setaffinity
-    // only reads it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(core, &mut set);
-        libc::sched_setaffinity(pid, size_of::<libc::cpu_set_t>(), &set);
-    }
+    crate::pin_task(0, core);
 }
 
 fn monotonic_ns() -> u64 {

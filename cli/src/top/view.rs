@@ -333,7 +333,12 @@ fn draw_histograms(f: &mut Frame<'_>, area: Rect, now: &Sample) {
 }
 
 /// Up to `room` bars: the buckets around where the values are.
-fn bars(h: &proto::SessionHistogram, counts: &[u64], room: usize, width: u16) -> Vec<Line<'static>> {
+fn bars(
+    h: &proto::SessionHistogram,
+    counts: &[u64],
+    room: usize,
+    width: u16,
+) -> Vec<Line<'static>> {
     let (Some(first), Some(last)) = (
         counts.iter().position(|n| *n > 0),
         counts.iter().rposition(|n| *n > 0),
