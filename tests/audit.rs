@@ -674,8 +674,7 @@ fn a_restart_on_the_same_journal_rebuilds_the_books_and_requests_only_the_downti
     eprintln!(
         "restart: {restored} messages restored in {} s; {requested} requested after the restart \
          ({} retries), about {missed:.0} sent while down ({down:.2} s at {rate:.0} messages/s)",
-        s["audit"]["restored"]["seconds"],
-        s["session"]["retries"]
+        s["audit"]["restored"]["seconds"], s["session"]["retries"]
     );
     assert!(restored > 0 && restored < 40_000, "{s}\n{stderr}");
     assert_eq!(

@@ -60,8 +60,14 @@ fn main() {
         b.iter().count() as u64
     };
     let mut memory = || {
-        let (mut p, _events) =
-            Pipeline::with_bus(books(), Vwap::default(), BusConfig { events: 1, audit: 1 });
+        let (mut p, _events) = Pipeline::with_bus(
+            books(),
+            Vwap::default(),
+            BusConfig {
+                events: 1,
+                audit: 1,
+            },
+        );
         for packet in stream.iter().filter_map(|p| Packet::new_checked(p).ok()) {
             for (seq, m) in packet.messages() {
                 if let Ok(m) = itch::parse(m) {
