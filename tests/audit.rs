@@ -337,8 +337,15 @@ fn live_audit(tag: &str, clickhouse: bool, fault: Fault) {
             v.status.success() && said.contains("all 40000 messages of"),
             "{said}"
         );
-        let gaps = String::from_utf8(audit(&["gaps", "--journal", &journal]).stdout).unwrap();
-        assert!(gaps.contains("ticklane audit gaps: 0 ranges"), "{gaps}");
+        let mut gaps_args = vec!["gaps"];
+        gaps_args.extend_from_slice(&store_args);
+        for source in [vec!["gaps", "--journal", &journal], gaps_args] {
+            let gaps = String::from_utf8(audit(&source).stdout).unwrap();
+            assert!(
+                gaps.contains("ticklane audit gaps: 0 ranges"),
+                "filled gaps are no gaps: {source:?}: {gaps}"
+            );
+        }
     }
     if fault == Fault::StoppedAtStop {
         let server = ch.as_ref().unwrap();
