@@ -153,6 +153,29 @@ fn a_batch_in_flight_at_a_crash_is_asked_about_and_never_shipped_twice() {
     );
 }
 
+/// A tmpfs of its own mounted on a directory (root, as every live test
+/// runs), unmounted on drop.
+struct SmallDisk(String);
+
+impl SmallDisk {
+    fn mount(dir: &str, size: &str) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let opts = format!("size={size}");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &opts, "ticklane-audit-test", dir])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(mounted, "mounting a tmpfs on {dir}");
+        Self(dir.to_owned())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
 /// What a live run does to the audit's server while the feed is sent.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Fault {
@@ -170,6 +193,10 @@ enum Fault {
     /// The same with no re-request server (and a feed without losses): the
     /// misses stay exact gap ranges.
     TinyRingNoServer,
+    /// The journal on a small tmpfs that fills up mid-feed; space is freed
+    /// once the alarm is raised: the journal resumes, and the window it
+    /// missed is filled from the re-request server at the stop.
+    DiskFull,
     /// ClickHouse SIGSTOPped a second into the feed and left so past the
     /// appliance's clean stop (a ship timeout of 1 s): the summary counts
     /// what is left, and the next start ships it.
@@ -194,6 +221,14 @@ fn live_audit(tag: &str, clickhouse: bool, fault: Fault) {
         ticklane_e2e::arg(dir.path(), "s.json"),
     );
     let journal = ticklane_e2e::arg(dir.path(), "journal");
+    // 3 MiB, 2.5 of them taken: the journal (about 2.4 MB for the feed)
+    // fills it a second or so into the feed.
+    let disk_full = fault == Fault::DiskFull;
+    let _disk = disk_full.then(|| SmallDisk::mount(&journal, "3m"));
+    let ballast = std::path::Path::new(&journal).join("ballast");
+    if disk_full {
+        std::fs::write(&ballast, vec![0u8; 2560 << 10]).unwrap();
+    }
     ticklane_e2e::ticklane_ok(
         &[
             "gen",
@@ -278,7 +313,7 @@ fn live_audit(tag: &str, clickhouse: bool, fault: Fault) {
     std::thread::sleep(Duration::from_secs(1));
     if let Some(server) = &mut ch {
         match fault {
-            Fault::None | Fault::TinyRing | Fault::TinyRingNoServer => {}
+            Fault::None | Fault::TinyRing | Fault::TinyRingNoServer | Fault::DiskFull => {}
             // Continued only after the appliance stopped.
             Fault::StoppedAtStop => server.signal(libc::SIGSTOP),
             Fault::KillAppliance => {
@@ -309,6 +344,20 @@ fn live_audit(tag: &str, clickhouse: bool, fault: Fault) {
             }
         }
     }
+    if disk_full {
+        let said = |what: &str| wait_until(|| run.stderr_so_far().contains(what));
+        assert!(
+            said("ALARM: the audit journal stopped"),
+            "{}",
+            run.stderr_so_far()
+        );
+        std::fs::remove_file(&ballast).unwrap();
+        assert!(
+            said("the audit journal writes again"),
+            "{}",
+            run.stderr_so_far()
+        );
+    }
     assert!(sender.wait().unwrap().success());
     std::thread::sleep(Duration::from_millis(500));
     let (_, stderr) = ticklane_e2e::stop_run(run);
@@ -337,8 +386,27 @@ fn live_audit(tag: &str, clickhouse: bool, fault: Fault) {
             v.status.success() && said.contains("all 40000 messages of"),
             "{said}"
         );
-        let gaps = String::from_utf8(audit(&["gaps", "--journal", &journal]).stdout).unwrap();
-        assert!(gaps.contains("ticklane audit gaps: 0 ranges"), "{gaps}");
+        let mut gaps_args = vec!["gaps"];
+        gaps_args.extend_from_slice(&store_args);
+        for source in [vec!["gaps", "--journal", &journal], gaps_args] {
+            let gaps = String::from_utf8(audit(&source).stdout).unwrap();
+            assert!(
+                gaps.contains("ticklane audit gaps: 0 ranges"),
+                "filled gaps are no gaps: {source:?}: {gaps}"
+            );
+        }
+    }
+    if disk_full {
+        assert!(
+            trail["journal_resumed_after"]
+                .as_str()
+                .is_some_and(|e| e.contains("No space left")),
+            "{trail}"
+        );
+        assert!(
+            trail["filled"]["messages"].as_u64().unwrap() > 0,
+            "the stopped window was filled: {trail}\n{stderr}"
+        );
     }
     if fault == Fault::StoppedAtStop {
         let server = ch.as_ref().unwrap();
@@ -405,7 +473,8 @@ fn live_audit(tag: &str, clickhouse: bool, fault: Fault) {
         q.stdout == decoded.as_bytes(),
         "audit query --format jsonl equals ticklane decode of the clean capture, line for line"
     );
-    if !clickhouse {
+    // Its last record is the capture's last message (nothing was filled).
+    if !clickhouse && fault == Fault::None {
         truncated_journal(&journal, &clean, &audit);
     }
 }
@@ -566,6 +635,11 @@ fn an_overflowing_audit_ring_is_filled_from_the_re_request_server_exactly_once()
 #[test]
 fn without_a_server_an_overflowing_audit_ring_is_recorded_as_exact_gap_ranges() {
     live_audit("auo", false, Fault::TinyRingNoServer);
+}
+
+#[test]
+fn a_journal_stopped_by_a_full_disk_resumes_and_its_window_is_filled() {
+    live_audit("auf", false, Fault::DiskFull);
 }
 
 #[test]

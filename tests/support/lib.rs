@@ -332,6 +332,13 @@ pub struct Running {
     _dir: tempfile::TempDir,
 }
 
+impl Running {
+    /// What it wrote on stderr so far.
+    pub fn stderr_so_far(&self) -> String {
+        std::fs::read_to_string(&self.err).unwrap_or_default()
+    }
+}
+
 /// Starts `ticklane run` in the lab's b side and waits until it is ready.
 pub fn start_run(lab: &Lab, args: &[&str]) -> Running {
     let dir = tempfile::tempdir().unwrap();
