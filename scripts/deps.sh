@@ -22,6 +22,8 @@ command -v tmux >/dev/null 2>&1 || need+=(tmux)
 command -v tshark >/dev/null 2>&1 || need+=(tshark)
 command -v ethtool >/dev/null 2>&1 || need+=(ethtool)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# The send bench's baseline (tcpreplay --topspeed on the same veth).
+command -v tcpreplay >/dev/null 2>&1 || need+=(tcpreplay)
 # The control plane's foreign-client test: Python grpcio in a virtualenv
 # (pip installs grpcio and grpcio-tools from PyPI into target/).
 command -v python3 >/dev/null 2>&1 || need+=(python3)
