@@ -917,8 +917,9 @@ fn typed_queries_agree(dir: &std::path::Path, msgs: &[(u64, Vec<u8>)], url: &str
         }
     }
     // The answers themselves, computed here from the messages.
+    // (Session Q2 only: the forged message is another session's.)
     let q = |args: &[&str]| {
-        let mut a = vec!["audit", "query", "--journal", journal];
+        let mut a = vec!["audit", "query", "--journal", journal, "--session", "Q2"];
         a.extend_from_slice(args);
         ticklane_e2e::ticklane_ok(&a).stdout
     };

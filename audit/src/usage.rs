@@ -186,7 +186,7 @@ mod tests {
         let segs = segments(dir.path()).unwrap();
         assert!(segs.len() > 2, "rotated: {segs:?}");
         let total = crate::journal::disk_bytes(dir.path()).unwrap();
-        assert_eq!(total, 100 * 50);
+        assert!(total >= 100 * 50, "{total}");
         let writer = Arc::new(WriterGauges::default());
         writer.journaled.store(100, Ordering::Relaxed);
         let ship = Arc::new(ShipGauges::default());

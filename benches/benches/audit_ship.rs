@@ -48,7 +48,7 @@ fn main() {
                 journaled_ns: ns,
                 bytes: m,
             });
-            rows.push(MessageRow::new(&session, seq, ns, m));
+            rows.push(MessageRow::new(session.trimmed(), seq, ns, m));
         }
     }
     journal.commit().expect("writing the journal");
@@ -119,7 +119,7 @@ fn main() {
         _,
     )) = reader.next(None).expect("reading the journal")
     {
-        built += std::hint::black_box(MessageRow::new(&session, seq, journaled_ns, bytes))
+        built += std::hint::black_box(MessageRow::new(session.trimmed(), seq, journaled_ns, bytes))
             .raw
             .len();
     }
