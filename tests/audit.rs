@@ -1236,7 +1236,9 @@ fn a_full_disk_raises_the_alarm_and_the_feed_loses_nothing() {
             let deadline = Instant::now() + Duration::from_secs(60);
             loop {
                 let (_, body) = ticklane_e2e::http_get(METRICS, "/metrics");
-                if body.contains("ticklane_audit_journal_alarm 1") || Instant::now() > deadline {
+                if body.lines().any(|l| l == "ticklane_audit_journal_alarm 1")
+                    || Instant::now() > deadline
+                {
                     return body;
                 }
                 std::thread::sleep(Duration::from_millis(100));
@@ -1244,9 +1246,15 @@ fn a_full_disk_raises_the_alarm_and_the_feed_loses_nothing() {
         })
         .join()
         .unwrap();
+    assert!(sender.wait().unwrap().success());
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, stderr) = ticklane_e2e::stop_run(run);
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
     assert!(
-        scraped.contains("ticklane_audit_journal_alarm 1"),
-        "/metrics raised the alarm:\n{scraped}"
+        scraped
+            .lines()
+            .any(|l| l == "ticklane_audit_journal_alarm 1"),
+        "/metrics raised the alarm:\n{scraped}\n{stderr}"
     );
     let disk_bytes: u64 = scraped
         .lines()
@@ -1255,12 +1263,8 @@ fn a_full_disk_raises_the_alarm_and_the_feed_loses_nothing() {
         .unwrap_or_else(|| panic!("the disk usage gauge:\n{scraped}"));
     assert!(
         disk_bytes > 500_000 && disk_bytes <= 1 << 20,
-        "{disk_bytes}"
+        "{disk_bytes}\n{scraped}"
     );
-    assert!(sender.wait().unwrap().success());
-    std::thread::sleep(Duration::from_millis(500));
-    let (_, stderr) = ticklane_e2e::stop_run(run);
-    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
     assert_eq!(s["session"]["lost_messages"], 0, "{s}\n{stderr}");
     assert_eq!(s["messages"], 40_000, "{stderr}");
     assert_eq!(

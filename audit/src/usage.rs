@@ -123,7 +123,7 @@ impl Usage {
             ),
             (
                 "audit_journal_alarm",
-                "1 when the journal stopped on an error (a full disk)",
+                "whether the journal stopped on an error such as a full disk (1) or not (0)",
                 u64::from(self.alarm),
             ),
         ];

@@ -23,7 +23,9 @@ use ticklane_appliance::bus::{AuditRecord, BusConfig};
 use ticklane_appliance::pipeline::Pipeline;
 use ticklane_appliance::poller::{Poller, PollerConfig, TimeBase};
 use ticklane_appliance::source::memory::MemorySource;
-use ticklane_appliance::source::{Arrival, Polled, Source, SourceCounters, SourceError, Verdict, Wait};
+use ticklane_appliance::source::{
+    Arrival, Polled, Source, SourceCounters, SourceError, Verdict, Wait,
+};
 use ticklane_audit::journal::{FsyncPolicy, Journal, JournalConfig, disk_bytes};
 use ticklane_audit::record::Entry;
 use ticklane_audit::writer::{AuditWriter, take_audit};
@@ -149,7 +151,10 @@ fn poller_latencies(stream: &MoldStream, audit: bool) -> Vec<u64> {
             },
         )
         .expect("opening the journal");
-        (Some(AuditWriter::spawn(ring, journal).expect("the writer")), None)
+        (
+            Some(AuditWriter::spawn(ring, journal).expect("the writer")),
+            None,
+        )
     } else {
         let done = done.clone();
         let t = std::thread::spawn(move || {
