@@ -109,7 +109,7 @@ fn main() {
     // often right after the other's load on the server (its merges).
     let (mut ships, mut raws) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
-        if round % 2 == 0 {
+        if round.is_multiple_of(2) {
             raws.push(raw_round());
             ships.push(ship_round());
         } else {
@@ -118,7 +118,7 @@ fn main() {
         }
     }
     // The last round ended with the shipper's rows when ROUNDS is odd.
-    if ROUNDS % 2 == 0 {
+    if ROUNDS.is_multiple_of(2) {
         ships.push(ship_round());
     }
     let best_ship = ships.iter().copied().min().unwrap_or(Duration::MAX);
