@@ -172,7 +172,11 @@ impl SmallDisk {
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        // Lazily: a process still holding a file must not keep it mounted.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
     }
 }
 
@@ -1203,8 +1207,9 @@ fn typed_queries_agree(dir: &std::path::Path, msgs: &[(u64, Vec<u8>)], url: &str
         }
     }
     // The answers themselves, computed here from the messages.
+    // (Session Q2 only: the forged message is another session's.)
     let q = |args: &[&str]| {
-        let mut a = vec!["audit", "query", "--journal", journal];
+        let mut a = vec!["audit", "query", "--journal", journal, "--session", "Q2"];
         a.extend_from_slice(args);
         ticklane_e2e::ticklane_ok(&a).stdout
     };
@@ -1409,39 +1414,6 @@ fn the_modern_path_deduplicates_by_token_and_answers_alike_on_chdb() {
     hostile_values_are_data(dir.path(), &store);
 }
 
-/// A tmpfs of `size` mounted on a fresh temporary directory (the suite runs
-/// as root), unmounted on drop, also when the test fails.
-struct SmallDisk(tempfile::TempDir);
-
-impl SmallDisk {
-    fn mount(size: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let ok = std::process::Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size}"),
-                "ticklane-audit-e2e",
-            ])
-            .arg(dir.path())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "mounting a tmpfs failed: run the tests as root");
-        Self(dir)
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        // Lazily: a process still holding a file must not keep it mounted.
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(self.0.path())
-            .status();
-    }
-}
-
 /// The audit journal on a 1 MiB filesystem, a live feed with losses and
 /// recoveries of 40,000 messages (about 2.4 MB of journal): the disk fills
 /// mid-feed; the alarm is raised on stderr, in the summary and in
@@ -1456,8 +1428,9 @@ fn a_full_disk_raises_the_alarm_and_the_feed_loses_nothing() {
     }
     let _serial = ticklane_e2e::serial();
     let dir = tempfile::tempdir().unwrap();
-    let disk = SmallDisk::mount("1m");
-    let journal = disk.0.path().join("journal");
+    let disk = tempfile::tempdir().unwrap();
+    let _mounted = SmallDisk::mount(disk.path().to_str().unwrap(), "1m");
+    let journal = disk.path().join("journal");
     let journal = journal.to_str().unwrap();
     let (clean, damaged, summary, books) = (
         ticklane_e2e::arg(dir.path(), "c.pcap"),
@@ -1521,7 +1494,9 @@ fn a_full_disk_raises_the_alarm_and_the_feed_loses_nothing() {
             let deadline = Instant::now() + Duration::from_secs(60);
             loop {
                 let (_, body) = ticklane_e2e::http_get(METRICS, "/metrics");
-                if body.contains("ticklane_audit_journal_alarm 1") || Instant::now() > deadline {
+                if body.lines().any(|l| l == "ticklane_audit_journal_alarm 1")
+                    || Instant::now() > deadline
+                {
                     return body;
                 }
                 std::thread::sleep(Duration::from_millis(100));
@@ -1529,9 +1504,15 @@ fn a_full_disk_raises_the_alarm_and_the_feed_loses_nothing() {
         })
         .join()
         .unwrap();
+    assert!(sender.wait().unwrap().success());
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, stderr) = ticklane_e2e::stop_run(run);
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
     assert!(
-        scraped.contains("ticklane_audit_journal_alarm 1"),
-        "/metrics raised the alarm:\n{scraped}"
+        scraped
+            .lines()
+            .any(|l| l == "ticklane_audit_journal_alarm 1"),
+        "/metrics raised the alarm:\n{scraped}\n{stderr}"
     );
     let disk_bytes: u64 = scraped
         .lines()
@@ -1540,12 +1521,8 @@ fn a_full_disk_raises_the_alarm_and_the_feed_loses_nothing() {
         .unwrap_or_else(|| panic!("the disk usage gauge:\n{scraped}"));
     assert!(
         disk_bytes > 500_000 && disk_bytes <= 1 << 20,
-        "{disk_bytes}"
+        "{disk_bytes}\n{scraped}"
     );
-    assert!(sender.wait().unwrap().success());
-    std::thread::sleep(Duration::from_millis(500));
-    let (_, stderr) = ticklane_e2e::stop_run(run);
-    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
     assert_eq!(s["session"]["lost_messages"], 0, "{s}\n{stderr}");
     assert_eq!(s["messages"], 40_000, "{stderr}");
     assert_eq!(

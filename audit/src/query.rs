@@ -445,18 +445,18 @@ impl AggregateQuery {
                 };
                 let priced = set(PRICED);
                 sql.text.push_str(&format!(
-                    "SELECT session, stock_locate, stock, trades, volume, priced_volume, notional FROM \
-                     (SELECT session, stock_locate, count() AS trades, sum(shares) AS volume, \
+                    "SELECT session, stock_locate, symbol AS stock, trades, volume, priced_volume, \
+                     notional FROM (SELECT session, stock_locate, count() AS trades, sum(shares) AS volume, \
                      sumIf(shares, type IN ({priced})) AS priced_volume, \
                      sumIf(price * shares, type IN ({priced})) AS notional \
                      FROM ticklane.messages FINAL"
                 ));
                 self.filter.render(&mut sql);
                 sql.text.push_str(&format!(
-                    " AND type IN ({}) GROUP BY session, stock_locate) \
-                     ANY LEFT JOIN (SELECT session, stock_locate, min(stock) AS stock \
+                    " AND type IN ({}) GROUP BY session, stock_locate) AS trades \
+                     ANY LEFT JOIN (SELECT session, stock_locate, min(stock) AS symbol \
                      FROM ticklane.messages FINAL WHERE stock != '' GROUP BY session, stock_locate) \
-                     USING (session, stock_locate) ORDER BY session, stock_locate",
+                     AS symbols USING (session, stock_locate) ORDER BY session, stock_locate",
                     set(TRADES)
                 ));
             }

@@ -17,7 +17,7 @@ use ticklane_e2e::clickhouse::ClickHouse;
 use ticklane_protocols::moldudp64::Packet;
 
 const MESSAGES: u64 = 1_000_000;
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 fn main() {
     // The shipper's own batch size, for both.
@@ -48,7 +48,7 @@ fn main() {
                 journaled_ns: ns,
                 bytes: m,
             });
-            rows.push(MessageRow::new(&session, seq, ns, m));
+            rows.push(MessageRow::new(session.trimmed(), seq, ns, m));
         }
     }
     journal.commit().expect("writing the journal");
@@ -70,8 +70,7 @@ fn main() {
     let raw_client = clickhouse::Client::default()
         .with_url(&url)
         .with_validation(false);
-    let (mut best_ship, mut best_raw) = (Duration::MAX, Duration::MAX);
-    for _ in 0..ROUNDS {
+    let raw_round = || {
         server.sql("TRUNCATE TABLE ticklane.messages");
         let t = Instant::now();
         rt.block_on(async {
@@ -86,7 +85,9 @@ fn main() {
                 insert.end().await.expect("end");
             }
         });
-        best_raw = best_raw.min(t.elapsed());
+        t.elapsed()
+    };
+    let ship_round = || {
         server.sql("TRUNCATE TABLE ticklane.messages");
         let _ = std::fs::remove_file(dir.path().join("acked"));
         let t = Instant::now();
@@ -101,9 +102,33 @@ fn main() {
         )
         .expect("shipper")
         .finish(Duration::from_secs(600));
-        best_ship = best_ship.min(t.elapsed());
         assert_eq!(report.rows, rows.len() as u64, "{report:?}");
+        t.elapsed()
+    };
+    // Interleaved, the order swapped every round: each contender runs as
+    // often right after the other's load on the server (its merges).
+    let (mut ships, mut raws) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        if round.is_multiple_of(2) {
+            raws.push(raw_round());
+            ships.push(ship_round());
+        } else {
+            ships.push(ship_round());
+            raws.push(raw_round());
+        }
     }
+    // The last round ended with the shipper's rows when ROUNDS is odd.
+    if ROUNDS.is_multiple_of(2) {
+        ships.push(ship_round());
+    }
+    let best_ship = ships.iter().copied().min().unwrap_or(Duration::MAX);
+    let best_raw = raws.iter().copied().min().unwrap_or(Duration::MAX);
+    let mut pair_ratios: Vec<f64> = ships
+        .iter()
+        .zip(&raws)
+        .map(|(s, r)| r.as_secs_f64() / s.as_secs_f64())
+        .collect();
+    pair_ratios.sort_by(f64::total_cmp);
     // What reading the journal and building the rows costs alone (the
     // shipper overlaps it with the inserts, on the same 2 cores as the server).
     let t = Instant::now();
@@ -119,7 +144,7 @@ fn main() {
         _,
     )) = reader.next(None).expect("reading the journal")
     {
-        built += std::hint::black_box(MessageRow::new(&session, seq, journaled_ns, bytes))
+        built += std::hint::black_box(MessageRow::new(session.trimmed(), seq, journaled_ns, bytes))
             .raw
             .len();
     }
@@ -134,7 +159,7 @@ fn main() {
     let n = rows.len() as f64;
     let (ship, raw) = (n / best_ship.as_secs_f64(), n / best_raw.as_secs_f64());
     println!(
-        "\naudit shipping to ClickHouse 18.16 (local server), {} messages in batches of {batch}, best of {ROUNDS} interleaved runs:",
+        "\naudit shipping to ClickHouse 18.16 (local server), {} messages in batches of {batch}, best of {ROUNDS} interleaved runs (order swapped each round):",
         rows.len()
     );
     println!(
@@ -152,8 +177,17 @@ fn main() {
         seal.as_secs_f64() * 1e3
     );
     println!(
-        "ratio (same run): shipper / raw = {:.0}%; target >= 90%: {}",
+        "  per round, shipper rate / raw rate: {}",
+        pair_ratios
+            .iter()
+            .map(|r| format!("{:.0}%", r * 100.0))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    println!(
+        "ratio (same run): shipper / raw = {:.0}% (best vs best; median of the rounds {:.0}%); target >= 90%: {}",
         ship / raw * 100.0,
+        pair_ratios[pair_ratios.len() / 2] * 100.0,
         if ship / raw >= 0.9 { "met" } else { "NOT met" }
     );
 }

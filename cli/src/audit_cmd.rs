@@ -552,13 +552,14 @@ fn write_aggregate(
     };
     match format {
         Format::Jsonl => {
+            // Keys in column order (a JSON map would sort them).
             for r in &rows {
-                let obj: serde_json::Map<String, serde_json::Value> = header
+                let fields: Vec<String> = header
                     .iter()
-                    .map(|h| (*h).to_owned())
-                    .zip(r.iter().cloned())
+                    .zip(r)
+                    .map(|(h, v)| format!("{}:{v}", serde_json::Value::from(*h)))
                     .collect();
-                writeln!(out, "{}", serde_json::Value::Object(obj))?;
+                writeln!(out, "{{{}}}", fields.join(","))?;
             }
         }
         Format::Csv => {
