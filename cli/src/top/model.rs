@@ -292,10 +292,10 @@ fn sort(rows: &mut [Row], by: SortBy) {
 
 /// A histogram summed over its sessions (or feeds): the buckets of the
 /// first one, every one with the same bounds added in.
-pub(crate) fn histogram<'a>(
-    stats: &'a proto::Stats,
+pub(crate) fn histogram(
+    stats: &proto::Stats,
     wanted: impl Fn(&str) -> bool,
-) -> Option<(&'a proto::Histogram, Vec<u64>)> {
+) -> Option<(&proto::Histogram, Vec<u64>)> {
     let mut of_name = stats.histograms.iter().filter(|h| wanted(&h.name));
     let first = of_name.next()?;
     let mut counts = first.counts.clone();
