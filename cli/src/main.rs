@@ -3,6 +3,8 @@
 
 mod args;
 mod audit_cmd;
+mod bench_cmd;
+mod bench_report;
 mod book_cmd;
 mod config;
 mod control_cmd;
@@ -29,6 +31,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 /// MoldUDP64 re-requests (retrans-server), put frames on a wire (send).
 /// Audit: query and verify the audit trail (audit).
 /// Operation: ask a running appliance (ctl), watch it live (top).
+/// Benchmarks: the suites as a report with plots (bench).
 /// Deployment: check this machine and interface (doctor); shell
 /// completions (completions) and man pages (man).
 #[derive(Debug, Parser)]
@@ -70,6 +73,7 @@ enum Command {
     },
     Ctl(ctl_cmd::CtlArgs),
     Top(top::TopArgs),
+    Bench(bench_cmd::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -99,6 +103,7 @@ fn main() -> ExitCode {
         Command::Man { dir } => man(dir.as_deref()),
         Command::Ctl(args) => ctl_cmd::run(&args),
         Command::Top(args) => top::run(&args),
+        Command::Bench(args) => bench_cmd::run(&args),
     };
     match result {
         Ok(code) => code,
