@@ -353,26 +353,24 @@ pub(crate) fn count(v: u64) -> String {
     }
 }
 
-/// A duration in nanoseconds: 640ns, 12us, 4.1ms.
+/// A duration in nanoseconds: 640ns, 2.0us, 12us, 4.1ms, 2.1s.
 pub(crate) fn nanos(ns: u64) -> String {
-    if ns < 1_000 {
-        format!("{ns}ns")
-    } else if ns < 10_000 {
-        format!("{:.1}us", ns as f64 / 1e3)
+    let (v, unit) = match ns {
+        0..1_000 => return format!("{ns}ns"),
+        1_000..1_000_000 => (ns as f64 / 1e3, "us"),
+        1_000_000..1_000_000_000 => (ns as f64 / 1e6, "ms"),
+        _ => (ns as f64 / 1e9, "s"),
+    };
+    if v < 9.95 {
+        format!("{v:.1}{unit}")
     } else {
-        micros(ns / 1_000)
+        format!("{v:.0}{unit}")
     }
 }
 
-/// A duration in microseconds: 512us, 4.1ms, 2.1s.
+/// A duration in microseconds (as [`nanos`] writes it).
 pub(crate) fn micros(us: u64) -> String {
-    if us < 1_000 {
-        format!("{us}us")
-    } else if us < 1_000_000 {
-        format!("{:.1}ms", us as f64 / 1e3)
-    } else {
-        format!("{:.1}s", us as f64 / 1e6)
-    }
+    nanos(us.saturating_mul(1_000))
 }
 
 #[cfg(test)]
@@ -474,9 +472,10 @@ mod tests {
         assert_eq!(count(99_999), "99999");
         assert_eq!(micros(512), "512us");
         assert_eq!(micros(4_096), "4.1ms");
+        assert_eq!(micros(16_384), "16ms");
         assert_eq!(nanos(640), "640ns");
         assert_eq!(nanos(2_048), "2.0us");
-        assert_eq!(nanos(65_536), "65us");
+        assert_eq!(nanos(65_536), "66us");
     }
 
     #[test]
