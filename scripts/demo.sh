@@ -129,11 +129,11 @@ ina ctl --grpc "$GRPC" status
 tmux -L "$TMUX_SOCKET" new-session -d -s top -x 80 -y 24 \
   "ip netns exec $A $bin top --grpc $GRPC --interval 0.5"
 
-step "sending lines A and B at 5,000 packets/s each (about 5 s): A through AF_XDP, B through AF_PACKET"
+step "sending lines A and B at 4,000 packets/s each (about 6 s): A through AF_XDP, B through AF_PACKET"
 # (The veth has one queue: one AF_XDP socket may send on it.)
-ip netns exec "$X" "$bin" send "$work/lossy-a.pcap" --iface "$VX" --pps 5000 > "$work/send-a.out" 2>&1 &
+ip netns exec "$X" "$bin" send "$work/lossy-a.pcap" --iface "$VX" --pps 4000 > "$work/send-a.out" 2>&1 &
 send_a=$!; pids+=("$send_a")
-ip netns exec "$X" "$bin" send "$work/lossy-b.pcap" --iface "$VX" --pps 5000 --via packet > "$work/send-b.out" 2>&1 &
+ip netns exec "$X" "$bin" send "$work/lossy-b.pcap" --iface "$VX" --pps 4000 --via packet > "$work/send-b.out" 2>&1 &
 send_b=$!; pids+=("$send_b")
 sleep 2.5
 stock=$(head -n 1 "$work/expected.book" | sed 's/^{"stock":"\([^"]*\)".*/\1/')

@@ -17,6 +17,8 @@ command -v cc >/dev/null 2>&1 || need+=(build-essential)
 [ -x /usr/sbin/clickhouse-server ] || need+=(clickhouse-server)
 command -v clickhouse-client >/dev/null 2>&1 || need+=(clickhouse-client)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
+# The demo fetches /metrics with curl.
+command -v curl >/dev/null 2>&1 || need+=(curl)
 # Wireshark's dissectors read the captures gen writes (tests/wireshark.rs);
 # ethtool is what deploy/nic-setup.sh drives.
 command -v tshark >/dev/null 2>&1 || need+=(tshark)

@@ -250,8 +250,18 @@ fn top_shows_a_live_appliance_in_a_terminal_and_survives_its_restart() {
     assert!(screen.contains("ticklane top 127.0.0.1:50161"), "{screen}");
 
     // The appliance comes up: top connects by itself.
+    let journal = arg(dir.path(), "journal");
     let appliance = [
-        "--mode", "xdp", "--feed", FEED_A, "--feed", FEED_B, "--grpc", GRPC,
+        "--mode",
+        "xdp",
+        "--feed",
+        FEED_A,
+        "--feed",
+        FEED_B,
+        "--grpc",
+        GRPC,
+        "--audit-dir",
+        &journal,
     ];
     let run = start_run(&lab, &appliance);
     tmux.wait_for("connected", 15, |s| s.contains("connected ·"));
@@ -275,8 +285,9 @@ fn top_shows_a_live_appliance_in_a_terminal_and_survives_its_restart() {
         "recovery",
         "xsk rx_dropped",
         "fill_ring_empty",
-        "audit",
-        "histogram",
+        "audit ",
+        "wire→handler latency",
+        "p99.9≤",
         "q quit",
     ] {
         assert!(live.contains(part), "{part} is on the screen:\n{live}");
@@ -327,6 +338,11 @@ fn top_shows_a_live_appliance_in_a_terminal_and_survives_its_restart() {
     let filtered = tmux.wait_for("the filtered stock's ladder", 10, |s| {
         s.contains(&format!("stocks matching {stock}")) && row(s, &stock).is_some()
     });
+    // Every message journaled; no ClickHouse to lag behind.
+    assert!(
+        filtered.contains("audit 60000 · no ClickHouse"),
+        "{filtered}"
+    );
     eprintln!("top filtered on {stock}:\n{filtered}");
     let best = row(&filtered, &stock).unwrap();
     let cells: Vec<&str> = best.split_whitespace().collect();

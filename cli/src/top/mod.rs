@@ -243,10 +243,10 @@ impl Ui {
                 continue;
             }
             match event::read().context("reading the terminal")? {
-                Event::Key(k) if k.kind != KeyEventKind::Release => {
-                    if self.key(k.code, k.modifiers) {
-                        return Ok(());
-                    }
+                Event::Key(k)
+                    if k.kind != KeyEventKind::Release && self.key(k.code, k.modifiers) =>
+                {
+                    return Ok(());
                 }
                 Event::Resize(_, h) => self.wants().ladder = view::ladder_rows(h),
                 _ => {}

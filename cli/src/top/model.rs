@@ -55,19 +55,6 @@ impl Counters {
             .copied()
     }
 
-    /// Counters of the whole appliance whose name starts with `prefix`,
-    /// sorted by name.
-    pub(crate) fn starting_with(&self, prefix: &str) -> Vec<(&str, u64)> {
-        let mut v: Vec<_> = self
-            .0
-            .iter()
-            .filter(|((n, s, f), _)| n.starts_with(prefix) && s.is_empty() && f.is_empty())
-            .map(|((n, _, _), v)| (n.as_str(), *v))
-            .collect();
-        v.sort_unstable();
-        v
-    }
-
     /// The lines (feeds) counted for `session`, by line number order of
     /// appearance in `feeds`.
     fn lines_of(&self, session: &str) -> Vec<String> {
@@ -292,10 +279,10 @@ fn sort(rows: &mut [Row], by: SortBy) {
 
 /// A histogram summed over its sessions (or feeds): the buckets of the
 /// first one, every one with the same bounds added in.
-pub(crate) fn histogram<'a>(
-    stats: &'a proto::Stats,
+pub(crate) fn histogram(
+    stats: &proto::Stats,
     wanted: impl Fn(&str) -> bool,
-) -> Option<(&'a proto::SessionHistogram, Vec<u64>)> {
+) -> Option<(&proto::SessionHistogram, Vec<u64>)> {
     let mut of_name = stats.session_histograms.iter().filter(|h| wanted(&h.name));
     let first = of_name.next()?;
     let mut counts = first.counts.clone();
@@ -305,6 +292,24 @@ pub(crate) fn histogram<'a>(
         }
     }
     Some((first, counts))
+}
+
+/// The poller's histogram `name` (e.g. "wire_to_handler") in octaves: for
+/// each power of two of nanoseconds, its upper bound (None: the last, which
+/// has none) and how many values fell in it. The appliance's buckets are
+/// finer (eight an octave) and cumulative.
+pub(crate) fn octaves(stats: &proto::Stats, name: &str) -> Option<Vec<(Option<u64>, u64)>> {
+    let h = stats.histograms.iter().find(|h| h.name == name)?;
+    let mut out = Vec::new();
+    let mut below = 0;
+    for b in &h.buckets {
+        let last = b.le_ns == 0;
+        if last || b.le_ns.is_power_of_two() {
+            out.push(((!last).then_some(b.le_ns), b.count.saturating_sub(below)));
+            below = b.count.max(below);
+        }
+    }
+    Some(out)
 }
 
 /// The bound of the bucket holding quantile `q` (0..=1).
@@ -348,15 +353,24 @@ pub(crate) fn count(v: u64) -> String {
     }
 }
 
-/// A duration in microseconds: 512us, 4.1ms, 2.1s.
-pub(crate) fn micros(us: u64) -> String {
-    if us < 1_000 {
-        format!("{us}us")
-    } else if us < 1_000_000 {
-        format!("{:.1}ms", us as f64 / 1e3)
+/// A duration in nanoseconds: 640ns, 2.0us, 12us, 4.1ms, 2.1s.
+pub(crate) fn nanos(ns: u64) -> String {
+    let (v, unit) = match ns {
+        0..1_000 => return format!("{ns}ns"),
+        1_000..1_000_000 => (ns as f64 / 1e3, "us"),
+        1_000_000..1_000_000_000 => (ns as f64 / 1e6, "ms"),
+        _ => (ns as f64 / 1e9, "s"),
+    };
+    if v < 9.95 {
+        format!("{v:.1}{unit}")
     } else {
-        format!("{:.1}s", us as f64 / 1e6)
+        format!("{v:.0}{unit}")
     }
+}
+
+/// A duration in microseconds (as [`nanos`] writes it).
+pub(crate) fn micros(us: u64) -> String {
+    nanos(us.saturating_mul(1_000))
 }
 
 #[cfg(test)]
@@ -458,6 +472,42 @@ mod tests {
         assert_eq!(count(99_999), "99999");
         assert_eq!(micros(512), "512us");
         assert_eq!(micros(4_096), "4.1ms");
+        assert_eq!(micros(16_384), "16ms");
+        assert_eq!(nanos(640), "640ns");
+        assert_eq!(nanos(2_048), "2.0us");
+        assert_eq!(nanos(65_536), "66us");
+    }
+
+    #[test]
+    fn the_pollers_buckets_are_read_in_octaves() {
+        // Cumulative, eight an octave: 64 (and below), 72 ... 128, 144 ... 256, none.
+        let bounds = [64, 72, 80, 88, 96, 104, 112, 120, 128, 144, 256, 0];
+        let cumulative = [0, 1, 1, 1, 1, 1, 1, 1, 3, 4, 9, 10];
+        let stats = proto::Stats {
+            histograms: vec![proto::Histogram {
+                name: "wire_to_handler".into(),
+                buckets: bounds
+                    .iter()
+                    .zip(cumulative)
+                    .map(|(le_ns, count)| proto::Bucket {
+                        le_ns: *le_ns,
+                        count,
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        assert_eq!(
+            octaves(&stats, "wire_to_handler"),
+            Some(vec![
+                (Some(64), 0),
+                (Some(128), 3),
+                (Some(256), 6),
+                (None, 1)
+            ])
+        );
+        assert_eq!(octaves(&stats, "poller_loop"), None);
     }
 
     #[test]

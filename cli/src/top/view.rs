@@ -9,9 +9,8 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Row as TableRow, Table};
-use ticklane_control::proto;
 
-use super::model::{self, Counters, Row, Sample, SortBy, count, human, micros};
+use super::model::{self, Counters, Row, Sample, SortBy, count, human, micros, nanos};
 
 /// How the link to the appliance stands.
 #[derive(Debug, Clone)]
@@ -285,22 +284,30 @@ fn draw_health(f: &mut Frame<'_>, area: Rect, now: &Sample) {
     } else {
         lines.push(Line::styled("xsk: kernel sockets, no AF_XDP rings", DIM));
     }
-    let audit = c.starting_with("audit_");
-    let lag = audit.iter().find(|(n, _)| n.contains("lag"));
-    lines.push(Line::from(match lag {
-        Some((n, v)) => format!("audit {n} {}", count(*v)),
-        None => format!(
-            "audit missed {} ring overflow {}",
-            get("audit_missed"),
-            get("bus_audit_overflow")
-        ),
-    }));
-    if lag.is_none() {
-        lines.push(Line::styled(
-            "audit lag journal→ClickHouse: not in GetStats",
-            DIM,
-        ));
-    }
+    // The audit: journaled, and how far ClickHouse is behind the journal.
+    lines.push(match c.get("audit_journaled_messages") {
+        None => Line::styled("audit: off (no --audit-dir)", DIM),
+        Some(journaled) => {
+            let lag = match c.get("audit_unshipped_messages") {
+                Some(m) => format!(" · ClickHouse lag {} msgs", count(m)),
+                None => " · no ClickHouse".to_owned(),
+            };
+            let alarm = c.get("audit_journal_alarm").is_some_and(|a| a > 0);
+            Line::styled(
+                format!(
+                    "audit {}{lag}{}",
+                    count(journaled),
+                    if alarm { " ALARM" } else { "" }
+                ),
+                if alarm { BAD } else { Style::new() },
+            )
+        }
+    });
+    lines.push(Line::from(format!(
+        "audit ring missed {} overflow {}",
+        get("audit_missed"),
+        get("bus_audit_overflow")
+    )));
     let block = Block::new()
         .borders(Borders::TOP)
         .title(" recovery · rings · audit ")
@@ -309,22 +316,50 @@ fn draw_health(f: &mut Frame<'_>, area: Rect, now: &Sample) {
 }
 
 /// The wire-to-handler latency histogram when the appliance reports one;
-/// else a labelled place for it and the gap recovery times.
+/// else a labelled place for it, and the gap recovery times.
 fn draw_histograms(f: &mut Frame<'_>, area: Rect, now: &Sample) {
-    let latency = model::histogram(&now.stats, |n| n.contains("latency"));
-    let (title, shown, mut lines) = match latency {
-        Some(h) => (format!(" {} ", h.0.name), Some(h), Vec::new()),
-        None => (
-            " recovery time histogram ".to_owned(),
-            model::histogram(&now.stats, |n| n == "recovery_us"),
-            vec![Line::styled("wire→handler latency: not in GetStats", DIM)],
-        ),
+    let room = usize::from(area.height.saturating_sub(1));
+    let latency = now
+        .stats
+        .histograms
+        .iter()
+        .find(|h| h.name == "wire_to_handler");
+    let (title, lines) = match (latency, model::octaves(&now.stats, "wire_to_handler")) {
+        (Some(h), Some(octaves)) => {
+            let mut lines = vec![Line::from(if h.count == 0 {
+                "no frame timed yet".to_owned()
+            } else {
+                format!(
+                    "p50≤{} p99≤{} p99.9≤{}",
+                    nanos(h.p50_ns),
+                    nanos(h.p99_ns),
+                    nanos(h.p999_ns)
+                )
+            })];
+            let (labels, counts): (Vec<String>, Vec<u64>) = octaves
+                .into_iter()
+                .map(|(le, n)| (le.map_or_else(|| "more".to_owned(), nanos), n))
+                .unzip();
+            lines.extend(bars(&labels, &counts, room.saturating_sub(1), area.width));
+            let source = if h.source.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", h.source)
+            };
+            (format!(" wire→handler latency{source} "), lines)
+        }
+        _ => {
+            let mut lines = vec![Line::styled("wire→handler latency: not in GetStats", DIM)];
+            match model::histogram(&now.stats, |n| n == "recovery_us") {
+                Some((h, counts)) => {
+                    let labels: Vec<String> = h.bounds.iter().map(|b| micros(*b)).collect();
+                    lines.extend(bars(&labels, &counts, room.saturating_sub(1), area.width));
+                }
+                None => lines.push(Line::styled("no histogram in GetStats", DIM)),
+            }
+            (" recovery time histogram ".to_owned(), lines)
+        }
     };
-    let room = usize::from(area.height.saturating_sub(1)).saturating_sub(lines.len());
-    match shown {
-        Some((h, counts)) => lines.extend(bars(h, &counts, room, area.width)),
-        None => lines.push(Line::styled("no histogram in GetStats", DIM)),
-    }
     let block = Block::new()
         .borders(Borders::TOP)
         .title(title)
@@ -332,20 +367,15 @@ fn draw_histograms(f: &mut Frame<'_>, area: Rect, now: &Sample) {
     f.render_widget(Paragraph::new(lines).block(block), area);
 }
 
-/// Up to `room` bars: the buckets around where the values are.
-fn bars(
-    h: &proto::SessionHistogram,
-    counts: &[u64],
-    room: usize,
-    width: u16,
-) -> Vec<Line<'static>> {
+/// Up to `room` bars, one a bucket (`labels[i]`: its upper bound), the
+/// adjacent buckets where most values are.
+fn bars(labels: &[String], counts: &[u64], room: usize, width: u16) -> Vec<Line<'static>> {
     let (Some(first), Some(last)) = (
         counts.iter().position(|n| *n > 0),
         counts.iter().rposition(|n| *n > 0),
     ) else {
         return vec![Line::styled("(empty)", DIM)];
     };
-    // The busiest `room` adjacent buckets covering the values' range.
     let span = (last - first + 1).min(room.max(1));
     let start = (first..=last + 1 - span)
         .max_by_key(|s| counts[*s..*s + span].iter().sum::<u64>())
@@ -361,12 +391,7 @@ fn bars(
         .map(|i| {
             let n = counts[i];
             let len = (n as f64 / most as f64 * bar_width as f64).ceil() as usize;
-            let bound = h.bounds.get(i).copied().unwrap_or(0);
-            let label = if h.unit == "us" {
-                micros(bound)
-            } else {
-                format!("{bound}{}", h.unit)
-            };
+            let label = labels.get(i).map_or("", String::as_str);
             Line::from(vec![
                 Span::raw(format!("≤{label:>6} ")),
                 Span::styled("█".repeat(len.min(bar_width)), GOOD),
