@@ -470,7 +470,7 @@ async fn flood(grpc: SocketAddr, stop: Arc<AtomicBool>) -> (u64, u64, u64, f64) 
 /// interleaved on one appliance.
 fn latency_under_flood(threads: &str) {
     const FEED: &str = "239.7.7.8:30002";
-    const MESSAGES: &str = "60000";
+    const MESSAGES: &str = "500000";
     const PPS: &str = "20000";
     let dir = tempfile::tempdir().unwrap();
     let lab = Lab::new("cbl", 1);
@@ -577,8 +577,8 @@ fn latency_under_flood(threads: &str) {
              {packets}/{frames} packets, {delivered} messages, {lost} lost{}",
             flooded
                 .map(|(books, skipped, events, secs)| format!(
-                    "; flood: {books} GetBook answered ({:.0}/s; {skipped} not asked, 1,000 \
-                     unanswered), {events} stream events read",
+                    "; flood: {books} GetBook answered ({:.0}/s; {skipped} not asked while \
+                     1,000 were unanswered), {events} stream events read",
                     books as f64 / secs
                 ))
                 .unwrap_or_default()
