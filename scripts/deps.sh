@@ -17,6 +17,8 @@ command -v cc >/dev/null 2>&1 || need+=(build-essential)
 [ -x /usr/sbin/clickhouse-server ] || need+=(clickhouse-server)
 command -v clickhouse-client >/dev/null 2>&1 || need+=(clickhouse-client)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
+# The gRPC-over-TLS test makes its certificates with the openssl CLI.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # The control plane's foreign-client test: Python grpcio in a virtualenv
 # (pip installs grpcio and grpcio-tools from PyPI into target/).
 command -v python3 >/dev/null 2>&1 || need+=(python3)

@@ -26,6 +26,14 @@ pub(crate) struct CtlArgs {
     /// unsubscribe and config set).
     #[arg(long, value_name = "FILE", global = true)]
     token_file: Option<PathBuf>,
+    /// Talk TLS, trusting the CA certificate (PEM) in FILE (the appliance
+    /// runs with --tls-cert).
+    #[arg(long, value_name = "FILE", global = true)]
+    tls_ca: Option<PathBuf>,
+    /// The name to check the appliance's certificate against (default: the
+    /// host of --grpc, an IP address).
+    #[arg(long, value_name = "NAME", global = true, requires = "tls_ca")]
+    tls_domain: Option<String>,
     /// Print JSON (book: the canonical book line of `ticklane book`).
     #[arg(long, global = true)]
     json: bool,
@@ -148,14 +156,30 @@ async fn connect(args: &CtlArgs) -> anyhow::Result<Client> {
         }
         None => None,
     };
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", args.grpc))?
-        .connect_timeout(Duration::from_secs(3))
+    let mut endpoint = match &args.tls_ca {
+        None => tonic::transport::Endpoint::from_shared(format!("http://{}", args.grpc))?,
+        Some(ca) => {
+            let pem = std::fs::read(ca)
+                .with_context(|| format!("reading the CA certificate {}", ca.display()))?;
+            let mut tls = tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(pem));
+            if let Some(domain) = &args.tls_domain {
+                tls = tls.domain_name(domain.clone());
+            }
+            tonic::transport::Endpoint::from_shared(format!("https://{}", args.grpc))?
+                .tls_config(tls)
+                .context("the TLS settings (--tls-ca, --tls-domain)")?
+        }
+    };
+    endpoint = endpoint.connect_timeout(Duration::from_secs(3));
+    let channel = endpoint
         .timeout(Duration::from_secs(15))
         .connect()
         .await
         .with_context(|| {
             format!(
-                "cannot reach the appliance at {}: is `ticklane run --grpc {}` running there?",
+                "cannot reach the appliance at {}: is `ticklane run --grpc {}` running there \
+                 (with --tls-cert, give --tls-ca; without, leave it out)?",
                 args.grpc, args.grpc
             )
         })?;
