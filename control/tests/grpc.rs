@@ -157,6 +157,7 @@ fn start(limits: Limits, flowing: bool) -> Running {
             control: Some(local),
             metrics: Some(local),
             token: Some(TOKEN.into()),
+            tls: None,
             limits,
         },
         ApplianceInfo {
