@@ -766,8 +766,9 @@ fn openssl(dir: &Path, args: &[&str]) {
 
 /// gRPC over TLS (`run --tls-cert --tls-key`), with a certificate made
 /// here (a CA, and a server certificate it signs for 127.0.0.1): `ctl
-/// --tls-ca` is served, a plaintext client is refused, and so is a TLS
-/// client that does not trust the CA.
+/// --tls-ca` and the Python client (grpcio, trusting the CA) are served, a
+/// plaintext client is refused, and so is a TLS client that does not trust
+/// the CA or checks another name.
 #[test]
 fn grpc_over_tls_serves_who_trusts_the_ca_and_refuses_plaintext() {
     if !netns_available() {
@@ -898,6 +899,15 @@ fn grpc_over_tls_serves_who_trusts_the_ca_and_refuses_plaintext() {
         !wrong_name.status.success(),
         "the certificate's names are checked"
     );
+    // The foreign client over TLS too.
+    let py = python();
+    let stubs = stubs(&py, d);
+    let out = python_client(&py, &lab.b, &stubs, &["tls", &ca])
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let p: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(p["feeds"], serde_json::json!([FEED_A]), "{p}");
     let (_, log) = stop_run(run);
     assert!(log.contains("gRPC on 127.0.0.1:50151"), "{log}");
 }
