@@ -25,37 +25,10 @@ const LINE: &str = "127.0.0.1:50152";
 const METRICS: &str = "127.0.0.1:50153";
 const TOKEN: &str = "s3cret-token";
 
-/// The Python interpreter of a virtualenv with grpcio and grpcio-tools
-/// (tests/python/requirements.txt), made on first use under target/.
+/// The Python interpreter of the tests' virtualenv, with grpcio and
+/// grpcio-tools (tests/python/requirements.txt).
 fn python() -> PathBuf {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let venv = repo.join("target/ticklane-pyvenv");
-    let py = venv.join("bin/python");
-    let ready = |py: &Path| {
-        Command::new(py)
-            .args(["-c", "import grpc, grpc_tools"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if !ready(&py) {
-        let made = Command::new("python3")
-            .arg("-m")
-            .arg("venv")
-            .arg(&venv)
-            .output();
-        assert!(
-            made.as_ref().is_ok_and(|o| o.status.success()),
-            "python3 -m venv failed (install python3 and python3-venv; scripts/deps.sh does): {made:?}"
-        );
-        assert_success(
-            &Command::new(&py)
-                .args(["-m", "pip", "install", "-q", "-r"])
-                .arg(repo.join("tests/python/requirements.txt"))
-                .output()
-                .unwrap(),
-        );
-    }
-    py
+    ticklane_e2e::python_with("import grpc, grpc_tools", "requirements.txt")
 }
 
 /// Python stubs generated from the repository's .proto into `dir`.
@@ -140,16 +113,7 @@ fn line_session(commands: &[&[u8]]) -> Vec<String> {
 
 /// GET `path` from the metrics server: (status line, body).
 fn http_get(path: &str) -> (String, String) {
-    let mut s = TcpStream::connect(METRICS).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (
-        head.lines().next().unwrap_or("").to_owned(),
-        body.to_owned(),
-    )
+    ticklane_e2e::http_get(METRICS, path)
 }
 
 fn ctl(lab: &Lab, args: &[&str]) -> std::process::Output {

@@ -144,7 +144,7 @@ fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Journal
     move |source| JournalError::Io { what, path, source }
 }
 
-fn segment_path(dir: &Path, index: u64) -> PathBuf {
+pub(crate) fn segment_path(dir: &Path, index: u64) -> PathBuf {
     dir.join(format!("{index:020}.seg"))
 }
 

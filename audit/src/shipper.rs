@@ -75,6 +75,25 @@ pub struct ShipGauges {
     pub found_landed: AtomicU64,
     /// Set while the server is failing.
     pub failing: AtomicBool,
+    /// The acknowledged (shipped) position: its segment…
+    pub acked_segment: AtomicU64,
+    /// …and the offset in it.
+    pub acked_offset: AtomicU64,
+}
+
+impl ShipGauges {
+    /// The acknowledged position.
+    pub fn acked(&self) -> Position {
+        Position {
+            segment: self.acked_segment.load(Ordering::Relaxed),
+            offset: self.acked_offset.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn set_acked(&self, at: Position) {
+        self.acked_segment.store(at.segment, Ordering::Relaxed);
+        self.acked_offset.store(at.offset, Ordering::Relaxed);
+    }
 }
 
 /// What the shipper did.
@@ -148,7 +167,7 @@ fn next_batch(
                 journaled_ns,
                 bytes,
             } => {
-                let row = MessageRow::new(&session, seq, journaled_ns, bytes);
+                let row = MessageRow::new(session.trimmed(), seq, journaled_ns, bytes);
                 let fits = b.gaps.is_empty()
                     && b.messages.len() < max_rows
                     && b.messages
@@ -291,6 +310,7 @@ impl Ship {
             pending: next.map(|n| n.end),
         };
         self.ack.store(&self.dir)?;
+        self.gauges.set_acked(self.ack.acked);
         self.gauges
             .rows
             .fetch_add(batch.messages.len() as u64, Ordering::Relaxed);
@@ -447,6 +467,7 @@ impl Shipper {
         let stop = Arc::new(AtomicBool::new(false));
         let deadline = Arc::new(Mutex::new(None));
         let gauges = Arc::new(ShipGauges::default());
+        gauges.set_acked(ack.acked);
         let mut ship = Ship {
             dir: dir.to_owned(),
             store,

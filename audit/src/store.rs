@@ -8,16 +8,58 @@
 //! are kept out by the shipper's protocol, with `ReplacingMergeTree` ordered
 //! by (session, seq) as the backstop (queries read with `FINAL`). The
 //! crate's buffering `Inserter` is not used: it drops rows on error.
+//!
+//! Modern servers (22 and later, told apart by `SELECT version()`) get the
+//! modern schema (`deploy/clickhouse/schema-modern.sql`: the same tables
+//! with `non_replicated_deduplication_window`), every sealed batch is
+//! inserted with `insert_deduplication_token` = its id and `async_insert=0`,
+//! and the crate validates the rows' types against the server's columns.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use clickhouse::Client;
 use serde::{Deserialize, Serialize};
 use ticklane_protocols::itch::{self, FieldValue};
-use ticklane_protocols::moldudp64::Session;
 
 /// The schema, as `ticklane audit init` applies it.
 pub const SCHEMA: &str = include_str!("../../deploy/clickhouse/schema.sql");
+
+/// The schema for modern servers (22 and later).
+pub const SCHEMA_MODERN: &str = include_str!("../../deploy/clickhouse/schema-modern.sql");
+
+/// Which schema and insert protocol a server gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// ClickHouse before 22 (18.16 on these machines): batch ids in the rows
+    /// and the question after an ambiguous failure; no type validation
+    /// (18.16 cannot answer the crate's schema query).
+    Legacy,
+    /// ClickHouse 22 and later: deduplication tokens, type validation on.
+    Modern,
+}
+
+impl Flavor {
+    /// The flavor of a `version()` string ("18.16.1", "26.9.2.1").
+    pub fn of_version(version: &str) -> Self {
+        match version
+            .split('.')
+            .next()
+            .and_then(|m| m.parse::<u32>().ok())
+        {
+            Some(major) if major >= 22 => Flavor::Modern,
+            _ => Flavor::Legacy,
+        }
+    }
+
+    /// The schema `ticklane audit init` applies.
+    pub fn schema(self) -> &'static str {
+        match self {
+            Flavor::Legacy => SCHEMA,
+            Flavor::Modern => SCHEMA_MODERN,
+        }
+    }
+}
 
 /// The database the schema creates.
 pub const DATABASE: &str = "ticklane";
@@ -151,12 +193,12 @@ pub fn day_of(ns: u64) -> u16 {
 }
 
 impl MessageRow {
-    /// The row of one journaled message (a message that does not parse, which
+    /// The row of one journaled message of `session` (trimmed) (a message that does not parse, which
     /// the poller never delivers, keeps its bytes and type with zero fields).
-    pub fn new(session: &Session, seq: u64, journaled_ns: u64, bytes: &[u8]) -> Self {
+    pub fn new(session: &[u8], seq: u64, journaled_ns: u64, bytes: &[u8]) -> Self {
         let mut row = Self {
             day: day_of(journaled_ns),
-            session: session.trimmed().to_vec(),
+            session: session.to_vec(),
             seq,
             journaled_ns,
             timestamp: 0,
@@ -199,7 +241,12 @@ impl MessageRow {
 /// A connection to the audit database.
 #[derive(Clone)]
 pub struct Store {
+    /// Validation off: 18.16, and any server before its version is known.
     client: Client,
+    /// Validation on: modern servers.
+    validating: Client,
+    /// Known after the first [`Store::flavor`].
+    flavor: Arc<OnceLock<Flavor>>,
     cfg: StoreConfig,
 }
 
@@ -234,16 +281,36 @@ impl Store {
         if !port_ok {
             return Err(bad("give http://HOST:PORT with a port from 1 to 65535"));
         }
-        let mut client = Client::default()
-            .with_url(cfg.url.trim_end_matches('/'))
-            .with_validation(false);
+        let mut client = Client::default().with_url(cfg.url.trim_end_matches('/'));
         if let Some(u) = &cfg.user {
             client = client.with_user(u);
         }
         if let Some(p) = &cfg.password {
             client = client.with_password(p);
         }
-        Ok(Self { client, cfg })
+        Ok(Self {
+            validating: client.clone().with_validation(true),
+            client: client.with_validation(false),
+            flavor: Arc::new(OnceLock::new()),
+            cfg,
+        })
+    }
+
+    /// The server's flavor, asked once (`SELECT version()`).
+    pub async fn flavor(&self) -> Result<Flavor, StoreError> {
+        if let Some(f) = self.flavor.get() {
+            return Ok(*f);
+        }
+        let f = Flavor::of_version(&self.version().await?);
+        Ok(*self.flavor.get_or_init(|| f))
+    }
+
+    /// The client for this server: validating once it is known to be modern.
+    fn active(&self) -> &Client {
+        match self.flavor.get() {
+            Some(Flavor::Modern) => &self.validating,
+            _ => &self.client,
+        }
     }
 
     /// Its URL.
@@ -254,11 +321,6 @@ impl Store {
     fn err(&self, what: &'static str) -> impl FnOnce(clickhouse::error::Error) -> StoreError {
         let url = self.cfg.url.clone();
         move |source| StoreError::Server { url, what, source }
-    }
-
-    /// The client, for queries.
-    pub fn client(&self) -> &Client {
-        &self.client
     }
 
     /// The server's version string.
@@ -297,13 +359,15 @@ impl Store {
 
     /// A query (bound it with [`Store::bounded`]).
     pub fn query(&self, sql: &str) -> clickhouse::query::Query {
-        self.client.query(sql)
+        self.active().query(sql)
     }
 
-    /// Applies the schema (idempotent).
+    /// Applies the schema of the server's flavor (idempotent); returns the
+    /// statements applied.
     pub async fn init(&self) -> Result<usize, StoreError> {
+        let flavor = self.flavor().await?;
         let mut n = 0;
-        for stmt in statements(SCHEMA) {
+        for stmt in statements(flavor.schema()) {
             self.bounded(
                 "applying the schema",
                 self.query(&stmt.replace('?', "??")).execute(),
@@ -324,16 +388,17 @@ impl Store {
     where
         for<'a> T: Serialize + clickhouse::Row<Value<'a> = T>,
     {
+        let flavor = self.flavor().await?;
         let mut insert = self
-            .client
+            .active()
             // Constant, qualified names: `insert` would quote the dot.
             .insert_unescaped::<T>(table)
             .await
             .map_err(self.err(what))?
-            .with_timeouts(Some(self.cfg.send_timeout), Some(self.cfg.end_timeout))
-            // One id for every attempt of a batch: the server refuses an
-            // attempt while an earlier one still runs.
-            .with_setting("query_id", query_id);
+            .with_timeouts(Some(self.cfg.send_timeout), Some(self.cfg.end_timeout));
+        for (name, value) in insert_settings(flavor, query_id) {
+            insert = insert.with_setting(name, value);
+        }
         for r in rows {
             insert.write(r).await.map_err(self.err(what))?;
         }
@@ -414,6 +479,19 @@ impl Store {
     }
 }
 
+/// The settings of a batch's insert: the same query id for every attempt
+/// (the server refuses an attempt while an earlier one still runs) and, on
+/// modern servers, the batch id as deduplication token with synchronous
+/// inserts (an async insert would be acknowledged before it is a part).
+pub fn insert_settings(flavor: Flavor, query_id: &str) -> Vec<(&'static str, String)> {
+    let mut s = vec![("query_id", query_id.to_owned())];
+    if flavor == Flavor::Modern {
+        s.push(("insert_deduplication_token", query_id.to_owned()));
+        s.push(("async_insert", "0".to_owned()));
+    }
+    s
+}
+
 /// Bytes as a hex string, for `unhex(?)`: 18.16 reads no `x'…'` literals,
 /// and a session need not be UTF-8.
 pub fn hex(bytes: &[u8]) -> String {
@@ -445,6 +523,7 @@ pub fn statements(schema: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ticklane_protocols::moldudp64::Session;
 
     #[test]
     fn bad_urls_are_refused_with_what_to_give() {
@@ -488,7 +567,7 @@ mod tests {
         c.extend_from_slice(&9u64.to_be_bytes());
         c.push(b'Y');
         c.extend_from_slice(&1_234_500u32.to_be_bytes());
-        let r = MessageRow::new(&session, 3, NS_PER_DAY * 2 + 5, &c);
+        let r = MessageRow::new(session.trimmed(), 3, NS_PER_DAY * 2 + 5, &c);
         assert_eq!(
             (
                 r.day,
@@ -503,7 +582,7 @@ mod tests {
             (r.order_reference, r.shares, r.match_number, r.price),
             (42, 100, 9, 1_234_500)
         );
-        let junk = MessageRow::new(&session, 4, 0, b"\xffjunk");
+        let junk = MessageRow::new(session.trimmed(), 4, 0, b"\xffjunk");
         assert_eq!((junk.r#type, junk.raw), (vec![0xff], b"\xffjunk".to_vec()));
     }
 }

@@ -29,7 +29,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::Value;
 
-use ticklane_appliance::request;
 use ticklane_control::proto::{self, appliance_client::ApplianceClient};
 use ticklane_e2e::{Lab, start_run, stop_run};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -99,66 +98,17 @@ fn report(what: &str, rps: f64) {
 }
 
 /// The poller without a control plane, and serving 10,000 book snapshots
-/// (10 levels) a second through its request ring.
+/// (10 levels) a second through its request ring (the suite `ticklane
+/// bench --suite control` runs too).
 fn poller_under_flood() {
-    let stream = ticklane_benches::MoldStream::generate(1_000_000, 500, 1400);
-    let source = stream.source();
-    let served = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut quiet = || ticklane_benches::whole_pipeline(&source, 1 << 18, None);
-    let counted = served.clone();
-    let mut flooded = || {
-        let (mut requester, server) = request::ring();
-        let done = std::sync::Arc::new(AtomicBool::new(false));
-        let (flag, counted) = (done.clone(), counted.clone());
-        let flooder = std::thread::spawn(move || {
-            // The flood: 10,000 book snapshots a second (ten every
-            // millisecond), answers collected as the link thread does.
-            let mut locate = 0u16;
-            while !flag.load(Ordering::Relaxed) {
-                for _ in 0..10 {
-                    locate = locate % 500 + 1;
-                    let _ = requester.send(request::Ask::Book {
-                        stock: request::Stock::Locate(locate),
-                        into: request::BookSnapshot::with_depth(10),
-                    });
-                }
-                std::thread::sleep(Duration::from_millis(1));
-                while requester.receive().is_some() {
-                    counted.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        });
-        let delivered = ticklane_benches::whole_pipeline(&source, 1 << 18, Some(server));
-        done.store(true, Ordering::Relaxed);
-        let _ = flooder.join();
-        delivered
+    let scale = ticklane_benches::suite::Scale {
+        messages: 1_000_000,
+        rounds: 5,
     };
-    let results = ticklane_benches::interleaved_best(
-        5,
-        &mut [
-            ("no control plane", &mut quiet),
-            ("10,000 GetBook/s through the ring", &mut flooded),
-        ],
-    );
-    let per_msg = |d: Duration| d.as_nanos() as f64 / stream.messages as f64;
-    let base = per_msg(results[0].1);
-    for (name, d, delivered) in &results {
-        assert_eq!(
-            *delivered, stream.messages,
-            "{name}: every message delivered"
-        );
-        println!(
-            "poller, {name:<36} {:>6.1} ns/msg  {:>5.3}x the time without",
-            per_msg(*d),
-            per_msg(*d) / base
-        );
+    match ticklane_benches::suite::control::run(scale) {
+        Ok(s) => print!("{}", s.text()),
+        Err(e) => panic!("control suite: {e}"),
     }
-    let rounds_time: f64 = results[1].1.as_secs_f64();
-    println!(
-        "  (book snapshots served during the flooded runs: {} in all, about {:.0}/s)",
-        served.load(Ordering::Relaxed),
-        served.load(Ordering::Relaxed) as f64 / (5.0 * rounds_time)
-    );
 }
 
 /// A lean gRPC client: one HTTP/2 connection (h2) with `calls` unary calls

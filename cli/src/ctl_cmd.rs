@@ -118,7 +118,7 @@ enum StreamKind {
 
 /// Adds the bearer token to every call.
 #[derive(Clone)]
-struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
+pub(crate) struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
 
 impl Interceptor for Bearer {
     fn call(
@@ -132,7 +132,8 @@ impl Interceptor for Bearer {
     }
 }
 
-type Client = ApplianceClient<
+/// A client of the appliance's gRPC API.
+pub(crate) type Client = ApplianceClient<
     tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>,
 >;
 
@@ -145,7 +146,30 @@ pub(crate) fn run(args: &CtlArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn connect(args: &CtlArgs) -> anyhow::Result<Client> {
-    let token = match &args.token_file {
+    client(
+        args.grpc,
+        args.token_file.as_deref(),
+        args.tls_ca
+            .as_deref()
+            .map(|ca| (ca, args.tls_domain.as_deref())),
+        Duration::from_secs(3),
+        Duration::from_secs(15),
+    )
+    .await
+}
+
+/// A client of the appliance at `grpc`, with the token of `token_file` (if
+/// any) on every call, over TLS when given `tls` (the CA certificate to
+/// trust, and the name to check if not `grpc`'s address); `connect` bounds
+/// the connection, `call` each call.
+pub(crate) async fn client(
+    grpc: SocketAddr,
+    token_file: Option<&std::path::Path>,
+    tls: Option<(&std::path::Path, Option<&str>)>,
+    connect: Duration,
+    call: Duration,
+) -> anyhow::Result<Client> {
+    let token = match token_file {
         Some(p) => {
             let t = std::fs::read_to_string(p)
                 .with_context(|| format!("reading the token file {}", p.display()))?;
@@ -156,39 +180,34 @@ async fn connect(args: &CtlArgs) -> anyhow::Result<Client> {
         }
         None => None,
     };
-    let mut endpoint = match &args.tls_ca {
-        None => tonic::transport::Endpoint::from_shared(format!("http://{}", args.grpc))?,
-        Some(ca) => {
+    let mut endpoint = match tls {
+        None => tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))?,
+        Some((ca, domain)) => {
             let pem = std::fs::read(ca)
                 .with_context(|| format!("reading the CA certificate {}", ca.display()))?;
             let mut tls = tonic::transport::ClientTlsConfig::new()
                 .ca_certificate(tonic::transport::Certificate::from_pem(pem));
-            if let Some(domain) = &args.tls_domain {
-                tls = tls.domain_name(domain.clone());
+            if let Some(domain) = domain {
+                tls = tls.domain_name(domain);
             }
-            tonic::transport::Endpoint::from_shared(format!("https://{}", args.grpc))?
+            tonic::transport::Endpoint::from_shared(format!("https://{grpc}"))?
                 .tls_config(tls)
                 .context("the TLS settings (--tls-ca, --tls-domain)")?
         }
     };
-    endpoint = endpoint.connect_timeout(Duration::from_secs(3));
-    let channel = endpoint
-        .timeout(Duration::from_secs(15))
-        .connect()
-        .await
-        .with_context(|| {
-            format!(
-                "cannot reach the appliance at {}: is `ticklane run --grpc {}` running there \
-                 (with --tls-cert, give --tls-ca; without, leave it out)?",
-                args.grpc, args.grpc
-            )
-        })?;
+    endpoint = endpoint.connect_timeout(connect);
+    let channel = endpoint.timeout(call).connect().await.with_context(|| {
+        format!(
+            "cannot reach the appliance at {grpc}: is `ticklane run --grpc {grpc}` running \
+                 there (with --tls-cert, give --tls-ca; without, leave it out)?"
+        )
+    })?;
     Ok(ApplianceClient::with_interceptor(channel, Bearer(token))
         .max_decoding_message_size(64 << 20))
 }
 
 /// A refusal as the appliance worded it.
-fn refused(e: tonic::Status) -> anyhow::Error {
+pub(crate) fn refused(e: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("the appliance refused ({:?}): {}", e.code(), e.message())
 }
 

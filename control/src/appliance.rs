@@ -44,6 +44,18 @@ pub struct ApplianceInfo {
     pub bind: String,
 }
 
+/// Counters from outside the poller (the audit trail's), taken at each read.
+pub type CounterSource = Box<dyn Fn() -> Vec<Counter> + Send + Sync>;
+
+struct Sources(Mutex<Vec<CounterSource>>);
+
+impl std::fmt::Debug for Sources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.lock().map_or(0, |s| s.len());
+        write!(f, "{n} counter sources")
+    }
+}
+
 /// The appliance, seen from the control plane.
 #[derive(Debug)]
 pub struct Appliance {
@@ -54,6 +66,7 @@ pub struct Appliance {
     feeds: tokio::sync::Mutex<Feeds>,
     events: [broadcast::Sender<Event>; 4],
     stream_dropped: [AtomicU64; 4],
+    sources: Sources,
     open_streams: Arc<AtomicUsize>,
     /// The settings that change live.
     pub settings: Settings,
@@ -80,6 +93,7 @@ impl Appliance {
             feeds: tokio::sync::Mutex::new(feeds),
             events: std::array::from_fn(|_| broadcast::channel(STREAM_BUFFER).0),
             stream_dropped: std::array::from_fn(|_| AtomicU64::new(0)),
+            sources: Sources(Mutex::new(Vec::new())),
             open_streams: Arc::new(AtomicUsize::new(0)),
             settings: Settings::default(),
         }
@@ -143,6 +157,15 @@ impl Appliance {
         Ok(StreamSlot(self.open_streams.clone()))
     }
 
+    /// Adds counters from outside the poller to every read of them.
+    pub fn add_counters(&self, source: CounterSource) {
+        self.sources
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(source);
+    }
+
     /// The poller's latest stats snapshot.
     pub fn snapshot(&self) -> Snapshot {
         // A poisoned lock only means a reader panicked mid-read; the
@@ -159,7 +182,16 @@ impl Appliance {
         // held across the await (the future stays small).
         let feeds = self.feeds.lock().await;
         let snap = self.snapshot();
-        let list = counters::counters(&snap, |line| feeds.name_of_line(line));
+        let mut list = counters::counters(&snap, |line| feeds.name_of_line(line));
+        for source in self
+            .sources
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+        {
+            list.extend(source());
+        }
         (snap, list)
     }
 

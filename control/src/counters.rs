@@ -21,7 +21,8 @@ pub struct Counter {
 }
 
 impl Counter {
-    fn of(name: impl Into<String>, help: &'static str, value: u64) -> Self {
+    /// A counter of the whole appliance (no feed, no session).
+    pub fn of(name: impl Into<String>, help: &'static str, value: u64) -> Self {
         Self {
             name: name.into(),
             help,
@@ -35,6 +36,43 @@ impl Counter {
 /// A session's name as text (trailing spaces cut).
 pub fn session_name(s: &ticklane_protocols::moldudp64::Session) -> String {
     String::from_utf8_lossy(&s.0).trim_end().to_owned()
+}
+
+/// One histogram of a session's: `counts[i]` values at most `bounds[i]`
+/// (the last bucket also holds everything above).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionHistogram {
+    /// Its name (`snake_case`, no prefix).
+    pub name: &'static str,
+    /// The unit of the bounds.
+    pub unit: &'static str,
+    /// What it measures.
+    pub help: &'static str,
+    /// The session it is for, or empty.
+    pub session: String,
+    /// Upper bounds of the buckets, ascending.
+    pub bounds: Vec<u64>,
+    /// Values per bucket.
+    pub counts: Vec<u64>,
+}
+
+/// The histograms of each session in `snap`: its gap recovery times.
+pub fn session_histograms(snap: &Snapshot) -> Vec<SessionHistogram> {
+    snap.sessions()
+        .iter()
+        .map(|s| {
+            let buckets = s.stats.recovery.buckets;
+            SessionHistogram {
+                name: "recovery_us",
+                unit: "us",
+                help: "how long gap episodes that ended with everything recovered lasted",
+                session: session_name(&s.session),
+                // Bucket i holds durations under 2^(i+1) µs.
+                bounds: (0..buckets.len()).map(|i| 2u64 << i).collect(),
+                counts: buckets.to_vec(),
+            }
+        })
+        .collect()
 }
 
 /// Every counter of `snap`; `feed_of(line)` names a feed line (GROUP:PORT).
@@ -204,6 +242,16 @@ pub fn counters(snap: &Snapshot, feed_of: impl Fn(usize) -> String) -> Vec<Count
                 "session_requested_messages",
                 "messages re-requested",
                 st.requested_messages,
+            ),
+            (
+                "session_unrecoverable_gaps",
+                "ranges declared unrecoverable",
+                st.unrecoverable_gaps,
+            ),
+            (
+                "session_unrecoverable_messages",
+                "messages in those ranges",
+                st.unrecoverable_messages,
             ),
         ];
         for (name, help, value) in per_session {

@@ -418,6 +418,18 @@ impl appliance_server::Appliance for Service {
                 .iter()
                 .map(|h| histogram_message(h, source))
                 .collect(),
+            session_histograms: counters::session_histograms(&snap)
+                .into_iter()
+                .map(|h| proto::SessionHistogram {
+                    name: h.name.into(),
+                    unit: h.unit.into(),
+                    feed: String::new(),
+                    session: h.session,
+                    help: h.help.into(),
+                    bounds: h.bounds,
+                    counts: h.counts,
+                })
+                .collect(),
         }))
     }
 

@@ -37,11 +37,17 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_CONNECTIONS: usize = 64;
 
 /// Counters that are levels, not running totals.
-const GAUGES: [&str; 4] = [
+const GAUGES: [&str; 10] = [
     "session_next_seq",
     "session_stale",
     "session_ended",
     "line_down",
+    "audit_journal_disk_bytes",
+    "audit_journal_alarm",
+    "audit_unshipped_bytes",
+    "audit_unshipped_messages",
+    "audit_shipped_segment",
+    "audit_shipped_offset",
 ];
 
 type Labels = Vec<(String, String)>;

@@ -137,6 +137,12 @@ fn bind(what: &'static str, addr: SocketAddr) -> Result<std::net::TcpListener, C
 }
 
 impl ControlPlane {
+    /// Adds counters from outside the poller (the audit trail's) to
+    /// `GetStats`, the `STATS` line and `/metrics`.
+    pub fn add_counters(&self, source: crate::appliance::CounterSource) {
+        self.app.add_counters(source);
+    }
+
     /// Binds the listeners and starts serving on `worker_threads` threads.
     pub fn start(
         cfg: ControlConfig,

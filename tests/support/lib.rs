@@ -332,6 +332,13 @@ pub struct Running {
     _dir: tempfile::TempDir,
 }
 
+impl Running {
+    /// What it wrote on stderr so far.
+    pub fn stderr_so_far(&self) -> String {
+        std::fs::read_to_string(&self.err).unwrap_or_default()
+    }
+}
+
 /// Starts `ticklane run` in the lab's b side and waits until it is ready.
 pub fn start_run(lab: &Lab, args: &[&str]) -> Running {
     let dir = tempfile::tempdir().unwrap();
@@ -438,4 +445,70 @@ pub fn gen_day(
     args.extend_from_slice(extra);
     ticklane_ok(&args);
     (feed, book)
+}
+
+/// The Python interpreter of the tests' virtualenv (target/ticklane-pyvenv,
+/// made on first use) once `import` runs in it: else the packages of
+/// tests/python/`requirements` are installed into it first (from PyPI).
+pub fn python_with(import: &str, requirements: &str) -> PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let venv = repo.join("target/ticklane-pyvenv");
+    let py = venv.join("bin/python");
+    let ready = |py: &Path| {
+        Command::new(py)
+            .args(["-c", import])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !ready(&py) {
+        if !py.exists() {
+            let made = Command::new("python3")
+                .arg("-m")
+                .arg("venv")
+                .arg(&venv)
+                .output();
+            assert!(
+                made.as_ref().is_ok_and(|o| o.status.success()),
+                "python3 -m venv failed (install python3 and python3-venv; scripts/deps.sh does): {made:?}"
+            );
+        }
+        assert_success(
+            &Command::new(&py)
+                .args(["-m", "pip", "install", "-q", "-r"])
+                .arg(repo.join("tests/python").join(requirements))
+                .output()
+                .expect("pip runs"),
+        );
+    }
+    py
+}
+
+/// GET `path` from the HTTP server at `addr` (of this thread's network
+/// namespace): (status line, body).
+pub fn http_get(addr: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("the HTTP server accepts");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a read timeout");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("the request is sent");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("the answer is read");
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (
+        head.lines().next().unwrap_or("").to_owned(),
+        body.to_owned(),
+    )
+}
+
+/// The sequence numbers of every message `ticklane decode` prints of the
+/// capture at `path`.
+pub fn decoded_seqs(path: &str) -> std::collections::BTreeSet<u64> {
+    ticklane_ok(&["decode", path])
+        .stdout
+        .lines()
+        .map(|l| {
+            let m: serde_json::Value = serde_json::from_str(l).expect("every line is JSON");
+            m["seq"].as_u64().expect("a seq")
+        })
+        .collect()
 }
