@@ -19,6 +19,8 @@ command -v clickhouse-client >/dev/null 2>&1 || need+=(clickhouse-client)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
 # The demo fetches /metrics with curl.
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# The gRPC-over-TLS test makes its certificates with the openssl CLI.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # Wireshark's dissectors read the captures gen writes (tests/wireshark.rs);
 # ethtool is what deploy/nic-setup.sh drives.
 command -v tshark >/dev/null 2>&1 || need+=(tshark)

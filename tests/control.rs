@@ -717,3 +717,161 @@ fn feeds_change_live_on_kernel_sockets_too() {
     );
     assert_eq!(s["session"]["lost_messages"], 0, "{s}");
 }
+
+/// `openssl ARGS…` in `dir`, which must succeed.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl (scripts/deps.sh installs it)");
+    assert_success(&out);
+}
+
+/// gRPC over TLS (`run --tls-cert --tls-key`), with a certificate made
+/// here (a CA, and a server certificate it signs for 127.0.0.1): `ctl
+/// --tls-ca` and the Python client (grpcio, trusting the CA) are served, a
+/// plaintext client is refused, and so is a TLS client that does not trust
+/// the CA or checks another name.
+#[test]
+fn grpc_over_tls_serves_who_trusts_the_ca_and_refuses_plaintext() {
+    if !netns_available() {
+        return;
+    }
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key = ["-newkey", "rsa:2048", "-nodes", "-days", "1"];
+    openssl(
+        d,
+        &[
+            &["req", "-x509"][..],
+            &key,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-subj",
+                "/CN=ticklane test CA",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        d,
+        &[
+            &["req", "-new"][..],
+            &key,
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=ticklane",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        d.join("ext"),
+        "basicConstraints=critical,CA:FALSE\nsubjectAltName=IP:127.0.0.1,DNS:ticklane.test\n",
+    )
+    .unwrap();
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "1",
+            "-extfile",
+            "ext",
+        ],
+    );
+    // Another CA, which signed nothing of the appliance's.
+    openssl(
+        d,
+        &[
+            &["req", "-x509"][..],
+            &key,
+            &[
+                "-keyout",
+                "other.key",
+                "-out",
+                "other.pem",
+                "-subj",
+                "/CN=other",
+            ],
+        ]
+        .concat(),
+    );
+    let lab = Lab::new("ctt", 1);
+    let run = start_run(
+        &lab,
+        &[
+            "--mode",
+            "udp",
+            "--feed",
+            FEED_A,
+            "--grpc",
+            GRPC,
+            "--tls-cert",
+            &arg(d, "server.pem"),
+            "--tls-key",
+            &arg(d, "server.key"),
+        ],
+    );
+    let ca = arg(d, "ca.pem");
+    let status = ctl_ok(&lab, &["--tls-ca", &ca, "status", "--json"]);
+    let s: Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(s["mode"], "udp", "{s}");
+    let named = ctl_ok(
+        &lab,
+        &[
+            "--tls-ca",
+            &ca,
+            "--tls-domain",
+            "ticklane.test",
+            "feeds",
+            "--json",
+        ],
+    );
+    assert!(named.contains(FEED_A), "{named}");
+    let plaintext = ctl(&lab, &["status"]);
+    assert!(!plaintext.status.success(), "a plaintext client is refused");
+    let untrusted = ctl(&lab, &["--tls-ca", &arg(d, "other.pem"), "status"]);
+    assert!(
+        !untrusted.status.success(),
+        "a client that does not trust the CA is refused"
+    );
+    let wrong_name = ctl(
+        &lab,
+        &["--tls-ca", &ca, "--tls-domain", "elsewhere.test", "status"],
+    );
+    assert!(
+        !wrong_name.status.success(),
+        "the certificate's names are checked"
+    );
+    // The foreign client over TLS too.
+    let py = python();
+    let stubs = stubs(&py, d);
+    let out = python_client(&py, &lab.b, &stubs, &["tls", &ca])
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let p: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(p["feeds"], serde_json::json!([FEED_A]), "{p}");
+    let (_, log) = stop_run(run);
+    assert!(log.contains("gRPC on 127.0.0.1:50151"), "{log}");
+}

@@ -11,7 +11,7 @@ use ticklane_appliance::source::udp::FeedSocket;
 use ticklane_capture::feed::Feed;
 use ticklane_control::feeds::{Feeds, Steer};
 use ticklane_control::store::Store;
-use ticklane_control::{ApplianceInfo, ControlConfig, ControlPlane};
+use ticklane_control::{ApplianceInfo, ControlConfig, ControlPlane, Tls};
 
 use super::report::PathInfo;
 
@@ -36,6 +36,12 @@ pub(crate) struct ControlArgs {
     /// be): they are subscribed again when the appliance restarts with it.
     #[arg(long, value_name = "FILE")]
     pub(crate) state: Option<PathBuf>,
+    /// Serve gRPC over TLS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
     /// Threads serving the control plane (gRPC, line protocol, metrics);
     /// keep them off the poller's core on a busy machine.
     #[arg(long, value_name = "N", default_value_t = 1,
@@ -86,12 +92,25 @@ pub(crate) fn prepare(
         }
         None => None,
     };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let read = |p: &PathBuf, what: &str| {
+                std::fs::read(p).with_context(|| format!("reading the TLS {what} {}", p.display()))
+            };
+            Some(Tls {
+                cert_pem: read(cert, "certificate (--tls-cert)")?,
+                key_pem: read(key, "key (--tls-key)")?,
+            })
+        }
+        _ => None,
+    };
     Ok(Pending {
         cfg: ControlConfig {
             grpc: args.grpc,
             control: args.control,
             metrics: args.metrics,
             token,
+            tls,
             ..ControlConfig::default()
         },
         threads: usize::from(args.control_threads),

@@ -26,6 +26,14 @@ pub(crate) struct CtlArgs {
     /// unsubscribe and config set).
     #[arg(long, value_name = "FILE", global = true)]
     token_file: Option<PathBuf>,
+    /// Talk TLS, trusting the CA certificate (PEM) in FILE (the appliance
+    /// runs with --tls-cert).
+    #[arg(long, value_name = "FILE", global = true)]
+    tls_ca: Option<PathBuf>,
+    /// The name to check the appliance's certificate against (default: the
+    /// host of --grpc, an IP address).
+    #[arg(long, value_name = "NAME", global = true, requires = "tls_ca")]
+    tls_domain: Option<String>,
     /// Print JSON (book: the canonical book line of `ticklane book`).
     #[arg(long, global = true)]
     json: bool,
@@ -141,6 +149,9 @@ async fn connect(args: &CtlArgs) -> anyhow::Result<Client> {
     client(
         args.grpc,
         args.token_file.as_deref(),
+        args.tls_ca
+            .as_deref()
+            .map(|ca| (ca, args.tls_domain.as_deref())),
         Duration::from_secs(3),
         Duration::from_secs(15),
     )
@@ -148,10 +159,13 @@ async fn connect(args: &CtlArgs) -> anyhow::Result<Client> {
 }
 
 /// A client of the appliance at `grpc`, with the token of `token_file` (if
-/// any) on every call; `connect` bounds the connection, `call` each call.
+/// any) on every call, over TLS when given `tls` (the CA certificate to
+/// trust, and the name to check if not `grpc`'s address); `connect` bounds
+/// the connection, `call` each call.
 pub(crate) async fn client(
     grpc: SocketAddr,
     token_file: Option<&std::path::Path>,
+    tls: Option<(&std::path::Path, Option<&str>)>,
     connect: Duration,
     call: Duration,
 ) -> anyhow::Result<Client> {
@@ -166,16 +180,28 @@ pub(crate) async fn client(
         }
         None => None,
     };
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))?
-        .connect_timeout(connect)
-        .timeout(call)
-        .connect()
-        .await
-        .with_context(|| {
-            format!(
-                "cannot reach the appliance at {grpc}: is `ticklane run --grpc {grpc}` running there?"
-            )
-        })?;
+    let mut endpoint = match tls {
+        None => tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))?,
+        Some((ca, domain)) => {
+            let pem = std::fs::read(ca)
+                .with_context(|| format!("reading the CA certificate {}", ca.display()))?;
+            let mut tls = tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(pem));
+            if let Some(domain) = domain {
+                tls = tls.domain_name(domain);
+            }
+            tonic::transport::Endpoint::from_shared(format!("https://{grpc}"))?
+                .tls_config(tls)
+                .context("the TLS settings (--tls-ca, --tls-domain)")?
+        }
+    };
+    endpoint = endpoint.connect_timeout(connect);
+    let channel = endpoint.timeout(call).connect().await.with_context(|| {
+        format!(
+            "cannot reach the appliance at {grpc}: is `ticklane run --grpc {grpc}` running \
+                 there (with --tls-cert, give --tls-ca; without, leave it out)?"
+        )
+    })?;
     Ok(ApplianceClient::with_interceptor(channel, Bearer(token))
         .max_decoding_message_size(64 << 20))
 }

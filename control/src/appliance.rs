@@ -151,7 +151,9 @@ impl Appliance {
             })
             .map_err(|_| {
                 ControlError::Exhausted(format!(
-                    "{max} streams are open already (the limit, max_streams): close one,                      filter one stream by stock instead of opening many, or raise it                      (ticklane ctl config set max_streams N)"
+                    "{max} streams are open already (the limit, max_streams): close one, \
+                     filter one stream by stock instead of opening many, or raise it \
+                     (ticklane ctl config set max_streams N)"
                 ))
             })?;
         Ok(StreamSlot(self.open_streams.clone()))

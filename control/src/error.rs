@@ -56,6 +56,12 @@ pub enum ControlError {
     /// The change was made live, but the store could not record it.
     #[error("the change is live, but was not recorded for restarts")]
     Store(#[from] crate::store::StoreError),
+    /// The TLS certificate or key was refused.
+    #[error(
+        "the TLS certificate or key (--tls-cert, --tls-key) was refused: give the PEM \
+         certificate chain and its PEM private key"
+    )]
+    Tls(#[source] tonic::transport::Error),
     /// The runtime could not start.
     #[error("starting the control plane's runtime")]
     Runtime(#[source] std::io::Error),
@@ -77,6 +83,7 @@ impl ControlError {
             | Self::Membership(_)
             | Self::Bind { .. }
             | Self::Runtime(_)
+            | Self::Tls(_)
             | Self::Store(_) => Code::Internal,
         }
     }

@@ -37,7 +37,7 @@ pub mod store;
 
 pub use appliance::{Appliance, ApplianceInfo};
 pub use error::ControlError;
-pub use server::{ControlConfig, ControlPlane, Limits, Parts};
+pub use server::{ControlConfig, ControlPlane, Limits, Parts, Tls};
 
 /// The generated messages and service of `ticklane.v1`.
 pub mod proto {

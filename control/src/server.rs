@@ -68,8 +68,26 @@ pub struct ControlConfig {
     pub metrics: Option<SocketAddr>,
     /// The bearer token mutations need (none: mutations are refused).
     pub token: Option<String>,
+    /// gRPC over TLS with this certificate and key (none: plaintext).
+    pub tls: Option<Tls>,
     /// Limits.
     pub limits: Limits,
+}
+
+/// A server certificate (chain) and its private key, PEM.
+#[derive(Clone)]
+pub struct Tls {
+    /// The certificate chain.
+    pub cert_pem: Vec<u8>,
+    /// The private key.
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key is not for logs.
+        f.write_str("Tls { .. }")
+    }
 }
 
 /// What the appliance hands the control plane.
@@ -131,6 +149,7 @@ impl ControlPlane {
         parts: Parts,
         worker_threads: usize,
     ) -> Result<Self, ControlError> {
+        let grpc_server = grpc_server(&cfg.limits, cfg.tls.as_ref())?;
         let grpc_l = cfg.grpc.map(|a| bind("gRPC (--grpc)", a)).transpose()?;
         let line_l = cfg
             .control
@@ -169,7 +188,13 @@ impl ControlPlane {
                     let mut tasks = tokio::task::JoinSet::new();
                     if let Some(l) = grpc_l.and_then(|l| tokio::net::TcpListener::from_std(l).ok())
                     {
-                        tasks.spawn(serve_grpc(l, served.clone(), token.clone(), limits));
+                        tasks.spawn(serve_grpc(
+                            l,
+                            grpc_server,
+                            served.clone(),
+                            token.clone(),
+                            limits,
+                        ));
                     }
                     if let Some(l) = line_l.and_then(|l| tokio::net::TcpListener::from_std(l).ok())
                     {
@@ -286,8 +311,35 @@ impl Drop for ControlPlane {
     }
 }
 
+/// The gRPC server with its limits, and TLS when given a certificate and
+/// key (PEM): a bad one fails here, at start.
+fn grpc_server(
+    limits: &Limits,
+    tls: Option<&Tls>,
+) -> Result<tonic::transport::Server, ControlError> {
+    let builder = tonic::transport::Server::builder()
+        .concurrency_limit_per_connection(limits.per_connection)
+        .timeout(limits.timeout)
+        .http2_keepalive_interval(Some(limits.keepalive))
+        .http2_keepalive_timeout(Some(limits.keepalive))
+        .max_concurrent_streams(Some(
+            limits.max_streams as u32 + limits.per_connection as u32,
+        ))
+        .tcp_nodelay(true);
+    match tls {
+        None => Ok(builder),
+        Some(t) => {
+            let identity = tonic::transport::Identity::from_pem(&t.cert_pem, &t.key_pem);
+            builder
+                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+                .map_err(ControlError::Tls)
+        }
+    }
+}
+
 async fn serve_grpc(
     listener: tokio::net::TcpListener,
+    mut builder: tonic::transport::Server,
     app: Arc<Appliance>,
     token: Option<Arc<str>>,
     limits: Limits,
@@ -303,15 +355,6 @@ async fn serve_grpc(
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .build_v1();
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    let mut builder = tonic::transport::Server::builder()
-        .concurrency_limit_per_connection(limits.per_connection)
-        .timeout(limits.timeout)
-        .http2_keepalive_interval(Some(limits.keepalive))
-        .http2_keepalive_timeout(Some(limits.keepalive))
-        .max_concurrent_streams(Some(
-            limits.max_streams as u32 + limits.per_connection as u32,
-        ))
-        .tcp_nodelay(true);
     let mut router = builder.add_service(service);
     if let Ok(reflection) = reflection {
         router = router.add_service(reflection);

@@ -157,6 +157,7 @@ fn start(limits: Limits, flowing: bool) -> Running {
             control: Some(local),
             metrics: Some(local),
             token: Some(TOKEN.into()),
+            tls: None,
             limits,
         },
         ApplianceInfo {
@@ -541,4 +542,74 @@ async fn a_snapshot_joined_to_the_bbo_stream_rebuilds_the_bbo() {
         let ((bp, bs), (ap, as_)) = (best(&b.bids), best(&b.asks));
         assert_eq!(rebuilt, (bp, bs, ap, as_), "locate {locate}");
     }
+}
+
+/// A request with the bearer token.
+fn authed<T>(message: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_change_live_and_bad_ones_are_refused() {
+    let app = start(Limits::default(), true);
+    let mut c = app.client().await;
+    let list = c
+        .list_config(proto::ListConfigRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let keys: Vec<&str> = list.entries.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["log_interval", "max_streams", "ready_max_p99"]);
+    assert!(list.entries.iter().all(|e| !e.help.is_empty() && !e.stored));
+    let set = |key: &str, value: &str| proto::SetConfigRequest {
+        key: key.into(),
+        value: value.into(),
+    };
+    // The token is needed, and the key and value must make sense.
+    let e = c.set_config(set("max_streams", "1")).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    for (key, value, says) in [
+        ("nosuch", "1", "'nosuch' is not a setting"),
+        ("max_streams", "-3", "whole number from 1 to 4096"),
+        ("log_interval", "1h30", "is not a duration"),
+        ("ready_max_p99", "11s", "out of range"),
+    ] {
+        let e = c.set_config(authed(set(key, value))).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{key}: {e:?}");
+        assert!(e.message().contains(says), "{key}: {}", e.message());
+    }
+    let e = c
+        .get_config(proto::ConfigKey { key: "x".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    // Applied at once: with one stream allowed, a second is refused.
+    let entry = c
+        .set_config(authed(set("max_streams", "1")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((entry.value.as_str(), entry.stored), ("1", false));
+    let first = c.stream_bbo(proto::StreamRequest::default()).await.unwrap();
+    let e = c
+        .stream_trades(proto::StreamRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("max_streams"), "{}", e.message());
+    drop(first);
+    c.set_config(authed(set("max_streams", "64")))
+        .await
+        .unwrap();
+    let got = c
+        .get_config(proto::ConfigKey {
+            key: "log_interval".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((got.value.as_str(), got.default.as_str()), ("1s", "1s"));
 }

@@ -7,6 +7,8 @@ grpcio-tools (the end-to-end test generates them into STUBS).
         log_interval to 2s); prints JSON
     client.py STUBS ADDR TOKEN streams SECONDS
         follows the four streams for SECONDS; prints the updates' counts
+    client.py STUBS ADDR TOKEN tls CA_FILE
+        GetStatus over TLS, trusting the CA certificate in CA_FILE; prints JSON
     client.py STUBS ADDR TOKEN kernel GROUP PORT LOCAL SECONDS
         a kernel UDP socket joined to GROUP on LOCAL's interface: prints
         'ready', then, after SECONDS, how many datagrams it received
@@ -136,6 +138,14 @@ def main():
     if mode == "kernel":
         group, port, local, seconds = sys.argv[5:9]
         print(kernel(group, int(port), local, float(seconds)))
+        return
+    if mode == "tls":
+        # GetStatus over TLS, trusting the CA in the file given.
+        with open(sys.argv[5], "rb") as f:
+            credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
+        channel = grpc.secure_channel(addr, credentials)
+        status = rpc.ApplianceStub(channel).GetStatus(pb.GetStatusRequest(), timeout=10)
+        print(json.dumps({"mode": status.mode, "feeds": [f.feed for f in status.feeds]}))
         return
     channel = grpc.insecure_channel(addr)
     grpc.channel_ready_future(channel).result(timeout=10)

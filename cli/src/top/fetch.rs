@@ -119,6 +119,7 @@ async fn session(
     let mut c = client(
         target.grpc,
         target.token_file.as_deref(),
+        None,
         Duration::from_secs(2),
         call,
     )
