@@ -844,7 +844,12 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         problems: 0,
     };
     let mut decoder = FeedDecoder::new(super::feed_filter(&args.feeds)?);
-    ticklane_capture::read(&args.capture, |r| decoder.record(r, &mut expected))?;
+    // Records of the capture, then messages of the audit (on a terminal only).
+    let bar = super::progress_bar(0, "verifying");
+    ticklane_capture::read(&args.capture, |r| {
+        bar.inc(1);
+        decoder.record(r, &mut expected)
+    })?;
     if expected.problems > 0 {
         eprintln!(
             "ticklane audit verify: warning: {} malformed packets or messages in {} were skipped",
@@ -854,9 +859,11 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     }
     let mut actual = Vec::new();
     messages(&args.source, &Query::messages(), |m| {
+        bar.inc(1);
         actual.push(((m.session.clone(), m.seq), m.raw.clone()));
         Ok(())
     })?;
+    bar.finish_and_clear();
     let duplicates = match &args.source.journal {
         Some(dir) => read_journal(dir)?.duplicates,
         None => {
