@@ -17,6 +17,15 @@ command -v cc >/dev/null 2>&1 || need+=(build-essential)
 [ -x /usr/sbin/clickhouse-server ] || need+=(clickhouse-server)
 command -v clickhouse-client >/dev/null 2>&1 || need+=(clickhouse-client)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
+# The demo fetches /metrics with curl.
+command -v curl >/dev/null 2>&1 || need+=(curl)
+# Wireshark's dissectors read the captures gen writes (tests/wireshark.rs);
+# ethtool is what deploy/nic-setup.sh drives.
+command -v tshark >/dev/null 2>&1 || need+=(tshark)
+command -v ethtool >/dev/null 2>&1 || need+=(ethtool)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# The send bench's baseline (tcpreplay --topspeed on the same veth).
+command -v tcpreplay >/dev/null 2>&1 || need+=(tcpreplay)
 # The control plane's foreign-client test: Python grpcio in a virtualenv
 # (pip installs grpcio and grpcio-tools from PyPI into target/).
 command -v python3 >/dev/null 2>&1 || need+=(python3)
@@ -28,6 +37,8 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # tshark's package asks whether non-root users may capture: no question.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
   apt-get update -qq
   apt-get install -y -qq "${need[@]}"
 fi

@@ -153,6 +153,33 @@ fn a_batch_in_flight_at_a_crash_is_asked_about_and_never_shipped_twice() {
     );
 }
 
+/// A tmpfs of its own mounted on a directory (root, as every live test
+/// runs), unmounted on drop.
+struct SmallDisk(String);
+
+impl SmallDisk {
+    fn mount(dir: &str, size: &str) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let opts = format!("size={size}");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &opts, "ticklane-audit-test", dir])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(mounted, "mounting a tmpfs on {dir}");
+        Self(dir.to_owned())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        // Lazily: a process still holding a file must not keep it mounted.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
 /// What a live run does to the audit's server while the feed is sent.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Fault {
@@ -164,9 +191,20 @@ enum Fault {
     /// The appliance SIGKILLed two seconds into the feed, then started again
     /// on the same journal (with no feed): it ships the unacknowledged tail.
     KillAppliance,
-    /// No server; an audit ring of 64 slots and the feed in a burst: the
-    /// ring overflows.
+    /// An audit ring of 64 slots and the feed in a burst: the ring
+    /// overflows; what it missed is filled from the re-request server.
     TinyRing,
+    /// The same with no re-request server (and a feed without losses): the
+    /// misses stay exact gap ranges.
+    TinyRingNoServer,
+    /// The journal on a small tmpfs that fills up mid-feed; space is freed
+    /// once the alarm is raised: the journal resumes, and the window it
+    /// missed is filled from the re-request server at the stop.
+    DiskFull,
+    /// ClickHouse SIGSTOPped a second into the feed and left so past the
+    /// appliance's clean stop (a ship timeout of 1 s): the summary counts
+    /// what is left, and the next start ships it.
+    StoppedAtStop,
 }
 
 /// A generated feed with losses, duplicates and reordering, sent live to
@@ -187,6 +225,14 @@ fn live_audit(tag: &str, clickhouse: bool, fault: Fault) {
         ticklane_e2e::arg(dir.path(), "s.json"),
     );
     let journal = ticklane_e2e::arg(dir.path(), "journal");
+    // 3 MiB, 2.5 of them taken: the journal (about 2.4 MB for the feed)
+    // fills it a second or so into the feed.
+    let disk_full = fault == Fault::DiskFull;
+    let _disk = disk_full.then(|| SmallDisk::mount(&journal, "3m"));
+    let ballast = std::path::Path::new(&journal).join("ballast");
+    if disk_full {
+        std::fs::write(&ballast, vec![0u8; 2560 << 10]).unwrap();
+    }
     ticklane_e2e::ticklane_ok(
         &[
             "gen",
@@ -210,8 +256,9 @@ fn live_audit(tag: &str, clickhouse: bool, fault: Fault) {
     );
     let lab = ticklane_e2e::Lab::new(tag, 1);
     let server_addr = format!("{}:9000", lab.addr(false));
-    let _retrans =
-        ticklane_e2e::start_retrans_server(lab.ticklane_in(&lab.a), &clean, &server_addr);
+    let no_server = fault == Fault::TinyRingNoServer;
+    let _retrans = (!no_server)
+        .then(|| ticklane_e2e::start_retrans_server(lab.ticklane_in(&lab.a), &clean, &server_addr));
     // Declared after the lab: stopped before its namespaces go.
     let mut ch = clickhouse.then(|| ClickHouse::start_in(Some(&lab.b)));
     let url = ch.as_ref().map(ClickHouse::url);
@@ -232,8 +279,6 @@ fn live_audit(tag: &str, clickhouse: bool, fault: Fault) {
     let mut args = vec![
         "--feed",
         "239.8.8.8:30008",
-        "--retrans",
-        &server_addr,
         "--summary-json",
         &summary,
         "--audit-dir",
@@ -241,9 +286,16 @@ fn live_audit(tag: &str, clickhouse: bool, fault: Fault) {
         "--audit-fsync",
         "batch",
         "--audit-ship-timeout",
-        "30",
+        if fault == Fault::StoppedAtStop {
+            "1"
+        } else {
+            "30"
+        },
     ];
-    let tiny = fault == Fault::TinyRing;
+    if !no_server {
+        args.extend_from_slice(&["--retrans", &server_addr]);
+    }
+    let tiny = matches!(fault, Fault::TinyRing | Fault::TinyRingNoServer);
     if tiny {
         args.extend_from_slice(&["--audit-ring", "64"]);
     }
@@ -253,9 +305,11 @@ fn live_audit(tag: &str, clickhouse: bool, fault: Fault) {
         args.extend_from_slice(&["--clickhouse", u, "--clickhouse-timeout", "2"]);
     }
     let run = ticklane_e2e::start_run(&lab, &args);
+    // Without a server, the feed must need none.
+    let feed = if no_server { &clean } else { &damaged };
     let mut sender = lab
         .ticklane_in(&lab.a)
-        .args(["send", &damaged, "--iface", &lab.va, "--pps"])
+        .args(["send", feed, "--iface", &lab.va, "--pps"])
         .arg(if tiny { "20000" } else { "400" })
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -263,7 +317,9 @@ fn live_audit(tag: &str, clickhouse: bool, fault: Fault) {
     std::thread::sleep(Duration::from_secs(1));
     if let Some(server) = &mut ch {
         match fault {
-            Fault::None | Fault::TinyRing => {}
+            Fault::None | Fault::TinyRing | Fault::TinyRingNoServer | Fault::DiskFull => {}
+            // Continued only after the appliance stopped.
+            Fault::StoppedAtStop => server.signal(libc::SIGSTOP),
             Fault::KillAppliance => {
                 // The server held still meanwhile, so that the kill leaves an
                 // unshipped tail (and a batch in flight) behind.
@@ -292,6 +348,20 @@ fn live_audit(tag: &str, clickhouse: bool, fault: Fault) {
             }
         }
     }
+    if disk_full {
+        let said = |what: &str| wait_until(|| run.stderr_so_far().contains(what));
+        assert!(
+            said("ALARM: the audit journal stopped"),
+            "{}",
+            run.stderr_so_far()
+        );
+        std::fs::remove_file(&ballast).unwrap();
+        assert!(
+            said("the audit journal writes again"),
+            "{}",
+            run.stderr_so_far()
+        );
+    }
     assert!(sender.wait().unwrap().success());
     std::thread::sleep(Duration::from_millis(500));
     let (_, stderr) = ticklane_e2e::stop_run(run);
@@ -299,18 +369,85 @@ fn live_audit(tag: &str, clickhouse: bool, fault: Fault) {
     assert_eq!(s["session"]["lost_messages"], 0, "{s}\n{stderr}");
     assert_eq!(s["messages"], 40_000, "{stderr}");
     let trail = &s["audit"]["trail"];
-    if tiny {
+    if no_server {
         return overflow_recorded_exactly(&s, &clean, &journal, &audit);
+    }
+    if tiny {
+        let missed = s["audit"]["missed"]["messages"].as_u64().unwrap();
+        assert!(missed > 0, "the tiny ring overflowed: {s}");
+        assert_eq!(
+            trail["filled"]["messages"], missed,
+            "every miss filled from the re-request server: {trail}\n{stderr}"
+        );
+        assert!(
+            stderr.contains("were filled from the re-request servers"),
+            "{stderr}"
+        );
+        // The journal alone holds the whole feed too, once.
+        let v = audit(&["verify", &clean, "--journal", &journal]);
+        let said = String::from_utf8_lossy(&v.stdout);
+        assert!(
+            v.status.success() && said.contains("all 40000 messages of"),
+            "{said}"
+        );
+        let mut gaps_args = vec!["gaps"];
+        gaps_args.extend_from_slice(&store_args);
+        for source in [vec!["gaps", "--journal", &journal], gaps_args] {
+            let gaps = String::from_utf8(audit(&source).stdout).unwrap();
+            assert!(
+                gaps.contains("ticklane audit gaps: 0 ranges"),
+                "filled gaps are no gaps: {source:?}: {gaps}"
+            );
+        }
+    }
+    if disk_full {
+        assert!(
+            trail["journal_resumed_after"]
+                .as_str()
+                .is_some_and(|e| e.contains("No space left")),
+            "{trail}"
+        );
+        assert!(
+            trail["filled"]["messages"].as_u64().unwrap() > 0,
+            "the stopped window was filled: {trail}\n{stderr}"
+        );
+    }
+    if fault == Fault::StoppedAtStop {
+        let server = ch.as_ref().unwrap();
+        let left = trail["shipped"]["left_for_next_start"].as_u64().unwrap();
+        assert!(
+            left > 0,
+            "the stopped server left a tail: {trail}\n{stderr}"
+        );
+        assert_eq!(
+            left,
+            ticklane_audit::shipper::unacknowledged(std::path::Path::new(&journal)).unwrap(),
+            "the summary counts exactly what is not acknowledged"
+        );
+        assert!(
+            stderr.contains(&format!("{left} left for the next start")),
+            "{stderr}"
+        );
+        server.signal(libc::SIGCONT);
+        // The next start (no feed) ships the tail; then everything is there once.
+        let run = ticklane_e2e::start_run(&lab, &args);
+        std::thread::sleep(Duration::from_millis(1500));
+        let (_, stderr) = ticklane_e2e::stop_run(run);
+        let s: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+        let trail = &s["audit"]["trail"];
+        assert_eq!(trail["shipped"]["rows"], left, "{trail}\n{stderr}");
+        assert_eq!(trail["shipped"]["left_for_next_start"], 0, "{trail}");
     }
     assert_eq!(trail["journaled"], 40_000, "{trail}\n{stderr}");
     assert_eq!(trail["gaps"], serde_json::json!([]));
-    if clickhouse {
+    if clickhouse && fault != Fault::StoppedAtStop {
         assert_eq!(
             trail["shipped"]["left_for_next_start"], 0,
             "{trail}\n{stderr}"
         );
         assert_eq!(trail["shipped"]["rows"], 40_000, "{trail}");
-        if fault != Fault::None {
+        if matches!(fault, Fault::Stop10s | Fault::Kill) {
             assert!(
                 stderr.contains("ClickHouse is failing; the journal keeps the audit")
                     && stderr.contains("ClickHouse answers again"),
@@ -340,7 +477,8 @@ fn live_audit(tag: &str, clickhouse: bool, fault: Fault) {
         q.stdout == decoded.as_bytes(),
         "audit query --format jsonl equals ticklane decode of the clean capture, line for line"
     );
-    if !clickhouse {
+    // Its last record is the capture's last message (nothing was filled).
+    if !clickhouse && fault == Fault::None {
         truncated_journal(&journal, &clean, &audit);
     }
 }
@@ -494,8 +632,23 @@ fn the_appliance_killed_mid_feed_ships_its_unacknowledged_tail_at_restart() {
 }
 
 #[test]
-fn an_overflowing_audit_ring_is_recorded_as_exact_gap_ranges() {
-    live_audit("aur", false, Fault::TinyRing);
+fn an_overflowing_audit_ring_is_filled_from_the_re_request_server_exactly_once() {
+    live_audit("aur", true, Fault::TinyRing);
+}
+
+#[test]
+fn without_a_server_an_overflowing_audit_ring_is_recorded_as_exact_gap_ranges() {
+    live_audit("auo", false, Fault::TinyRingNoServer);
+}
+
+#[test]
+fn a_journal_stopped_by_a_full_disk_resumes_and_its_window_is_filled() {
+    live_audit("auf", false, Fault::DiskFull);
+}
+
+#[test]
+fn a_clean_stop_with_clickhouse_down_counts_what_is_left_and_the_next_start_ships_it() {
+    live_audit("aul", true, Fault::StoppedAtStop);
 }
 
 #[test]
@@ -506,6 +659,143 @@ fn clickhouse_stopped_for_10_s_mid_feed_loses_and_duplicates_nothing() {
 #[test]
 fn clickhouse_killed_mid_feed_and_restarted_loses_and_duplicates_nothing() {
     live_audit("auk", true, Fault::Kill);
+}
+
+/// The appliance SIGKILLed mid-feed (a paced feed, no losses) and started
+/// again on the same journal while the feed goes on: the restart rebuilds
+/// the books from the journal and asks the re-request server only for
+/// what came while it was down. At the end its books equal `ticklane book`
+/// of the capture, the journal holds every message exactly once, and what
+/// it asked for is about what the downtime missed, far below the day.
+#[test]
+fn a_restart_on_the_same_journal_rebuilds_the_books_and_requests_only_the_downtime() {
+    if !ticklane_e2e::netns_available() {
+        return;
+    }
+    let _serial = ticklane_e2e::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let (clean, summary, books) = (
+        ticklane_e2e::arg(dir.path(), "c.pcap"),
+        ticklane_e2e::arg(dir.path(), "s.json"),
+        ticklane_e2e::arg(dir.path(), "out.book"),
+    );
+    let journal = ticklane_e2e::arg(dir.path(), "journal");
+    ticklane_e2e::ticklane_ok(&[
+        "gen",
+        "--messages",
+        "40000",
+        "--stocks",
+        "20",
+        "--seed",
+        "12",
+        "-o",
+        &clean,
+        "--group",
+        "239.8.8.10:30010",
+    ]);
+    let frames = ticklane_e2e::frames_of(&clean).len() as f64;
+    // The whole feed in about 8 s.
+    let pps = (frames / 8.0).ceil();
+    let rate = 40_000.0 / (frames / pps);
+    let lab = ticklane_e2e::Lab::new("aub", 1);
+    let server_addr = format!("{}:9000", lab.addr(false));
+    // A bucket deep enough for the session layer's requests in flight
+    // together: no refusal, so no retry inflates what was asked for.
+    let _retrans = ticklane_e2e::start_retrans_server_with(
+        lab.ticklane_in(&lab.a),
+        &clean,
+        &server_addr,
+        &["--client-burst", "1000000"],
+        std::process::Stdio::null(),
+    );
+    let args = [
+        "--feed",
+        "239.8.8.10:30010",
+        "--retrans",
+        &server_addr,
+        "--summary-json",
+        &summary,
+        "--book-out",
+        &books,
+        "--audit-dir",
+        &journal,
+    ];
+    let mut first = ticklane_e2e::start_run(&lab, &args);
+    let mut sender = lab
+        .ticklane_in(&lab.a)
+        .args([
+            "send",
+            &clean,
+            "--iface",
+            &lab.va,
+            "--pps",
+            &pps.to_string(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    first.child.0.kill().unwrap();
+    first.child.0.wait().unwrap();
+    let killed = Instant::now();
+    std::thread::sleep(Duration::from_secs(1));
+    let second = ticklane_e2e::start_run(&lab, &args);
+    let down = killed.elapsed().as_secs_f64();
+    assert!(sender.wait().unwrap().success());
+    std::thread::sleep(Duration::from_millis(1000));
+    let (out, stderr) = ticklane_e2e::stop_run(second);
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    let restored = s["audit"]["restored"]["messages"].as_u64().unwrap();
+    let live = s["messages"].as_u64().unwrap();
+    let requested = s["session"]["requested_messages"].as_u64().unwrap();
+    let missed = down * rate;
+    eprintln!(
+        "restart: {restored} messages restored in {} s; {requested} requested after the restart \
+         ({} retries), about {missed:.0} sent while down ({down:.2} s at {rate:.0} messages/s)",
+        s["audit"]["restored"]["seconds"], s["session"]["retries"]
+    );
+    assert!(restored > 0 && restored < 40_000, "{s}\n{stderr}");
+    assert_eq!(
+        restored + live,
+        40_000,
+        "each message delivered once, before or after the restart: {s}\n{stderr}"
+    );
+    assert_eq!(s["session"]["lost_messages"], 0, "{s}");
+    assert_eq!(
+        s["audit"]["restored"]["resume"]["next_seq"],
+        restored + 1,
+        "{s}"
+    );
+    assert!(
+        out.contains(&format!(
+            "{restored} messages restored from the audit journal"
+        )),
+        "{out}"
+    );
+    assert!(requested > 0, "the downtime was asked for: {s}");
+    assert!(
+        requested < restored && requested < 40_000 / 4,
+        "only the downtime was asked for, not the day: {requested} requested, {restored} restored"
+    );
+    assert!(
+        (requested as f64) < 1.5 * missed + 1000.0,
+        "about what was missed while down ({missed:.0}): {requested}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&books).unwrap(),
+        ticklane_e2e::ticklane_ok(&["book", &clean]).stdout,
+        "the books, rebuilt from the journal and then live, equal those of the capture"
+    );
+    let v = lab
+        .ticklane_in(&lab.b)
+        .args(["audit", "verify", &clean, "--journal", &journal])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&v.stdout);
+    assert!(
+        v.status.success() && said.contains("all 40000 messages of"),
+        "the journal holds the day exactly once: {said}"
+    );
 }
 
 fn run(args: &[&str]) -> ticklane_e2e::Run {
@@ -1124,39 +1414,6 @@ fn the_modern_path_deduplicates_by_token_and_answers_alike_on_chdb() {
     hostile_values_are_data(dir.path(), &store);
 }
 
-/// A tmpfs of `size` mounted on a fresh temporary directory (the suite runs
-/// as root), unmounted on drop, also when the test fails.
-struct SmallDisk(tempfile::TempDir);
-
-impl SmallDisk {
-    fn mount(size: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let ok = std::process::Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size}"),
-                "ticklane-audit-e2e",
-            ])
-            .arg(dir.path())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "mounting a tmpfs failed: run the tests as root");
-        Self(dir)
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        // Lazily: a process still holding a file must not keep it mounted.
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(self.0.path())
-            .status();
-    }
-}
-
 /// The audit journal on a 1 MiB filesystem, a live feed with losses and
 /// recoveries of 40,000 messages (about 2.4 MB of journal): the disk fills
 /// mid-feed; the alarm is raised on stderr, in the summary and in
@@ -1171,8 +1428,9 @@ fn a_full_disk_raises_the_alarm_and_the_feed_loses_nothing() {
     }
     let _serial = ticklane_e2e::serial();
     let dir = tempfile::tempdir().unwrap();
-    let disk = SmallDisk::mount("1m");
-    let journal = disk.0.path().join("journal");
+    let disk = tempfile::tempdir().unwrap();
+    let _mounted = SmallDisk::mount(disk.path().to_str().unwrap(), "1m");
+    let journal = disk.path().join("journal");
     let journal = journal.to_str().unwrap();
     let (clean, damaged, summary, books) = (
         ticklane_e2e::arg(dir.path(), "c.pcap"),

@@ -139,6 +139,16 @@ fn send(lab: &Lab, capture: &str) -> std::process::Child {
         .unwrap()
 }
 
+/// A wire-to-handler histogram's p50 and p99 are plausible for a veth lab
+/// on a loaded 2-core machine whose poller sleeps when idle: above 100 ns
+/// (no clock mix-up into zero), below 50 ms and one second (no clock
+/// mix-up into the epoch's distance).
+fn assert_plausible(w: &Value) {
+    let (p50, p99) = (w["p50_ns"].as_u64().unwrap(), w["p99_ns"].as_u64().unwrap());
+    assert!((100..50_000_000).contains(&p50), "p50 {p50} ns: {w}");
+    assert!((p50..1_000_000_000).contains(&p99), "p99 {p99} ns: {w}");
+}
+
 fn session<'a>(summary: &'a Value, name: &str) -> &'a Value {
     summary["sessions"]
         .as_array()
@@ -296,6 +306,45 @@ fn the_control_plane_observes_and_changes_a_live_appliance_despite_hostile_clien
     assert_eq!(c["subscribed"][0], SPARE);
     assert_eq!(c["feeds_with_spare"], serde_json::json!([FEED_A, SPARE]));
     assert_eq!(c["feeds_after"], serde_json::json!([FEED_A]));
+    // Receive times: every packet of feed A stamped by the XDP program,
+    // with a plausible wire-to-handler time (a poller that sleeps when idle,
+    // on a loaded 2-core machine: microseconds to milliseconds).
+    assert_eq!(c["rx_timestamps"], "xdp_software", "{c}");
+    let w = &c["histograms"]["wire_to_handler"];
+    assert_eq!(w["source"], "xdp_software", "{c}");
+    assert_eq!(
+        w["count"], c["counters"]["packets"],
+        "one time per packet: {c}"
+    );
+    assert_plausible(w);
+    assert!(
+        c["histograms"]["poller_loop"]["count"].as_u64().unwrap() > 0,
+        "{c}"
+    );
+    // The settings, from the foreign client.
+    assert_eq!(
+        c["config_keys"],
+        serde_json::json!(["log_interval", "max_streams", "ready_max_p99"])
+    );
+    assert_eq!(c["config_get"], "1s");
+    assert_eq!(c["config_set"], serde_json::json!(["2s", true]));
+    assert_eq!(c["config_after"], "2s");
+    for (call, code, says) in [
+        ("config_no_token", "UNAUTHENTICATED", "token"),
+        ("config_bad_key", "INVALID_ARGUMENT", "config list"),
+        (
+            "config_bad_value",
+            "INVALID_ARGUMENT",
+            "whole number from 1 to 4096",
+        ),
+    ] {
+        assert_eq!(c[call][0], code, "{call}: {}", c[call]);
+        assert!(
+            c[call][1].as_str().unwrap().contains(says),
+            "{call}: {}",
+            c[call]
+        );
+    }
     let wrong_token = ctl(&lab, &["--token-file", &wrong, "subscribe", SPARE]);
     assert!(!wrong_token.status.success());
     assert!(String::from_utf8_lossy(&wrong_token.stderr).contains("Unauthenticated"));
@@ -306,6 +355,61 @@ fn the_control_plane_observes_and_changes_a_live_appliance_despite_hostile_clien
     for topic in ["bbo", "trades", "events"] {
         assert!(st["counts"][topic].as_u64().unwrap() > 0, "{topic}: {st}");
     }
+
+    // The settings through ticklane ctl: max_streams applies at once (the
+    // client that never reads holds the one stream allowed), bad keys and
+    // values are refused with what to do.
+    assert_eq!(
+        ctl_ok(&lab, &["config", "get", "log_interval"]),
+        "log_interval = 2s\n"
+    );
+    let set = ctl_ok(
+        &lab,
+        &["--token-file", &token, "config", "set", "max_streams", "1"],
+    );
+    assert_eq!(set, "max_streams = 1\n");
+    let refused = ctl(&lab, &["stream", "bbo", "--count", "1"]);
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        why.contains("ResourceExhausted") && why.contains("max_streams"),
+        "{why}"
+    );
+    ctl_ok(
+        &lab,
+        &[
+            "--token-file",
+            &token,
+            "config",
+            "set",
+            "max_streams",
+            "100",
+        ],
+    );
+    for (args, says) in [
+        (
+            ["config", "set", "nosuch", "1"],
+            "'nosuch' is not a setting",
+        ),
+        (
+            ["config", "set", "log_interval", "fast"],
+            "is not a duration",
+        ),
+        (["config", "set", "max_streams", "0"], "give 1 to 4096"),
+    ] {
+        let out = ctl(
+            &lab,
+            &[&["--token-file", token.as_str()][..], &args[..]].concat(),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("InvalidArgument"),
+            "{err}"
+        );
+        assert!(err.contains(says), "{err}");
+    }
+    let list = ctl_ok(&lab, &["config", "list"]);
+    assert!(list.contains("max_streams = 100 (default 64): "), "{list}");
 
     // The line protocol, garbage and all.
     let answers = lab
@@ -352,6 +456,16 @@ fn the_control_plane_observes_and_changes_a_live_appliance_despite_hostile_clien
     for (got, want) in answers.iter().zip(expect) {
         assert!(got.starts_with(want), "{got:?} should start with {want:?}");
     }
+    assert!(
+        answers[1].contains(" rx_timestamps=xdp_software "),
+        "{}",
+        answers[1]
+    );
+    assert!(
+        answers[13].contains(" wire_to_handler_p99_ns="),
+        "{}",
+        answers[13]
+    );
 
     // Metrics and health.
     let (metrics, health, ready) = lab
@@ -382,6 +496,25 @@ fn the_control_plane_observes_and_changes_a_live_appliance_despite_hostile_clien
     assert!(
         health.0.contains("200") && ready.0.contains("200"),
         "{health:?} {ready:?}"
+    );
+    for histogram in ["wire_to_handler", "poller_loop"] {
+        assert!(
+            metrics
+                .1
+                .contains(&format!("# TYPE ticklane_{histogram}_seconds histogram"))
+                && metrics.1.contains(&format!(
+                    "ticklane_{histogram}_seconds_bucket{{le=\"+Inf\"}}"
+                )),
+            "{histogram}: {}",
+            metrics.1
+        );
+    }
+    assert!(
+        metrics
+            .1
+            .contains("ticklane_rx_timestamps{source=\"xdp_software\"} 1"),
+        "{}",
+        metrics.1
     );
 
     // Feed B subscribed live: steered at once (a kernel socket joined to
@@ -492,7 +625,13 @@ fn the_control_plane_observes_and_changes_a_live_appliance_despite_hostile_clien
         }
         std::thread::sleep(Duration::from_millis(100));
     };
+    let kept = ctl_ok(&lab, &["config", "get", "max_streams"]);
     let (_, log) = stop_run(again);
+    assert_eq!(kept, "max_streams = 100\n", "{log}");
+    assert!(
+        log.contains("setting max_streams = 100 (as set before the restart)"),
+        "{log}"
+    );
     let names: Vec<&Value> = feeds
         .as_array()
         .unwrap()
@@ -535,6 +674,18 @@ fn feeds_change_live_on_kernel_sockets_too() {
         ],
     );
     assert_success(&send(&lab, &a).wait_with_output().unwrap());
+    // Receive times from the kernel socket (SO_TIMESTAMPNS), one per packet.
+    std::thread::sleep(Duration::from_millis(300));
+    let stats: Value = serde_json::from_str(&ctl_ok(&lab, &["stats", "--json"])).unwrap();
+    let w = stats["histograms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == "wire_to_handler")
+        .unwrap_or_else(|| panic!("{stats}"));
+    assert_eq!(w["source"], "kernel_so_timestampns", "{stats}");
+    assert_eq!(w["count"].as_u64(), Some(frames(&a)), "{stats}");
+    assert_plausible(w);
     let started = Instant::now();
     let sub = ctl_ok(&lab, &["--token-file", &token, "subscribe", FEED_B]);
     assert!(started.elapsed() < Duration::from_secs(1));

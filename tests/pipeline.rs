@@ -138,15 +138,7 @@ fn more_lost_ranges_than_are_listed_are_counted_and_flagged_cut() {
         "--drop",
         "0.3",
     ]);
-    let received: std::collections::BTreeSet<u64> = ticklane_ok(&["decode", &damaged])
-        .stdout
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["seq"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect();
+    let received = ticklane_e2e::decoded_seqs(&damaged);
     let holes = (1..=20_000u64)
         .filter(|seq| !received.contains(seq) && (*seq == 1 || received.contains(&(seq - 1))))
         .count() as u64;

@@ -50,13 +50,24 @@ impl AuditRecord {
     }
 }
 
-/// Ring sizes.
+/// Ring sizes. A size of 0 turns the rings off, for runs where nothing
+/// consumes them (`ticklane book`): nothing is copied, nothing counted as
+/// dropped or missed, and the pipeline does not compute what only they
+/// would carry (the BBO after a change).
 #[derive(Debug, Clone, Copy)]
 pub struct BusConfig {
-    /// Slots of each best-effort ring.
+    /// Slots of each best-effort ring (0: no best-effort topics).
     pub events: usize,
-    /// Slots of the audit ring.
+    /// Slots of the audit ring (0: no audit trail is kept).
     pub audit: usize,
+}
+
+impl BusConfig {
+    /// Every ring off: nothing consumes the bus.
+    pub const OFF: Self = Self {
+        events: 0,
+        audit: 0,
+    };
 }
 
 impl Default for BusConfig {
@@ -143,6 +154,10 @@ pub struct Publisher {
     vwap: Producer<VwapEvent>,
     session: Producer<SessionEvent>,
     audit: Producer<AuditRecord>,
+    /// The best-effort rings have slots (someone may consume them).
+    events_on: bool,
+    /// The audit ring has slots (an audit trail is kept).
+    audit_on: bool,
     stats: BusStats,
 }
 
@@ -175,6 +190,8 @@ pub fn bus(cfg: BusConfig) -> (Publisher, Subscribers) {
             vwap,
             session,
             audit,
+            events_on: cfg.events > 0,
+            audit_on: cfg.audit > 0,
             stats: BusStats::default(),
         },
         Subscribers {
@@ -193,12 +210,22 @@ impl Publisher {
         self.stats
     }
 
+    /// True when the best-effort topics are on (their rings have slots):
+    /// when not, an event need not even be computed.
+    #[inline]
+    pub fn events_on(&self) -> bool {
+        self.events_on
+    }
+
     fn publish<T>(
         &mut self,
         topic: Topic,
         event: T,
         ring: impl FnOnce(&mut Self) -> &mut Producer<T>,
     ) {
+        if !self.events_on {
+            return;
+        }
         match ring(self).push(event) {
             Ok(()) => self.stats.published += 1,
             Err(_) => self.stats.dropped.bump(topic),
@@ -227,9 +254,14 @@ impl Publisher {
 
     /// A delivered message for the audit trail. False when the audit ring
     /// was full: the caller must record the miss (see
-    /// [`crate::delivery::AuditMisses`]), never drop it silently.
+    /// [`crate::delivery::AuditMisses`]), never drop it silently. True, and
+    /// nothing copied, when the audit ring is off (no trail is kept).
     #[must_use = "a record the audit ring refused must be recorded as missed"]
+    #[inline]
     pub fn audit(&mut self, session: Session, seq: u64, message: &[u8]) -> bool {
+        if !self.audit_on {
+            return true;
+        }
         let mut record = AuditRecord {
             session,
             seq,
@@ -399,6 +431,35 @@ mod tests {
         );
         assert_eq!(p.stats().audit_overflow, 1, "the alarm counter");
         assert_eq!(s.audit.pop().unwrap().message(), b"D123");
+    }
+
+    #[test]
+    fn a_bus_turned_off_copies_nothing_and_misses_nothing() {
+        let (mut p, mut s) = bus(BusConfig::OFF);
+        assert!(!p.events_on());
+        p.bbo(BboEvent {
+            locate: 1,
+            session: Session::default(),
+            seq: 1,
+            timestamp: 1,
+            bid: (1, 1),
+            ask: (2, 1),
+        });
+        assert!(
+            p.audit(Session::default(), 1, b"D123"),
+            "no audit trail: nothing to miss"
+        );
+        assert_eq!(
+            p.stats(),
+            BusStats::default(),
+            "nothing published or dropped"
+        );
+        assert!(s.bbo.pop().is_err() && s.audit.pop().is_err());
+        let (on, _) = bus(BusConfig {
+            events: 1,
+            audit: 1,
+        });
+        assert!(on.events_on());
     }
 
     /// The drain consumer, on its own thread, empties every ring published

@@ -105,6 +105,7 @@ impl Pipeline {
     fn changed(&mut self, locate: Option<u16>) {
         if let Some(locate) = locate
             && self.books.top_changed()
+            && self.bus.events_on()
         {
             self.publish_bbo(locate);
         }
@@ -186,10 +187,13 @@ impl Handler for Pipeline {
     }
     fn on_order_replace(&mut self, m: &itch::OrderReplace) {
         // A replace at the best price with the same shares leaves the BBO as
-        // it was, though its level changed twice: compare before and after.
+        // it was, though its level changed twice: compare before and after
+        // (when anyone listens).
         let locate = self
-            .books
-            .order(m.original_order_reference_number())
+            .bus
+            .events_on()
+            .then(|| self.books.order(m.original_order_reference_number()))
+            .flatten()
             .map(|o| o.locate);
         let before = locate.map(|l| self.bbo(l));
         self.books.replace(

@@ -6,7 +6,10 @@
 //!
 //! Per iteration: one clock read (the TSC, through `quanta`), one poll of
 //! the source (a batch of frames handed over in place), the timers, and the
-//! re-request socket read in batches only while a request is out. No
+//! re-request socket read in batches only while a request is out. Two
+//! histograms are kept in fixed buckets: wire to handler (one more TSC read
+//! per packet that carries a receive time) and the loop time of each poll
+//! that brought packets. No
 //! allocation, no lock, no printing: the stats go out through a wait-free
 //! snapshot another thread reads.
 
@@ -22,9 +25,11 @@ use crate::pipeline::Pipeline;
 use crate::recovery::{self, Answers};
 use crate::request::{Answer, Ask, BookSnapshot, RequestServer, Stock};
 use crate::session::{Arbiter, Pending, Route, SessionConfig, SessionTable};
-use crate::source::{Arrival, Payload, Polled, Source, SourceError, Verdict, Wait};
+use crate::source::{
+    Arrival, Payload, Polled, RxClock, RxSource, Source, SourceError, Verdict, Wait,
+};
 use crate::stats::{
-    self, MAX_LINES, MAX_SESSIONS, SessionSnapshot, Snapshot, StatsReader, StatsWriter,
+    self, Histogram, MAX_LINES, MAX_SESSIONS, SessionSnapshot, Snapshot, StatsReader, StatsWriter,
 };
 
 /// Which clock the session layer's timers run on.
@@ -126,7 +131,8 @@ pub struct Finished<S> {
     pub tap: (u64, std::io::Result<()>),
 }
 
-/// Time, read from the TSC once per iteration.
+/// Time, read from the TSC once per iteration (and per packet that has a
+/// receive time).
 #[derive(Debug)]
 struct Clock {
     tsc: quanta::Clock,
@@ -136,19 +142,71 @@ struct Clock {
     wall: u64,
     /// The session layer's time.
     session: u64,
+    /// The TSC, CLOCK_MONOTONIC and CLOCK_REALTIME read together, taken
+    /// again with every snapshot: receive times are compared on their own
+    /// clock, read through the TSC since the last anchor (so that the TSC's
+    /// drift against them never adds up past one snapshot interval).
+    anchor: Anchor,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Anchor {
+    raw: u64,
+    monotonic: u64,
+    realtime: u64,
+}
+
+impl Anchor {
+    fn now(tsc: &quanta::Clock) -> Self {
+        Self {
+            raw: tsc.raw(),
+            monotonic: crate::sys::clock_ns(RxClock::Monotonic),
+            realtime: crate::sys::clock_ns(RxClock::Realtime),
+        }
+    }
 }
 
 impl Clock {
     fn new(base: TimeBase) -> Self {
         let tsc = quanta::Clock::new();
         let origin = tsc.raw();
+        let anchor = Anchor::now(&tsc);
         Self {
             tsc,
             origin,
             base,
             wall: 0,
             session: 0,
+            anchor,
         }
+    }
+
+    /// The TSC now, raw.
+    #[inline]
+    fn raw(&self) -> u64 {
+        self.tsc.raw()
+    }
+
+    /// Nanoseconds between two raw TSC readings.
+    #[inline]
+    fn between(&self, from: u64, to: u64) -> u64 {
+        self.tsc.delta_as_nanos(from, to)
+    }
+
+    /// Now on `clock`, through the TSC.
+    #[inline]
+    fn now_on(&self, clock: RxClock) -> u64 {
+        let base = match clock {
+            RxClock::Monotonic => self.anchor.monotonic,
+            RxClock::Realtime => self.anchor.realtime,
+        };
+        base + self.between(self.anchor.raw, self.raw())
+    }
+
+    /// Takes the anchor again (two vDSO clock reads: on the snapshot's
+    /// schedule, not per packet).
+    fn reanchor(&mut self) {
+        self.anchor = Anchor::now(&self.tsc);
     }
 
     #[inline]
@@ -187,6 +245,12 @@ struct Core<'a> {
     publish_every: u64,
     snapshot: Snapshot,
     writer: StatsWriter,
+    /// Receive time to hand-over, per packet that has one.
+    wire_to_handler: Histogram,
+    rx_source: Option<RxSource>,
+    /// The TSC at the first arrival of the current poll.
+    batch_start: Option<u64>,
+    loop_time: Histogram,
 }
 
 /// The loop and its state.
@@ -241,6 +305,10 @@ impl<'a, S: Source> Poller<'a, S> {
             publish_every: cfg.publish_every_ns.max(1),
             snapshot: Snapshot::default(),
             writer,
+            wire_to_handler: Histogram::default(),
+            rx_source: None,
+            batch_start: None,
+            loop_time: Histogram::default(),
         };
         Ok((
             Self {
@@ -295,6 +363,12 @@ impl<'a, S: Source> Poller<'a, S> {
             // the namespace lab: on the schedule alone, the tail of a lossy
             // feed was lost to ring overflow in every run).
             self.core.housekeeping(true);
+            if let Some(start) = self.core.batch_start.take() {
+                let clock = &self.core.clock;
+                self.core
+                    .loop_time
+                    .record(clock.between(start, clock.raw()));
+            }
             if polled == Polled::End {
                 // A capture cut short by the stop flag ended, but not at its end.
                 break if self.core.stop.load(Ordering::Relaxed) {
@@ -379,9 +453,17 @@ impl Core<'_> {
     #[inline]
     fn arrival(&mut self, a: Arrival<'_>) -> Verdict {
         self.clock.captured(a.captured_at);
+        if self.batch_start.is_none() {
+            self.batch_start = Some(self.clock.raw());
+        }
         let verdict = match a.payload {
             Payload::Packet(bytes) => match Packet::new_checked(bytes) {
                 Ok(packet) => {
+                    if let Some(rx) = a.received_at {
+                        let now = self.clock.now_on(rx.source.clock());
+                        self.wire_to_handler.record(now.saturating_sub(rx.ns));
+                        self.rx_source = Some(rx.source);
+                    }
                     self.packets += 1;
                     let session = packet.session();
                     let now = self.clock.session;
@@ -434,6 +516,7 @@ impl Core<'_> {
         }
         if self.clock.wall >= self.next_publish {
             self.publish();
+            self.clock.reanchor();
             self.next_publish = self.clock.wall.saturating_add(self.publish_every);
         }
     }
@@ -520,6 +603,9 @@ impl Core<'_> {
         s.audit_missed = self.delivery.audit_missed().messages();
         s.failed_requests = self.delivery.failed_requests();
         s.bus = self.delivery.pipeline().bus().stats();
+        s.wire_to_handler = self.wire_to_handler;
+        s.rx_source = self.rx_source;
+        s.loop_time = self.loop_time;
         s.session_count = 0;
         for ((session, arbiter), slot) in self.sessions.iter().zip(s.sessions.iter_mut()) {
             let tracker = arbiter.tracker();

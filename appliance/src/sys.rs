@@ -169,8 +169,14 @@ pub struct Batch {
     bufs: Box<[[u8; DATAGRAM]; MAX_BATCH]>,
     lens: [usize; MAX_BATCH],
     sources: [Ipv4Addr; MAX_BATCH],
+    /// Receive times (`SO_TIMESTAMPNS`, CLOCK_REALTIME ns; 0: none).
+    stamps: [u64; MAX_BATCH],
     len: usize,
 }
+
+/// Room for one control message of a `struct timespec` (CMSG_SPACE(16) on
+/// 64-bit Linux is 32 bytes), as u64s for the alignment `cmsghdr` needs.
+const CONTROL_WORDS: usize = 8;
 
 impl Default for Batch {
     fn default() -> Self {
@@ -178,6 +184,7 @@ impl Default for Batch {
             bufs: Box::new([[0; DATAGRAM]; MAX_BATCH]),
             lens: [0; MAX_BATCH],
             sources: [Ipv4Addr::UNSPECIFIED; MAX_BATCH],
+            stamps: [0; MAX_BATCH],
             len: 0,
         }
     }
@@ -190,6 +197,9 @@ pub struct Datagram<'a> {
     pub source: Ipv4Addr,
     /// Its payload.
     pub payload: &'a [u8],
+    /// When the kernel received it (CLOCK_REALTIME ns), on a socket with
+    /// [`receive_timestamps`] on.
+    pub received_ns: Option<u64>,
 }
 
 impl Batch {
@@ -199,9 +209,11 @@ impl Batch {
             .iter()
             .zip(&self.lens)
             .zip(&self.sources)
-            .map(|((b, n), source)| Datagram {
+            .zip(&self.stamps)
+            .map(|(((b, n), source), stamp)| Datagram {
                 source: *source,
                 payload: &b[..(*n).min(DATAGRAM)],
+                received_ns: (*stamp != 0).then_some(*stamp),
             })
     }
 }
@@ -219,11 +231,13 @@ pub fn receive_batch(socket: &impl AsRawFd, batch: &mut Batch) -> io::Result<usi
     let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
     // SAFETY: sockaddr_in is a plain C struct; all-zero bytes are a valid value.
     let mut names: [libc::sockaddr_in; MAX_BATCH] = unsafe { std::mem::zeroed() };
-    for (((v, m), buf), name) in iov
+    let mut controls = [[0u64; CONTROL_WORDS]; MAX_BATCH];
+    for ((((v, m), buf), name), control) in iov
         .iter_mut()
         .zip(msgs.iter_mut())
         .zip(batch.bufs.iter_mut())
         .zip(names.iter_mut())
+        .zip(controls.iter_mut())
     {
         *v = libc::iovec {
             iov_base: buf.as_mut_ptr().cast(),
@@ -233,6 +247,8 @@ pub fn receive_batch(socket: &impl AsRawFd, batch: &mut Batch) -> io::Result<usi
         m.msg_hdr.msg_iovlen = 1;
         m.msg_hdr.msg_name = std::ptr::from_mut(name).cast();
         m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        m.msg_hdr.msg_control = control.as_mut_ptr().cast();
+        m.msg_hdr.msg_controllen = size_of::<[u64; CONTROL_WORDS]>();
     }
     // SAFETY: `msgs` point at `iov` and `names`, `iov` at `batch.bufs`, all
     // alive and exclusively borrowed for the call; the kernel writes at most
@@ -256,18 +272,80 @@ pub fn receive_batch(socket: &impl AsRawFd, batch: &mut Batch) -> io::Result<usi
         };
     }
     let got = (got as usize).min(MAX_BATCH);
-    for (((len, source), m), name) in batch
+    for ((((len, source), stamp), m), name) in batch
         .lens
         .iter_mut()
         .zip(batch.sources.iter_mut())
+        .zip(batch.stamps.iter_mut())
         .zip(&msgs[..got])
         .zip(&names)
     {
         *len = m.msg_len as usize;
         *source = Ipv4Addr::from(name.sin_addr.s_addr.to_ne_bytes());
+        *stamp = timestamp_of(&m.msg_hdr);
     }
     batch.len = got;
     Ok(got)
+}
+
+/// The `SCM_TIMESTAMPNS` receive time in a received message's control
+/// data, in nanoseconds (0: none).
+fn timestamp_of(hdr: &libc::msghdr) -> u64 {
+    // SAFETY: `hdr` is a msghdr the kernel filled in `receive_batch`: its
+    // control pointer and the length the kernel set describe control data
+    // inside that call's live `controls` buffer, which the CMSG macros walk
+    // without leaving it.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(hdr) };
+    while !cmsg.is_null() {
+        // SAFETY: CMSG_FIRSTHDR/CMSG_NXTHDR return a header wholly inside
+        // the control data, or null.
+        let c = unsafe { &*cmsg };
+        if c.cmsg_level == libc::SOL_SOCKET
+            && c.cmsg_type == libc::SCM_TIMESTAMPNS
+            && c.cmsg_len as usize >= size_of::<libc::cmsghdr>() + size_of::<libc::timespec>()
+        {
+            // SAFETY: the length checked above covers a timespec after the
+            // header; CMSG_DATA points there; it may be unaligned.
+            let ts: libc::timespec =
+                unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast()) };
+            return (ts.tv_sec as u64)
+                .saturating_mul(1_000_000_000)
+                .saturating_add(ts.tv_nsec as u64);
+        }
+        // SAFETY: as for CMSG_FIRSTHDR, with `cmsg` a header of `hdr`.
+        cmsg = unsafe { libc::CMSG_NXTHDR(hdr, cmsg) };
+    }
+    0
+}
+
+/// Asks the kernel for the receive time of every datagram of `socket`
+/// (`SO_TIMESTAMPNS`, read by [`receive_batch`]).
+pub fn receive_timestamps(socket: &impl AsRawFd) -> io::Result<()> {
+    set_int(
+        socket.as_raw_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_TIMESTAMPNS,
+        1,
+    )
+}
+
+/// Now on `clock`, in nanoseconds (through the vDSO: no system call where
+/// the clock source allows, as on TSC and kvm-clock machines).
+pub fn clock_ns(clock: crate::source::RxClock) -> u64 {
+    let id = match clock {
+        crate::source::RxClock::Monotonic => libc::CLOCK_MONOTONIC,
+        crate::source::RxClock::Realtime => libc::CLOCK_REALTIME,
+    };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime(2) writes one timespec into the live struct
+    // it is given; the clock IDs are valid on every Linux.
+    unsafe { libc::clock_gettime(id, &mut ts) };
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
 }
 
 /// Sleeps until one of `fds` is readable or `timeout_ms` passes (at most 16

@@ -24,8 +24,10 @@ use ticklane_appliance::source::admission::{Admission, Checksums};
 use ticklane_appliance::source::memory::MemorySource;
 use ticklane_appliance::source::udp::FeedSocket;
 use ticklane_appliance::source::{
-    Arrival, FeedChangeError, Polled, Source, SourceCounters, SourceError, Verdict, Wait,
+    Arrival, FeedChangeError, Polled, RxClock, RxSource, RxTime, Source, SourceCounters,
+    SourceError, Verdict, Wait,
 };
+use ticklane_appliance::sys;
 use ticklane_capture::feed::{Feed, FeedDecoder, FeedFilter, FeedSink, Location, Problem, Unit};
 use ticklane_lab::market::{MAX_MESSAGE_LEN, Market, MarketConfig};
 use ticklane_protocols::itch::{self, Handler, MessageRef};
@@ -208,7 +210,18 @@ impl Source for Measured {
         if self.at_half.is_none() && self.inner.position() >= self.half {
             self.at_half = Some(allocations());
         }
-        self.inner.poll(wait, f)
+        // Stamped with a receive time as the live sources do, so that the
+        // wire-to-handler histogram is kept too.
+        let mut f = f;
+        self.inner.poll(wait, |a| {
+            f(Arrival {
+                received_at: Some(RxTime {
+                    ns: sys::clock_ns(RxClock::Monotonic),
+                    source: RxSource::XdpSoftware,
+                }),
+                ..a
+            })
+        })
     }
 
     fn counters(&self) -> SourceCounters {
@@ -396,6 +409,20 @@ fn the_production_poller_allocates_nothing_once_warm() {
         snap.delivered - (1 << 12),
         "every delivery the full audit ring refused is recorded, none other"
     );
+    assert_eq!(
+        snap.wire_to_handler.count(),
+        snap.packets,
+        "a latency for every packet"
+    );
+    assert_eq!(snap.rx_source, Some(RxSource::XdpSoftware));
+    assert!(
+        snap.wire_to_handler
+            .quantile(0.5)
+            .is_some_and(|p50| p50 < 1_000_000_000),
+        "{:?}",
+        snap.wire_to_handler.quantile(0.5)
+    );
+    assert!(snap.loop_time.count() > 0, "loop times kept");
     let stats = finished.pipeline.books.stats();
     assert_eq!(stats.pool_growths, 0);
     assert_eq!(

@@ -2,6 +2,7 @@
 //! same-run ratio report.
 
 pub mod baseline;
+pub mod suite;
 
 use std::time::{Duration, Instant};
 
@@ -11,9 +12,10 @@ use ticklane_appliance::analytics::vwap::Vwap;
 use ticklane_appliance::book::Books;
 use ticklane_appliance::bus::BusConfig;
 use ticklane_appliance::pipeline::Pipeline;
-use ticklane_appliance::poller::{Poller, PollerConfig, TimeBase};
+use ticklane_appliance::poller::{Finished, Poller, PollerConfig, PollerError, TimeBase};
 use ticklane_appliance::request::RequestServer;
 use ticklane_appliance::session::SessionConfig;
+use ticklane_appliance::source::Source;
 use ticklane_appliance::source::memory::MemorySource;
 use ticklane_lab::market::{MAX_MESSAGE_LEN, Market, MarketConfig, Mix};
 use ticklane_protocols::moldudp64::{PacketBuilder, Session};
@@ -181,6 +183,51 @@ impl Drop for VethLab {
     }
 }
 
+/// Turns on threaded NAPI on interface `dev` of namespace `ns` (a veth
+/// has NAPI only while an XDP program is attached: call it after attaching)
+/// and pins its threads to `core`.
+pub fn threaded_napi(ns: &str, dev: &str, core: usize) {
+    // Through the namespace's own sysfs (a thread's setns does not remount it).
+    let status = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "sh", "-c"])
+        .arg(format!("echo 1 > /sys/class/net/{dev}/threaded"))
+        .status()
+        .expect("ip runs");
+    assert!(status.success(), "setting threaded NAPI on {dev}");
+    pin_napi_threads(dev, core);
+}
+
+/// Pins the NAPI kernel threads of interface `dev` (`napi/<dev>-<id>`, the
+/// name cut to 15 characters) to `core`; panics when there is none (set
+/// threaded NAPI first).
+pub fn pin_napi_threads(dev: &str, core: usize) {
+    let prefix: String = format!("napi/{dev}-").chars().take(15).collect();
+    let mut pinned = 0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if comm.trim_end().starts_with(&prefix) {
+            pin_task(pid, core);
+            pinned += 1;
+        }
+    }
+    assert!(pinned > 0, "no NAPI thread named {prefix}* to pin");
+}
+
+/// Pins task `pid` (0: the calling thread) to `core`.
+pub fn pin_task(pid: i32, core: usize) {
+    // SAFETY: an empty cpu_set_t is all zeros; CPU_SET writes inside it
+    // (core < CPU_SETSIZE on any machine this runs on); sched_setaffinity
+    // only reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core, &mut set);
+        libc::sched_setaffinity(pid, size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
 /// Moves the calling thread into network namespace `ns`.
 pub fn enter(ns: &str) {
     use std::os::fd::AsRawFd;
@@ -200,6 +247,19 @@ pub fn whole_pipeline(
     max_orders: usize,
     requests: Option<RequestServer>,
 ) -> u64 {
+    pipeline_over(source.clone(), max_orders, requests)
+        .expect("a poller over memory never fails")
+        .snapshot
+        .delivered
+}
+
+/// [`whole_pipeline`] over any source; returns what the poller finished
+/// with.
+pub fn pipeline_over<S: Source>(
+    source: S,
+    max_orders: usize,
+    requests: Option<RequestServer>,
+) -> Result<Finished<S>, PollerError> {
     let (pipeline, _subscribers) = Pipeline::with_bus(
         Books::new(max_orders),
         Vwap::default(),
@@ -217,11 +277,10 @@ pub fn whole_pipeline(
         ..PollerConfig::default()
     };
     let stop = AtomicBool::new(false);
-    let (mut poller, _stats) =
-        Poller::new(source.clone(), pipeline, None, cfg, &stop).expect("a poller over memory");
+    let (mut poller, _stats) = Poller::new(source, pipeline, None, cfg, &stop)?;
     if let Some(server) = requests {
         poller.serve(server);
     }
-    let ending = poller.run().expect("memory never fails");
-    poller.finish(ending).snapshot.delivered
+    let ending = poller.run()?;
+    Ok(poller.finish(ending))
 }

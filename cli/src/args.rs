@@ -108,17 +108,48 @@ pub(crate) struct SequencingArgs {
     /// 2^63 then moves nothing).
     #[arg(long, default_value_t = 1_000_000, value_name = "MESSAGES")]
     max_jump: u64,
+    /// How much of the feed the reorder window holds while a hole is being
+    /// filled, in milliseconds at `--peak-pps`: packets past a full window
+    /// are dropped and have to be asked for again (`window_overflow`).
+    #[arg(long, default_value_t = 250, value_name = "MS")]
+    reorder_window_ms: u64,
+    /// The feed's peak rate in packets per second, which sizes the reorder
+    /// window (about 2 KiB of memory per packet, touched only when used).
+    #[arg(long, default_value_t = 100_000, value_name = "PPS")]
+    peak_pps: u64,
+    /// With re-request servers: how long a hole may wait for a reordered
+    /// packet before it is asked for. It is asked for at once when the
+    /// feed moves past it (then it was no adjacent swap); 0 asks at once.
+    #[arg(long, default_value_t = 500, value_name = "MICROSECONDS")]
+    request_delay_us: u64,
 }
 
+/// Most packets a reorder window may hold (2 GiB of memory per session).
+const MAX_WINDOW_PACKETS: usize = 1 << 20;
+
 impl SequencingArgs {
-    /// The session layer's configuration these options make.
-    pub(crate) fn config(&self) -> SessionConfig {
-        SessionConfig {
+    /// The session layer's configuration these options make, or why the
+    /// window they ask for is too large.
+    pub(crate) fn config(&self) -> anyhow::Result<SessionConfig> {
+        let window_packets = SessionConfig::window_for(
+            self.reorder_window_ms.saturating_mul(1_000_000),
+            self.peak_pps,
+        );
+        anyhow::ensure!(
+            window_packets <= MAX_WINDOW_PACKETS,
+            "a reorder window of {} ms at {} packets/s holds {window_packets} packets, more than \
+             the {MAX_WINDOW_PACKETS} (2 GiB per session) allowed: lower --reorder-window-ms or --peak-pps",
+            self.reorder_window_ms,
+            self.peak_pps
+        );
+        Ok(SessionConfig {
             backfill_from: if self.join_live { None } else { Some(1) },
             session: self.session,
             max_jump: self.max_jump,
+            window_packets,
+            request_delay_ns: self.request_delay_us.saturating_mul(1_000),
             ..SessionConfig::default()
-        }
+        })
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, bail};
 use ticklane_appliance::bus::BusConfig;
+use ticklane_audit::fill::FillConfig;
 use ticklane_audit::journal::{self, AckState};
 use ticklane_audit::query::{
     self, Aggregate, Aggregated, Direction, OrderBy, Query, StockTotals, Stored,
@@ -113,6 +114,9 @@ struct SourceArgs {
     /// The journal directory of `ticklane run --audit-dir` (no server needed).
     #[arg(long, value_name = "DIR")]
     journal: Option<PathBuf>,
+    /// Print the answer as one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -672,6 +676,24 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+fn ranges_json(ranges: &[Range]) -> serde_json::Value {
+    ranges
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "session": text(&r.session), "from": r.from, "to": r.to,
+                "messages": r.to - r.from + 1,
+            })
+        })
+        .collect()
+}
+
+/// Prints `v` as one JSON object on stdout.
+fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
 fn print_ranges(what: &str, ranges: &[Range]) {
     for r in ranges {
         println!(
@@ -695,6 +717,20 @@ fn gaps(args: &SourceArgs) -> anyhow::Result<ExitCode> {
             block_on(query::store_gaps(&store))??
         }
     };
+    if args.json {
+        let gaps: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|g| {
+                serde_json::json!({
+                    "session": text(&g.session), "from": g.from_seq,
+                    "to": g.end_seq.saturating_sub(1),
+                    "messages": g.end_seq.saturating_sub(g.from_seq),
+                })
+            })
+            .collect();
+        print_json(&serde_json::json!({"ranges": rows.len(), "gaps": gaps}))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     for g in &rows {
         println!(
             "session {:?} seq {}..={} ({} messages) not audited",
@@ -719,25 +755,23 @@ fn stats(args: &SourceArgs) -> anyhow::Result<ExitCode> {
         Ok(())
     })?;
     let total: u64 = sessions.values().map(|v| v.2).sum();
-    println!("messages: {total}");
-    for (s, (first, last, n)) in &sessions {
-        println!(
-            "  session {:?}: {n} messages, seq {first}..={last}",
-            text(s)
-        );
-    }
+    let mut v = serde_json::json!({
+        "messages": total,
+        "sessions": sessions.iter().map(|(s, (first, last, n))| serde_json::json!({
+            "session": text(s), "messages": n, "first_seq": first, "last_seq": last,
+        })).collect::<Vec<_>>(),
+    });
     match &args.journal {
         Some(dir) => {
             let view = read_journal(dir)?;
-            println!("duplicates journaled: {}", view.duplicates);
-            println!("gap ranges: {}", view.gaps.len());
-            println!(
-                "journal: {} segments, {} bytes on disk; {} messages not acknowledged by a store (acknowledged up to segment {})",
-                journal::segments(dir)?.len(),
-                journal::disk_bytes(dir)?,
-                unacknowledged(dir)?,
-                AckState::load(dir)?.acked.segment
-            );
+            v["duplicates"] = view.duplicates.into();
+            v["gap_ranges"] = view.gaps.len().into();
+            v["journal"] = serde_json::json!({
+                "segments": journal::segments(dir)?.len(),
+                "bytes": journal::disk_bytes(dir)?,
+                "unacknowledged": unacknowledged(dir)?,
+                "acknowledged_up_to_segment": AckState::load(dir)?.acked.segment,
+            });
         }
         None => {
             let store = args.server.store()?.context("give --clickhouse URL")?;
@@ -747,9 +781,32 @@ fn stats(args: &SourceArgs) -> anyhow::Result<ExitCode> {
                     query::store_gaps(&store).await?.len(),
                 ))
             })??;
-            println!("duplicate rows (hidden by FINAL): {dups}");
-            println!("gap ranges: {gaps}");
+            v["duplicates"] = dups.into();
+            v["gap_ranges"] = gaps.into();
         }
+    }
+    if args.json {
+        print_json(&v)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("messages: {total}");
+    for (s, (first, last, n)) in &sessions {
+        println!(
+            "  session {:?}: {n} messages, seq {first}..={last}",
+            text(s)
+        );
+    }
+    let j = &v["journal"];
+    if args.journal.is_some() {
+        println!("duplicates journaled: {}", v["duplicates"]);
+        println!("gap ranges: {}", v["gap_ranges"]);
+        println!(
+            "journal: {} segments, {} bytes on disk; {} messages not acknowledged by a store (acknowledged up to segment {})",
+            j["segments"], j["bytes"], j["unacknowledged"], j["acknowledged_up_to_segment"]
+        );
+    } else {
+        println!("duplicate rows (hidden by FINAL): {}", v["duplicates"]);
+        println!("gap ranges: {}", v["gap_ranges"]);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -813,7 +870,26 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     };
     let d: Differences = verify::compare(&expected.messages, actual);
     let capture = args.capture.display();
-    if d.is_empty() && duplicates == 0 {
+    let ok = d.is_empty() && duplicates == 0;
+    if args.source.json {
+        print_json(&serde_json::json!({
+            "capture": capture.to_string(),
+            "ok": ok,
+            "expected": expected.messages.len(),
+            "matched": d.matched,
+            "missing": ranges_json(&d.missing),
+            "not_in_capture": ranges_json(&d.extra),
+            "different_bytes": ranges_json(&d.differing),
+            "stored_more_than_once": duplicates,
+            "malformed_in_capture": expected.problems,
+        }))?;
+        return Ok(if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    if ok {
         println!(
             "ticklane audit verify: all {} messages of {capture} are in the audit exactly once, and nothing else is",
             d.matched
@@ -869,6 +945,20 @@ pub(crate) struct AuditRunArgs {
     /// journaled as gap ranges with exact bounds).
     #[arg(long, value_name = "SLOTS", default_value_t = BusConfig::default().audit, requires = "audit_dir")]
     audit_ring: usize,
+    /// At a stop, what the audit ring missed is asked for again from the
+    /// --retrans servers (by exact range, on the audit writer's thread) and
+    /// journaled: at most this many messages asked per second.
+    #[arg(long, value_name = "MESSAGES", default_value_t = FillConfig::default().rate, requires = "audit_dir", value_parser = clap::value_parser!(u64).range(1..))]
+    audit_fill_rate: u64,
+    /// How long filling the audit's gaps may take at a stop (seconds); what
+    /// is still missing then is journaled as gaps with exact bounds.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 10.0,
+        requires = "audit_dir"
+    )]
+    audit_fill_timeout: f64,
 }
 
 impl AuditRunArgs {
@@ -903,12 +993,19 @@ fn watch(
     loop {
         // Read first: one more look after the stop was asked for.
         let last = done.load(Ordering::Acquire);
-        if !alarmed && writer.alarm.load(Ordering::Acquire) {
-            alarmed = true;
-            eprintln!(
-                "ticklane run: ALARM: the audit journal stopped after {} bytes (disk full or I/O error); what it cannot write is kept as exact gap ranges; free space in --audit-dir",
-                writer.bytes.load(Ordering::Relaxed)
-            );
+        let alarm = writer.alarm.load(Ordering::Acquire);
+        if alarm != alarmed {
+            alarmed = alarm;
+            if alarm {
+                eprintln!(
+                    "ticklane run: ALARM: the audit journal stopped after {} bytes (disk full or I/O error); what it cannot write is kept as exact gap ranges; free space in --audit-dir (it tries again every second)",
+                    writer.bytes.load(Ordering::Relaxed)
+                );
+            } else {
+                eprintln!(
+                    "ticklane run: the audit journal writes again; the window it missed is asked for from the re-request servers at the stop"
+                );
+            }
         }
         let now = shipper
             .as_ref()
@@ -936,10 +1033,12 @@ fn watch(
 }
 
 impl LiveAudit {
-    /// Starts the audit when --audit-dir was given, taking the audit ring.
+    /// Starts the audit when --audit-dir was given, taking the audit ring;
+    /// what the ring misses is filled from `retrans` at the stop.
     pub(crate) fn start(
         args: &AuditRunArgs,
         subscribers: &mut ticklane_appliance::bus::Subscribers,
+        retrans: &[std::net::SocketAddr],
     ) -> anyhow::Result<Option<Self>> {
         let Some(dir) = &args.audit_dir else {
             if args.server.clickhouse.is_some() {
@@ -950,6 +1049,15 @@ impl LiveAudit {
         if !(args.audit_ship_timeout >= 0.0 && args.audit_ship_timeout.is_finite()) {
             bail!("--audit-ship-timeout must be a number of seconds, 0 or more");
         }
+        if !(args.audit_fill_timeout >= 0.0 && args.audit_fill_timeout.is_finite()) {
+            bail!("--audit-fill-timeout must be a number of seconds, 0 or more");
+        }
+        let fill = FillConfig {
+            servers: retrans.to_vec(),
+            rate: args.audit_fill_rate,
+            deadline: std::time::Duration::from_secs_f64(args.audit_fill_timeout),
+            ..FillConfig::default()
+        };
         let store = args.server.store()?;
         if let Some(store) = &store {
             let ready = block_on(store.schema_ready())?.with_context(|| {
@@ -998,6 +1106,7 @@ impl LiveAudit {
         let writer = ticklane_audit::writer::AuditWriter::spawn(
             ticklane_audit::writer::take_audit(subscribers),
             journal,
+            fill,
         )
         .context("starting the audit writer thread")?;
         let done = Arc::new(AtomicBool::new(false));
@@ -1051,6 +1160,20 @@ impl LiveAudit {
         missed: &ticklane_appliance::delivery::RangeLog,
     ) -> serde_json::Value {
         let w = self.writer.finish(missed.kept());
+        if w.fill.filled > 0 || !w.fill.unfilled.is_empty() {
+            eprintln!(
+                "ticklane run: audit: {} of the {} messages the audit ring missed were filled from the re-request servers ({} requests); {} ranges left as gaps{}",
+                w.fill.filled,
+                missed.messages(),
+                w.fill.requests,
+                w.fill.unfilled.len(),
+                w.fill
+                    .not_asked
+                    .as_ref()
+                    .map(|why| format!(" ({why})"))
+                    .unwrap_or_default()
+            );
+        }
         if missed.is_cut() {
             eprintln!(
                 "ticklane run: warning: the audit ring missed {} messages in {} ranges; only the first {} ranges are kept with exact bounds (the summary's audit.missed has the totals)",
@@ -1074,8 +1197,16 @@ impl LiveAudit {
             "journal_bytes": w.bytes,
             "gaps": gaps,
             "gaps_cut": missed.is_cut(),
+            "filled": {
+                "messages": w.fill.filled,
+                "requests": w.fill.requests,
+                "requested_messages": w.fill.requested,
+                "refused_messages": w.fill.refused,
+                "not_asked": w.fill.not_asked,
+            },
             "gaps_journaled": w.gaps_journaled,
             "journal_error": w.error.as_ref().map(ToString::to_string),
+            "journal_resumed_after": w.recovered.as_ref().map(ToString::to_string),
             "repaired_at_open": {"torn_segments": self.recovery.torn_segments, "bytes_dropped": self.recovery.bytes_dropped},
         });
         if let Some(s) = self.shipper {
@@ -1126,4 +1257,65 @@ impl LiveAudit {
         let _ = self.watch.1.join();
         v
     }
+}
+
+/// What a run found in its journal at start (see [`restore`]).
+pub(crate) struct Restoration {
+    restored: ticklane_audit::restore::Restored,
+    elapsed: std::time::Duration,
+}
+
+impl Restoration {
+    /// Where the session the journal ended on resumes.
+    pub(crate) fn resume(&self) -> Option<(Session, u64)> {
+        self.restored.resume()
+    }
+
+    /// The summary's `audit.restored`.
+    pub(crate) fn json(&self) -> serde_json::Value {
+        let r = &self.restored;
+        serde_json::json!({
+            "messages": r.messages,
+            "duplicates_skipped": r.duplicates,
+            "seconds": self.elapsed.as_secs_f64(),
+            "resume": r.resume().map(|(s, next)| serde_json::json!({"session": text(s.trimmed()), "next_seq": next})),
+            "torn_segments_skipped": r.recovery.torn_segments,
+        })
+    }
+}
+
+/// Before a run on a journal that already holds messages (--audit-dir of
+/// an earlier run): the books and VWAP rebuilt from them
+/// ([`ticklane_audit::restore::rebuild`]), and where the session resumes.
+pub(crate) fn restore(
+    args: &AuditRunArgs,
+    books: ticklane_appliance::book::Books,
+    vwap: ticklane_appliance::analytics::vwap::Vwap,
+) -> anyhow::Result<(
+    ticklane_appliance::book::Books,
+    ticklane_appliance::analytics::vwap::Vwap,
+    Option<Restoration>,
+)> {
+    let Some(dir) = &args.audit_dir else {
+        return Ok((books, vwap, None));
+    };
+    let started = std::time::Instant::now();
+    let (books, vwap, restored) =
+        ticklane_audit::restore::rebuild(dir, books, vwap).with_context(|| {
+            format!(
+                "rebuilding the books from the audit journal in {}",
+                dir.display()
+            )
+        })?;
+    let elapsed = started.elapsed();
+    let r = Restoration { restored, elapsed };
+    if let Some((session, next)) = r.resume() {
+        eprintln!(
+            "ticklane run: restored {} messages from the audit journal in {:.2} s (books rebuilt); session {:?} resumes at seq {next}",
+            r.restored.messages,
+            elapsed.as_secs_f64(),
+            text(session.trimmed())
+        );
+    }
+    Ok((books, vwap, Some(r)))
 }

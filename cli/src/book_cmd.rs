@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use ticklane_appliance::bus::BusConfig;
 
 use super::replay_cmd::{PipelineArgs, Speed, run_pipeline};
 
@@ -31,7 +32,14 @@ pub(crate) struct BookArgs {
 }
 
 pub(crate) fn run(args: &BookArgs) -> anyhow::Result<ExitCode> {
-    let run = run_pipeline(&args.file, &args.pipeline, Speed::Max, false)?;
+    // Only the books are printed: no bus (no audit copy, no BBO events).
+    let run = run_pipeline(
+        &args.file,
+        &args.pipeline,
+        Speed::Max,
+        false,
+        BusConfig::OFF,
+    )?;
     let mut out = Vec::new();
     let depth = args.depth.map(|d| usize::try_from(d).unwrap_or(usize::MAX));
     run.finished.pipeline.books.write_canonical(

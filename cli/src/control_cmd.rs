@@ -36,6 +36,11 @@ pub(crate) struct ControlArgs {
     /// be): they are subscribed again when the appliance restarts with it.
     #[arg(long, value_name = "FILE")]
     pub(crate) state: Option<PathBuf>,
+    /// Threads serving the control plane (gRPC, line protocol, metrics);
+    /// keep them off the poller's core on a busy machine.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub(crate) control_threads: u16,
 }
 
 impl ControlArgs {
@@ -51,6 +56,7 @@ impl ControlArgs {
 /// The control plane, ready to start once the poller exists.
 pub(crate) struct Pending {
     cfg: ControlConfig,
+    threads: usize,
     feeds: Feeds,
     iface: String,
     ifindex: u32,
@@ -88,6 +94,7 @@ pub(crate) fn prepare(
             token,
             ..ControlConfig::default()
         },
+        threads: usize::from(args.control_threads),
         feeds: match &args.state {
             Some(path) => Feeds::new(feeds, steer, ifindex).with_store(Store::open(path)?),
             None => Feeds::new(feeds, steer, ifindex),
@@ -115,7 +122,7 @@ impl Pending {
             xdp_mode: path.xdp_mode.unwrap_or_default().to_owned(),
             bind: path.bind.unwrap_or_default().to_owned(),
         };
-        let plane = ControlPlane::attach(poller, self.cfg, info, self.feeds, 1)?;
+        let plane = ControlPlane::attach(poller, self.cfg, info, self.feeds, self.threads)?;
         plane.restore(|line| eprintln!("ticklane run: {line}"));
         let b = plane.bound;
         for (what, addr) in [

@@ -15,13 +15,15 @@ use tonic::service::Interceptor;
 ///
 /// Reads status, counters, feeds and book snapshots; subscribes and
 /// unsubscribes feeds live (with --token-file); streams BBO changes,
-/// trades, VWAP and session events.
+/// trades, VWAP and session events; reads and changes the settings that
+/// apply live (config).
 #[derive(Debug, clap::Args)]
 pub(crate) struct CtlArgs {
     /// The appliance's gRPC address (ticklane run --grpc).
     #[arg(long, default_value = "127.0.0.1:50051", global = true)]
     grpc: SocketAddr,
-    /// The token file the appliance was started with (for subscribe and unsubscribe).
+    /// The token file the appliance was started with (for subscribe,
+    /// unsubscribe and config set).
     #[arg(long, value_name = "FILE", global = true)]
     token_file: Option<PathBuf>,
     /// Print JSON (book: the canonical book line of `ticklane book`).
@@ -72,6 +74,30 @@ enum CtlCommand {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// The settings that change while the appliance runs (kept across
+    /// restarts when it runs with --state).
+    Config {
+        #[command(subcommand)]
+        what: ConfigCommand,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ConfigCommand {
+    /// Every setting: value, default, what it does.
+    List,
+    /// One setting's value.
+    Get {
+        /// The setting (see `list`).
+        key: String,
+    },
+    /// Changes a setting live (needs --token-file).
+    Set {
+        /// The setting (see `list`).
+        key: String,
+        /// Its new value (durations as 500ms, 2s, 1m; 0 for off).
+        value: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -84,7 +110,7 @@ enum StreamKind {
 
 /// Adds the bearer token to every call.
 #[derive(Clone)]
-struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
+pub(crate) struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
 
 impl Interceptor for Bearer {
     fn call(
@@ -98,7 +124,8 @@ impl Interceptor for Bearer {
     }
 }
 
-type Client = ApplianceClient<
+/// A client of the appliance's gRPC API.
+pub(crate) type Client = ApplianceClient<
     tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>,
 >;
 
@@ -111,7 +138,24 @@ pub(crate) fn run(args: &CtlArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn connect(args: &CtlArgs) -> anyhow::Result<Client> {
-    let token = match &args.token_file {
+    client(
+        args.grpc,
+        args.token_file.as_deref(),
+        Duration::from_secs(3),
+        Duration::from_secs(15),
+    )
+    .await
+}
+
+/// A client of the appliance at `grpc`, with the token of `token_file` (if
+/// any) on every call; `connect` bounds the connection, `call` each call.
+pub(crate) async fn client(
+    grpc: SocketAddr,
+    token_file: Option<&std::path::Path>,
+    connect: Duration,
+    call: Duration,
+) -> anyhow::Result<Client> {
+    let token = match token_file {
         Some(p) => {
             let t = std::fs::read_to_string(p)
                 .with_context(|| format!("reading the token file {}", p.display()))?;
@@ -122,15 +166,14 @@ async fn connect(args: &CtlArgs) -> anyhow::Result<Client> {
         }
         None => None,
     };
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", args.grpc))?
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(Duration::from_secs(15))
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))?
+        .connect_timeout(connect)
+        .timeout(call)
         .connect()
         .await
         .with_context(|| {
             format!(
-                "cannot reach the appliance at {}: is `ticklane run --grpc {}` running there?",
-                args.grpc, args.grpc
+                "cannot reach the appliance at {grpc}: is `ticklane run --grpc {grpc}` running there?"
             )
         })?;
     Ok(ApplianceClient::with_interceptor(channel, Bearer(token))
@@ -138,7 +181,7 @@ async fn connect(args: &CtlArgs) -> anyhow::Result<Client> {
 }
 
 /// A refusal as the appliance worded it.
-fn refused(e: tonic::Status) -> anyhow::Error {
+pub(crate) fn refused(e: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("the appliance refused ({:?}): {}", e.code(), e.message())
 }
 
@@ -168,6 +211,9 @@ async fn ask(args: &CtlArgs) -> anyhow::Result<ExitCode> {
                     s.uptime_ns as f64 / 1e9,
                     if s.stale { "STALE" } else { "fresh" }
                 );
+                if !s.rx_timestamps.is_empty() {
+                    println!("receive times: {}", s.rx_timestamps);
+                }
                 for x in &s.sessions {
                     println!(
                         "session {}: next seq {}{}{}",
@@ -188,11 +234,28 @@ async fn ask(args: &CtlArgs) -> anyhow::Result<ExitCode> {
                 .into_inner();
             if args.json {
                 let counters: Vec<_> = s.counters.iter().map(|k| json!({"name": k.name, "value": k.value, "feed": k.feed, "session": k.session})).collect();
+                let histograms: Vec<_> = s.histograms.iter().map(histogram_json).collect();
                 println!(
                     "{}",
-                    json!({"uptime_ns": s.uptime_ns, "counters": counters})
+                    json!({"uptime_ns": s.uptime_ns, "counters": counters, "histograms": histograms})
                 );
             } else {
+                for h in &s.histograms {
+                    let us = |ns: u64| ns as f64 / 1e3;
+                    println!(
+                        "{:<32} {:>14} p50 < {:.2} us, p99 < {:.2} us, p99.9 < {:.2} us{}",
+                        h.name,
+                        h.count,
+                        us(h.p50_ns),
+                        us(h.p99_ns),
+                        us(h.p999_ns),
+                        if h.source.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", h.source)
+                        }
+                    );
+                }
                 for k in &s.counters {
                     let labels = [&k.session, &k.feed]
                         .iter()
@@ -219,6 +282,7 @@ async fn ask(args: &CtlArgs) -> anyhow::Result<ExitCode> {
                 print_feeds(&f.feeds);
             }
         }
+        CtlCommand::Config { what } => config(&mut c, what, args).await?,
         CtlCommand::Subscribe { feed } | CtlCommand::Unsubscribe { feed } => {
             if args.token_file.is_none() {
                 bail!(
@@ -320,6 +384,62 @@ async fn follow<T: std::fmt::Debug>(
     Ok(())
 }
 
+/// `config list|get|set`.
+async fn config(c: &mut Client, what: &ConfigCommand, args: &CtlArgs) -> anyhow::Result<()> {
+    let entries = match what {
+        ConfigCommand::List => {
+            let l = c.list_config(proto::ListConfigRequest {}).await;
+            l.map_err(refused)?.into_inner().entries
+        }
+        ConfigCommand::Get { key } => {
+            let e = c.get_config(proto::ConfigKey { key: key.clone() }).await;
+            vec![e.map_err(refused)?.into_inner()]
+        }
+        ConfigCommand::Set { key, value } => {
+            if args.token_file.is_none() {
+                bail!("config set needs the appliance's token: give --token-file FILE");
+            }
+            let request = proto::SetConfigRequest {
+                key: key.clone(),
+                value: value.clone(),
+            };
+            let e = c.set_config(request).await.map_err(refused)?.into_inner();
+            if !args.json && !e.stored {
+                eprintln!(
+                    "ticklane ctl: {} applies now, but not after a restart: the appliance \
+                     runs without --state",
+                    e.key
+                );
+            }
+            vec![e]
+        }
+    };
+    for e in &entries {
+        if args.json {
+            println!(
+                "{}",
+                json!({"key": e.key, "value": e.value, "default": e.default, "stored": e.stored, "help": e.help})
+            );
+        } else if matches!(what, ConfigCommand::List) {
+            println!(
+                "{} = {} (default {}): {}",
+                e.key, e.value, e.default, e.help
+            );
+        } else {
+            println!("{} = {}", e.key, e.value);
+        }
+    }
+    Ok(())
+}
+
+fn histogram_json(h: &proto::Histogram) -> serde_json::Value {
+    json!({
+        "name": h.name, "count": h.count, "sum_ns": h.sum_ns, "p50_ns": h.p50_ns,
+        "p99_ns": h.p99_ns, "p999_ns": h.p999_ns, "source": h.source,
+        "buckets": h.buckets.iter().map(|b| json!([b.le_ns, b.count])).collect::<Vec<_>>(),
+    })
+}
+
 fn feed_json(f: &proto::Feed) -> serde_json::Value {
     json!({"feed": f.feed, "source": f.source, "line": f.line, "packets": f.packets, "duplicates": f.duplicates, "gaps": f.gaps, "down": f.down})
 }
@@ -328,6 +448,7 @@ fn status_json(s: &proto::Status) -> serde_json::Value {
     json!({
         "version": s.version, "uptime_ns": s.uptime_ns, "interface": s.interface, "queue": s.queue,
         "mode": s.mode, "xdp_mode": s.xdp_mode, "bind": s.bind, "stale": s.stale,
+        "rx_timestamps": s.rx_timestamps,
         "sessions": s.sessions.iter().map(|x| json!({"session": x.session, "next_seq": x.next_seq, "stale": x.stale, "ended": x.ended, "known_end": x.known_end})).collect::<Vec<_>>(),
         "feeds": s.feeds.iter().map(feed_json).collect::<Vec<_>>(),
     })

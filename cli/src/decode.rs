@@ -29,6 +29,9 @@ pub(crate) struct DecodeArgs {
     /// Print per-type counts, sessions, sequence ranges and gaps instead of the messages.
     #[arg(long)]
     summary: bool,
+    /// With --summary: print it as one JSON object.
+    #[arg(long, requires = "summary")]
+    json: bool,
     /// Only decode frames sent to GROUP:PORT, from SOURCE when given
     /// (repeatable); default: every UDP frame.
     #[arg(long = "feed", value_name = "GROUP:PORT[@SOURCE]")]
@@ -154,7 +157,11 @@ pub(crate) fn run(args: &DecodeArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    if args.summary {
+    if args.summary && args.json {
+        let mut text = serde_json::to_string_pretty(&summary_json(&summary, &totals))?;
+        text.push('\n');
+        out.write_all(text.as_bytes())?;
+    } else if args.summary {
         out.write_all(summary.render(&totals).as_bytes())?;
     }
     match out.flush() {
@@ -173,6 +180,42 @@ pub(crate) fn run(args: &DecodeArgs) -> anyhow::Result<ExitCode> {
         file.commit()?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `decode --summary --json`: the text summary's figures, every tracked
+/// gap listed.
+fn summary_json(summary: &FeedSummary, counts: &DecodeCounts) -> serde_json::Value {
+    use serde_json::json;
+    use ticklane_protocols::itch::MESSAGE_TYPES;
+    let by_type: serde_json::Map<String, serde_json::Value> = MESSAGE_TYPES
+        .iter()
+        .zip(summary.by_type)
+        .filter(|(_, n)| *n > 0)
+        .map(|(t, n)| (char::from(t.tag).to_string(), n.into()))
+        .collect();
+    json!({
+        "messages": summary.by_type.iter().sum::<u64>(),
+        "packets": counts.packets,
+        "records": counts.records,
+        "other_frames": counts.foreign,
+        "malformed": {"packets": counts.bad_packets, "messages": counts.bad_messages},
+        "by_type": by_type,
+        "sessions": summary.sessions.iter().map(|(session, s)| json!({
+            "session": String::from_utf8_lossy(session.trimmed()),
+            "first_seq": s.first_seq,
+            "last_seq": s.first_seq.map(|_| s.next_seq.saturating_sub(1)),
+            "received": s.received,
+            "packets": s.packets,
+            "heartbeats": s.heartbeats,
+            "end_of_session_packets": s.end_of_session,
+            "ended": s.end_of_session > 0,
+            "duplicates": s.duplicates,
+            "late_packets": s.late_packets,
+            "missing": s.missing(),
+            "gaps": s.gaps.iter().map(|(from, to)| json!({"from": from, "to": to})).collect::<Vec<_>>(),
+            "untracked_gaps": s.untracked_gaps,
+        })).collect::<Vec<_>>(),
+    })
 }
 
 /// A file that held nothing ticklane could use is an error, said plainly.

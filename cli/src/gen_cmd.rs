@@ -95,6 +95,9 @@ pub(crate) struct GenArgs {
     /// Write what was generated (per-type counts, packets, damage) as JSON here.
     #[arg(long)]
     summary_json: Option<PathBuf>,
+    /// Print what was generated as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `--mix`.
@@ -206,6 +209,9 @@ pub(crate) fn run(args: &GenArgs) -> anyhow::Result<ExitCode> {
              use more --messages)",
             missing.join(" ")
         );
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
     }
     if let Some(mut out) = summary {
         serde_json::to_writer_pretty(&mut out, &report.to_json())

@@ -3,6 +3,8 @@
 
 mod args;
 mod audit_cmd;
+mod bench_cmd;
+mod bench_report;
 mod book_cmd;
 mod config;
 mod control_cmd;
@@ -14,6 +16,7 @@ mod replay_cmd;
 mod report;
 mod retrans_cmd;
 mod run_cmd;
+mod top;
 
 use std::net::Ipv4Addr;
 use std::process::ExitCode;
@@ -27,6 +30,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 /// order books (book), replay through the whole pipeline (replay), serve
 /// MoldUDP64 re-requests (retrans-server), put frames on a wire (send).
 /// Audit: query and verify the audit trail (audit).
+/// Operation: ask a running appliance (ctl), watch it live (top).
+/// Benchmarks: the suites as a report with plots (bench).
 /// Deployment: check this machine and interface (doctor); shell
 /// completions (completions) and man pages (man).
 #[derive(Debug, Parser)]
@@ -67,6 +72,8 @@ enum Command {
         dir: Option<std::path::PathBuf>,
     },
     Ctl(ctl_cmd::CtlArgs),
+    Top(top::TopArgs),
+    Bench(bench_cmd::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +102,8 @@ fn main() -> ExitCode {
         }
         Command::Man { dir } => man(dir.as_deref()),
         Command::Ctl(args) => ctl_cmd::run(&args),
+        Command::Top(args) => top::run(&args),
+        Command::Bench(args) => bench_cmd::run(&args),
     };
     match result {
         Ok(code) => code,

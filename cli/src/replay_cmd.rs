@@ -73,11 +73,14 @@ pub(crate) struct PipelineRun {
     pub(crate) summary: serde_json::Value,
 }
 
+/// Runs a capture through the pipeline; `bus` sizes its rings
+/// ([`BusConfig::OFF`] when nothing but the books is wanted).
 pub(crate) fn run_pipeline(
     file: &Path,
     args: &PipelineArgs,
     speed: Speed,
     show_progress: bool,
+    bus: BusConfig,
 ) -> anyhow::Result<PipelineRun> {
     let intervals = args.vwap_window_ms.div_ceil(args.vwap_interval_ms);
     if intervals > MAX_VWAP_INTERVALS {
@@ -95,7 +98,7 @@ pub(crate) fn run_pipeline(
             args.vwap_window_ms * 1_000_000,
             args.vwap_interval_ms * 1_000_000,
         ),
-        BusConfig::default(),
+        bus,
     );
     let drain = Drain::spawn(subscribers);
     let filter = super::feed_filter(&args.feeds)?;
@@ -103,7 +106,7 @@ pub(crate) fn run_pipeline(
         session: SessionConfig {
             max_request: args.max_request.max(1),
             request_timeout_ns: args.request_timeout_ms.max(1).saturating_mul(1_000_000),
-            ..args.sequencing.config()
+            ..args.sequencing.config()?
         },
         lines: filter.feeds.len().max(1),
         retrans: args.retrans.clone(),
@@ -213,7 +216,13 @@ pub(crate) struct ReplayArgs {
 }
 
 pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
-    let run = run_pipeline(&args.file, &args.pipeline, args.speed, true)?;
+    let run = run_pipeline(
+        &args.file,
+        &args.pipeline,
+        args.speed,
+        true,
+        BusConfig::default(),
+    )?;
     report::warn("ticklane replay", &run.summary);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&run.summary)?);

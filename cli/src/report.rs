@@ -46,6 +46,7 @@ fn session_json(s: &SessionStats) -> serde_json::Map<String, Value> {
             "gaps": s.recovery.count(),
             "p50_at_most": s.recovery.quantile_us(0.5),
             "p99_at_most": s.recovery.quantile_us(0.99),
+            "max": (s.recovery.count() > 0).then_some(s.recovery.max_ns / 1_000),
         },
     });
     match v {
@@ -235,6 +236,14 @@ pub(crate) fn warn(who: &str, v: &Value) {
             "{who}: warning: the AF_XDP receive ring was full {ring_full} times (socket.rx_ring_full): \
              frames were dropped before ticklane saw them; give the poller a core of its own \
              (--core, --busy-poll) or deeper rings (--rx-ring, --fill-ring)"
+        );
+    }
+    let overflow = v["session"]["window_overflow"].as_u64().unwrap_or(0);
+    if overflow > 0 {
+        eprintln!(
+            "{who}: warning: {overflow} packets came while the reorder window was full and had \
+             to be asked for again: recovery fell behind the feed; a larger window \
+             (--reorder-window-ms, --peak-pps) rides it out"
         );
     }
     let suspect = v["session"]["suspect_packets"].as_u64().unwrap_or(0);

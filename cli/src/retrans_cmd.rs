@@ -85,6 +85,9 @@ pub(crate) struct RetransArgs {
     /// Write the summary at exit as JSON to this file.
     #[arg(long)]
     summary_json: Option<PathBuf>,
+    /// Print the summary at exit as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
     /// Stop after this many seconds (default: run until stopped).
     #[arg(long)]
     duration: Option<u64>,
@@ -165,8 +168,11 @@ pub(crate) fn run(args: &RetransArgs) -> anyhow::Result<ExitCode> {
         stats.send_failures,
         server.clients(),
     );
+    let summary = summary_json(&server);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    }
     if let Some(path) = &args.summary_json {
-        let summary = summary_json(&server);
         std::fs::write(path, serde_json::to_vec_pretty(&summary)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }

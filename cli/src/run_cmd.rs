@@ -105,6 +105,10 @@ pub(crate) struct RunArgs {
     /// Write the final summary as JSON here.
     #[arg(long)]
     summary_json: Option<PathBuf>,
+    /// Print the final summary as one JSON object on stdout (instead of
+    /// the one-line text).
+    #[arg(long)]
+    json: bool,
     /// Write the canonical decode of every message received here (a debugging
     /// tap: it formats JSON on the poller and slows it down).
     #[arg(long)]
@@ -190,7 +194,7 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .map(|f| FeedSocket::join(*f, ifindex, 8 << 20))
         .collect::<Result<_, _>>()?;
     let cfg = PollerConfig {
-        session: args.sequencing.config(),
+        session: args.sequencing.config()?,
         lines: feeds.len(),
         retrans: args.retrans.clone(),
         wait: if args.spin {
@@ -336,16 +340,20 @@ fn drive<S: Source>(
 ) -> anyhow::Result<ExitCode> {
     let Live {
         args,
-        cfg,
+        mut cfg,
         stop,
         outputs,
     } = live;
-    let (pipeline, mut subscribers) = Pipeline::with_bus(
-        Books::new(args.max_orders),
-        Vwap::default(),
-        args.audit.bus(),
-    );
-    let audit = super::audit_cmd::LiveAudit::start(&args.audit, &mut subscribers)?;
+    // A journal of an earlier run: the books rebuilt from it, and its
+    // session resumed after its last message.
+    let (books, vwap, restored) =
+        super::audit_cmd::restore(&args.audit, Books::new(args.max_orders), Vwap::default())?;
+    if let Some((session, next)) = restored.as_ref().and_then(|r| r.resume()) {
+        cfg.session.resume = Some((session, next));
+        cfg.session.session.get_or_insert(session);
+    }
+    let (pipeline, mut subscribers) = Pipeline::with_bus(books, vwap, args.audit.bus());
+    let audit = super::audit_cmd::LiveAudit::start(&args.audit, &mut subscribers, &args.retrans)?;
     let (mut poller, stats) = Poller::new(source, pipeline, outputs.tap, cfg, stop)?;
     let control = control.map(|c| c.start(&mut poller, &path)).transpose()?;
     if let (Some(plane), Some(audit)) = (&control, &audit) {
@@ -366,8 +374,12 @@ fn drive<S: Source>(
         path.bind.map(|b| format!(", {b} bind")).unwrap_or_default()
     );
     let done = AtomicBool::new(false);
+    let interval: Box<dyn Fn() -> Option<Duration> + Send + Sync> = match &control {
+        Some(plane) => Box::new(plane.log_interval()),
+        None => Box::new(|| Some(Duration::from_secs(1))),
+    };
     let ending = std::thread::scope(|scope| {
-        scope.spawn(|| print_stats(stats, &done));
+        scope.spawn(|| print_stats(stats, &done, &*interval));
         let ending = poller.run();
         done.store(true, Ordering::Relaxed);
         ending
@@ -384,16 +396,30 @@ fn drive<S: Source>(
     if let Some(audit) = audit {
         summary["audit"]["trail"] = audit.finish(&finished.audit_missed);
     }
+    if let Some(r) = &restored {
+        summary["audit"]["restored"] = r.json();
+    }
     report::warn("ticklane run", &summary);
     report::warn_rejected("ticklane run", &summary);
-    println!(
-        "ticklane run: {} packets, {} messages in {:.1} s via {}; {}",
-        summary["packets"],
-        summary["messages"],
-        summary["seconds"].as_f64().unwrap_or(0.0),
-        path.mode,
-        report::lost_text(&summary)
-    );
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!(
+            "ticklane run: {} packets, {} messages in {:.1} s via {}; {}{}",
+            summary["packets"],
+            summary["messages"],
+            summary["seconds"].as_f64().unwrap_or(0.0),
+            path.mode,
+            report::lost_text(&summary),
+            restored
+                .as_ref()
+                .map(|r| format!(
+                    "; {} messages restored from the audit journal before",
+                    r.json()["messages"]
+                ))
+                .unwrap_or_default()
+        );
+    }
     if let Some(mut out) = outputs.summary {
         serde_json::to_writer_pretty(&mut out, &summary)
             .with_context(|| format!("writing {}", out.path().display()))?;
@@ -414,19 +440,21 @@ fn drive<S: Source>(
 
 /// The once-a-second stats line, printed from this thread (never from the
 /// poller) off the poller's published snapshots.
-fn print_stats(mut stats: StatsReader, done: &AtomicBool) {
+fn print_stats(mut stats: StatsReader, done: &AtomicBool, interval: &dyn Fn() -> Option<Duration>) {
     let mut last = stats.read();
     let mut at = Instant::now();
     while !done.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
-        if at.elapsed() < Duration::from_secs(1) {
+        // The interval may change while the appliance runs (`ticklane ctl
+        // config set log_interval`): it is read again every time.
+        if interval().is_none_or(|every| at.elapsed() < every) {
             continue;
         }
         let now = stats.read();
         let secs = at.elapsed().as_secs_f64();
         let xsk = now.source.xsk.unwrap_or_default();
         eprintln!(
-            "ticklane: {:.0} pkt/s, {:.0} msg/s, {} lost, {} dropped by the socket ({} ring full), {} fill-ring-empty, {} rejected{}",
+            "ticklane: {:.0} pkt/s, {:.0} msg/s, {} lost, {} dropped by the socket ({} ring full), {} fill-ring-empty, {} rejected{}{}",
             now.source.received.saturating_sub(last.source.received) as f64 / secs,
             now.delivered.saturating_sub(last.delivered) as f64 / secs,
             now.lost_messages,
@@ -434,6 +462,11 @@ fn print_stats(mut stats: StatsReader, done: &AtomicBool) {
             xsk.rx_ring_full,
             xsk.rx_fill_ring_empty,
             now.source.rejected().total(),
+            now.wire_to_handler
+                .since(&last.wire_to_handler)
+                .quantile(0.99)
+                .map(|ns| format!(", wire-to-handler p99 < {:.1} us", ns as f64 / 1e3))
+                .unwrap_or_default(),
             if now.is_stale() { ", STALE" } else { "" }
         );
         last = now;
@@ -486,6 +519,9 @@ pub(crate) struct SendArgs {
     /// The transmit queue the AF_XDP socket binds to.
     #[arg(long, default_value_t = 0)]
     queue: u32,
+    /// Print what was sent as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 /// How `send` puts frames on the wire.
@@ -636,12 +672,25 @@ pub(crate) fn send(args: &SendArgs) -> anyhow::Result<ExitCode> {
     wire.flush().context("sending the last frames")?;
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64().max(1e-9);
-    println!(
-        "ticklane send: {sent} packets ({:.1} MB) in {secs:.2} s via {}: {:.0} pps, {:.1} Mbit/s",
-        bytes as f64 / 1e6,
-        wire.name(),
-        sent as f64 / secs,
-        bytes as f64 * 8.0 / secs / 1e6
-    );
+    if args.json {
+        let summary = serde_json::json!({
+            "packets": sent,
+            "bytes": bytes,
+            "seconds": secs,
+            "via": wire.name(),
+            "packets_per_second": sent as f64 / secs,
+            "megabits_per_second": bytes as f64 * 8.0 / secs / 1e6,
+            "loops": args.loops,
+        });
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!(
+            "ticklane send: {sent} packets ({:.1} MB) in {secs:.2} s via {}: {:.0} pps, {:.1} Mbit/s",
+            bytes as f64 / 1e6,
+            wire.name(),
+            sent as f64 / secs,
+            bytes as f64 * 8.0 / secs / 1e6
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,8 +1,8 @@
 //! What the gRPC service, the line protocol and the metrics share: the
 //! appliance as the control plane sees it.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use ticklane_appliance::bus::{Event, Topic};
 use ticklane_appliance::request::{Answer, Ask, BookSnapshot, Stock};
@@ -13,6 +13,7 @@ use crate::ControlError;
 use crate::counters::{self, Counter};
 use crate::feeds::Feeds;
 use crate::link::Link;
+use crate::settings::{Key, Settings};
 
 /// Levels per side asked for first when the whole book is wanted; a deeper
 /// book is asked for again with room for all of it.
@@ -66,6 +67,19 @@ pub struct Appliance {
     events: [broadcast::Sender<Event>; 4],
     stream_dropped: [AtomicU64; 4],
     sources: Sources,
+    open_streams: Arc<AtomicUsize>,
+    /// The settings that change live.
+    pub settings: Settings,
+}
+
+/// One open stream, counted against `max_streams` until dropped.
+#[derive(Debug)]
+pub struct StreamSlot(Arc<AtomicUsize>);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Appliance {
@@ -80,7 +94,67 @@ impl Appliance {
             events: std::array::from_fn(|_| broadcast::channel(STREAM_BUFFER).0),
             stream_dropped: std::array::from_fn(|_| AtomicU64::new(0)),
             sources: Sources(Mutex::new(Vec::new())),
+            open_streams: Arc::new(AtomicUsize::new(0)),
+            settings: Settings::default(),
         }
+    }
+
+    /// Sets `key` live, and records it in the state store if there is one
+    /// (then returns true: it applies again after a restart).
+    pub async fn set_config(&self, key: Key, value: u64) -> Result<bool, ControlError> {
+        self.settings.set(key, value);
+        let feeds = self.feeds.lock().await;
+        match feeds.store() {
+            Some(store) => {
+                store.set_setting(key.name(), &key.format(value))?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Applies the settings the state store kept; returns what was done,
+    /// in words, one line per setting.
+    pub async fn restore_settings(&self) -> Vec<String> {
+        let feeds = self.feeds.lock().await;
+        let Some(store) = feeds.store() else {
+            return Vec::new();
+        };
+        let stored = match store.settings() {
+            Ok(stored) => stored,
+            Err(e) => return vec![format!("warning: {}", ControlError::from(e).full())],
+        };
+        stored
+            .into_iter()
+            .map(|(name, text)| {
+                match Key::parse(&name).and_then(|k| Ok((k, k.parse_value(&text)?))) {
+                    Ok((key, value)) => {
+                        self.settings.set(key, value);
+                        format!("setting {name} = {text} (as set before the restart)")
+                    }
+                    Err(e) => format!(
+                        "warning: the stored setting {name} = {text} is ignored: {}",
+                        e.full()
+                    ),
+                }
+            })
+            .collect()
+    }
+
+    /// A slot for one more stream, or RESOURCE_EXHAUSTED when
+    /// `max_streams` are open.
+    pub fn stream_slot(&self) -> Result<StreamSlot, ControlError> {
+        let max = self.settings.get(Key::MaxStreams) as usize;
+        self.open_streams
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .map_err(|_| {
+                ControlError::Exhausted(format!(
+                    "{max} streams are open already (the limit, max_streams): close one,                      filter one stream by stock instead of opening many, or raise it                      (ticklane ctl config set max_streams N)"
+                ))
+            })?;
+        Ok(StreamSlot(self.open_streams.clone()))
     }
 
     /// Adds counters from outside the poller to every read of them.
@@ -104,8 +178,10 @@ impl Appliance {
 
     /// Every counter, feeds named.
     pub async fn counters(&self) -> (Snapshot, Vec<Counter>) {
-        let snap = self.snapshot();
+        // The snapshot is read after the lock is had, so that it is not
+        // held across the await (the future stays small).
         let feeds = self.feeds.lock().await;
+        let snap = self.snapshot();
         let mut list = counters::counters(&snap, |line| feeds.name_of_line(line));
         for source in self
             .sources

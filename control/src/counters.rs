@@ -1,8 +1,9 @@
 //! Every counter of a stats snapshot as one flat list of named, labelled
-//! values: the one place that names them, for `GetStats`, the `STATS` line
-//! and `/metrics` alike.
+//! values, and its histograms: the one place that names them, for
+//! `GetStats`, the `STATS` line and `/metrics` alike.
 
-use ticklane_appliance::stats::Snapshot;
+use ticklane_appliance::source::RxSource;
+use ticklane_appliance::stats::{HISTOGRAM_BUCKETS, Histogram, Snapshot};
 
 /// One counter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +36,43 @@ impl Counter {
 /// A session's name as text (trailing spaces cut).
 pub fn session_name(s: &ticklane_protocols::moldudp64::Session) -> String {
     String::from_utf8_lossy(&s.0).trim_end().to_owned()
+}
+
+/// One histogram of a session's: `counts[i]` values at most `bounds[i]`
+/// (the last bucket also holds everything above).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionHistogram {
+    /// Its name (`snake_case`, no prefix).
+    pub name: &'static str,
+    /// The unit of the bounds.
+    pub unit: &'static str,
+    /// What it measures.
+    pub help: &'static str,
+    /// The session it is for, or empty.
+    pub session: String,
+    /// Upper bounds of the buckets, ascending.
+    pub bounds: Vec<u64>,
+    /// Values per bucket.
+    pub counts: Vec<u64>,
+}
+
+/// The histograms of each session in `snap`: its gap recovery times.
+pub fn session_histograms(snap: &Snapshot) -> Vec<SessionHistogram> {
+    snap.sessions()
+        .iter()
+        .map(|s| {
+            let buckets = s.stats.recovery.buckets;
+            SessionHistogram {
+                name: "recovery_us",
+                unit: "us",
+                help: "how long gap episodes that ended with everything recovered lasted",
+                session: session_name(&s.session),
+                // Bucket i holds durations under 2^(i+1) µs.
+                bounds: (0..buckets.len()).map(|i| 2u64 << i).collect(),
+                counts: buckets.to_vec(),
+            }
+        })
+        .collect()
 }
 
 /// Every counter of `snap`; `feed_of(line)` names a feed line (GROUP:PORT).
@@ -205,6 +243,16 @@ pub fn counters(snap: &Snapshot, feed_of: impl Fn(usize) -> String) -> Vec<Count
                 "messages re-requested",
                 st.requested_messages,
             ),
+            (
+                "session_unrecoverable_gaps",
+                "ranges declared unrecoverable",
+                st.unrecoverable_gaps,
+            ),
+            (
+                "session_unrecoverable_messages",
+                "messages in those ranges",
+                st.unrecoverable_messages,
+            ),
         ];
         for (name, help, value) in per_session {
             out.push(Counter {
@@ -239,6 +287,58 @@ pub fn counters(snap: &Snapshot, feed_of: impl Fn(usize) -> String) -> Vec<Count
                     ..Counter::of(name, help, value)
                 });
             }
+        }
+    }
+    out
+}
+
+/// A histogram of the poller's, named.
+#[derive(Debug, Clone, Copy)]
+pub struct NamedHistogram {
+    /// Its name (`snake_case`, no prefix, no unit).
+    pub name: &'static str,
+    /// What it measures.
+    pub help: &'static str,
+    /// The counts.
+    pub histogram: Histogram,
+}
+
+/// The poller's histograms in `snap`.
+pub fn histograms(snap: &Snapshot) -> [NamedHistogram; 2] {
+    [
+        NamedHistogram {
+            name: "wire_to_handler",
+            help: "from a packet's receive time (see rx_timestamps) to the poller handing it to \
+                   sequencing and the handlers",
+            histogram: snap.wire_to_handler,
+        },
+        NamedHistogram {
+            name: "poller_loop",
+            help: "poller loop time: from the first packet of a poll to the end of the \
+                   iteration, per poll that brought packets",
+            histogram: snap.loop_time,
+        },
+    ]
+}
+
+/// Who took the receive times, as status and metrics name it ("" before
+/// the first stamped packet).
+pub fn rx_timestamps(snap: &Snapshot) -> &'static str {
+    snap.rx_source.map_or("", RxSource::name)
+}
+
+/// The poller's buckets merged by four (bounds 1, 1.5, 2, 3, 4, 6 … × 64
+/// ns, fine enough for a dashboard, few enough for a scrape): each upper
+/// bound in nanoseconds (`None`: unbounded) with the count in that bucket
+/// alone.
+pub fn coarse_buckets(h: &Histogram) -> Vec<(Option<u64>, u64)> {
+    let mut out = Vec::with_capacity(HISTOGRAM_BUCKETS / 4 + 2);
+    let mut below = 0;
+    for (i, (bound, cumulative)) in h.cumulative().enumerate() {
+        // The first bucket alone, then four at a time, and the unbounded one.
+        if i == 0 || i % 4 == 0 || bound.is_none() {
+            out.push((bound, cumulative - below));
+            below = cumulative;
         }
     }
     out

@@ -130,6 +130,11 @@ impl Feeds {
         }
     }
 
+    /// The store the live changes are recorded in, if any.
+    pub fn store(&self) -> Option<&Store> {
+        self.store.as_ref()
+    }
+
     /// Records the live changes in `store` from now on (see
     /// [`crate::store`]).
     pub fn with_store(mut self, store: Store) -> Self {

@@ -1,9 +1,9 @@
 //! The `ticklane.v1.Appliance` gRPC service.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::{Stream, StreamExt};
@@ -16,35 +16,84 @@ use ticklane_appliance::stats::Snapshot;
 
 use crate::ControlError;
 use crate::appliance::{Appliance, stock_of};
-use crate::counters::session_name;
+use crate::counters::{self, session_name};
 use crate::feeds;
 use crate::proto::{self, appliance_server};
+use crate::settings::Key;
+
+/// How long a `GetStatus` answer is served again before it is built anew
+/// (the stats it shows are published every 100 ms anyway): a flood of
+/// status calls costs the copy of one message each, not a stats read, a
+/// lock on the feeds and a build.
+const STATUS_FRESH: Duration = Duration::from_millis(10);
 
 /// The service.
 #[derive(Debug, Clone)]
 pub struct Service {
     app: Arc<Appliance>,
     token: Option<Arc<str>>,
-    streams: Arc<Semaphore>,
-    max_streams: usize,
     max_request: usize,
+    status: Arc<Mutex<Option<(Instant, proto::Status)>>>,
 }
 
 impl Service {
-    /// Serves `app`; mutations need `token`; at most `max_streams` streams
-    /// at once, over all clients; requests of at most `max_request` bytes.
-    pub fn new(
-        app: Arc<Appliance>,
-        token: Option<Arc<str>>,
-        max_streams: usize,
-        max_request: usize,
-    ) -> Self {
+    /// Serves `app`; mutations need `token`; requests of at most
+    /// `max_request` bytes (streams at once: the `max_streams` setting).
+    pub fn new(app: Arc<Appliance>, token: Option<Arc<str>>, max_request: usize) -> Self {
         Self {
             app,
             token,
-            streams: Arc::new(Semaphore::new(max_streams)),
-            max_streams,
             max_request,
+            status: Arc::default(),
+        }
+    }
+
+    /// The status, built at most [`STATUS_FRESH`] ago.
+    async fn status(&self) -> proto::Status {
+        let lock = || {
+            self.status
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        let cached = lock()
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < STATUS_FRESH)
+            .map(|(_, s)| s.clone());
+        if let Some(s) = cached {
+            return s;
+        }
+        // Boxed: the future of every call stays small, the rare rebuild
+        // has its own.
+        let status = Box::pin(self.build_status()).await;
+        *lock() = Some((Instant::now(), status.clone()));
+        status
+    }
+
+    async fn build_status(&self) -> proto::Status {
+        let (feeds, snap) = feed_list(&self.app).await;
+        let info = &self.app.info;
+        proto::Status {
+            version: info.version.clone(),
+            uptime_ns: snap.uptime_ns,
+            interface: info.interface.clone(),
+            queue: info.queue,
+            mode: info.mode.clone(),
+            xdp_mode: info.xdp_mode.clone(),
+            bind: info.bind.clone(),
+            stale: snap.is_stale(),
+            sessions: snap
+                .sessions()
+                .iter()
+                .map(|s| proto::SessionState {
+                    session: session_name(&s.session),
+                    next_seq: s.next_seq,
+                    stale: s.stale,
+                    ended: s.ended,
+                    known_end: s.known_end,
+                })
+                .collect(),
+            feeds,
+            rx_timestamps: counters::rx_timestamps(&snap).into(),
         }
     }
 
@@ -66,8 +115,8 @@ impl Service {
     fn authorize<T>(&self, request: &Request<T>) -> Result<(), ControlError> {
         let Some(token) = &self.token else {
             return Err(ControlError::FailedPrecondition(
-                "this appliance was started without --token-file: Subscribe and Unsubscribe \
-                 are disabled (restart it with --token-file FILE)"
+                "this appliance was started without --token-file: Subscribe, Unsubscribe and \
+                 SetConfig are disabled (restart it with --token-file FILE)"
                     .into(),
             ));
         };
@@ -78,8 +127,8 @@ impl Service {
             .and_then(|v| v.strip_prefix("Bearer "));
         match given {
             None => Err(ControlError::Unauthenticated(
-                "Subscribe and Unsubscribe need the appliance's token: send the metadata \
-                 'authorization: Bearer TOKEN' (ticklane ctl --token-file FILE)"
+                "Subscribe, Unsubscribe and SetConfig need the appliance's token: send the \
+                 metadata 'authorization: Bearer TOKEN' (ticklane ctl --token-file FILE)"
                     .into(),
             )),
             Some(t) if token_matches(t, token) => Ok(()),
@@ -89,17 +138,6 @@ impl Service {
         }
     }
 
-    /// A stream slot, or RESOURCE_EXHAUSTED.
-    fn stream_permit(&self) -> Result<OwnedSemaphorePermit, ControlError> {
-        self.streams.clone().try_acquire_owned().map_err(|_| {
-            ControlError::Exhausted(format!(
-                "{} streams are open already (the limit): close one, or filter one stream \
-                 by stock instead of opening many",
-                self.max_streams
-            ))
-        })
-    }
-
     /// A stream of `U`'s events (only those of the stock asked for, if
     /// one was), with in-stream notices of what the client lost.
     async fn stream<U: Update>(
@@ -107,7 +145,7 @@ impl Service {
         request: Request<proto::StreamRequest>,
     ) -> Result<Response<UpdateStream<U>>, Status> {
         self.within_limit(&request)?;
-        let permit = self.stream_permit()?;
+        let permit = self.app.stream_slot()?;
         let proto::StreamRequest {
             stock,
             disconnect_when_behind,
@@ -355,31 +393,7 @@ impl appliance_server::Appliance for Service {
         &self,
         _: Request<proto::GetStatusRequest>,
     ) -> Result<Response<proto::Status>, Status> {
-        let snap = self.app.snapshot();
-        let info = &self.app.info;
-        let feeds = feed_list(&self.app, &snap).await;
-        Ok(Response::new(proto::Status {
-            version: info.version.clone(),
-            uptime_ns: snap.uptime_ns,
-            interface: info.interface.clone(),
-            queue: info.queue,
-            mode: info.mode.clone(),
-            xdp_mode: info.xdp_mode.clone(),
-            bind: info.bind.clone(),
-            stale: snap.is_stale(),
-            sessions: snap
-                .sessions()
-                .iter()
-                .map(|s| proto::SessionState {
-                    session: session_name(&s.session),
-                    next_seq: s.next_seq,
-                    stale: s.stale,
-                    ended: s.ended,
-                    known_end: s.known_end,
-                })
-                .collect(),
-            feeds,
-        }))
+        Ok(Response::new(self.status().await))
     }
 
     async fn get_stats(
@@ -387,6 +401,7 @@ impl appliance_server::Appliance for Service {
         _: Request<proto::GetStatsRequest>,
     ) -> Result<Response<proto::Stats>, Status> {
         let (snap, counters) = self.app.counters().await;
+        let source = counters::rx_timestamps(&snap);
         Ok(Response::new(proto::Stats {
             uptime_ns: snap.uptime_ns,
             counters: counters
@@ -399,6 +414,22 @@ impl appliance_server::Appliance for Service {
                     help: c.help.into(),
                 })
                 .collect(),
+            histograms: counters::histograms(&snap)
+                .iter()
+                .map(|h| histogram_message(h, source))
+                .collect(),
+            session_histograms: counters::session_histograms(&snap)
+                .into_iter()
+                .map(|h| proto::SessionHistogram {
+                    name: h.name.into(),
+                    unit: h.unit.into(),
+                    feed: String::new(),
+                    session: h.session,
+                    help: h.help.into(),
+                    bounds: h.bounds,
+                    counts: h.counts,
+                })
+                .collect(),
         }))
     }
 
@@ -407,7 +438,7 @@ impl appliance_server::Appliance for Service {
         _: Request<proto::ListFeedsRequest>,
     ) -> Result<Response<proto::FeedList>, Status> {
         Ok(Response::new(proto::FeedList {
-            feeds: feed_list(&self.app, &self.app.snapshot()).await,
+            feeds: feed_list(&self.app).await.0,
         }))
     }
 
@@ -508,12 +539,92 @@ impl appliance_server::Appliance for Service {
     ) -> Result<Response<Self::StreamSessionEventsStream>, Status> {
         self.stream(request).await
     }
+
+    async fn list_config(
+        &self,
+        _: Request<proto::ListConfigRequest>,
+    ) -> Result<Response<proto::ConfigList>, Status> {
+        let stored = self.app.feeds().await.store().is_some();
+        Ok(Response::new(proto::ConfigList {
+            entries: Key::ALL
+                .iter()
+                .map(|k| config_entry(&self.app, *k, stored))
+                .collect(),
+        }))
+    }
+
+    async fn get_config(
+        &self,
+        request: Request<proto::ConfigKey>,
+    ) -> Result<Response<proto::ConfigEntry>, Status> {
+        self.within_limit(&request)?;
+        let key = Key::parse(&request.get_ref().key)?;
+        let stored = self.app.feeds().await.store().is_some();
+        Ok(Response::new(config_entry(&self.app, key, stored)))
+    }
+
+    async fn set_config(
+        &self,
+        request: Request<proto::SetConfigRequest>,
+    ) -> Result<Response<proto::ConfigEntry>, Status> {
+        self.within_limit(&request)?;
+        self.authorize(&request)?;
+        let r = request.get_ref();
+        let key = Key::parse(&r.key)?;
+        let value = key.parse_value(&r.value)?;
+        let stored = self.app.set_config(key, value).await?;
+        Ok(Response::new(config_entry(&self.app, key, stored)))
+    }
 }
 
-/// The feeds with their lines' counters (from `snap`).
-pub async fn feed_list(app: &Appliance, snap: &Snapshot) -> Vec<proto::Feed> {
+/// A setting as the wire shows it.
+fn config_entry(app: &Appliance, key: Key, stored: bool) -> proto::ConfigEntry {
+    proto::ConfigEntry {
+        key: key.name().into(),
+        value: key.format(app.settings.get(key)),
+        default: key.format(key.default_value()),
+        help: key.help().into(),
+        stored,
+    }
+}
+
+/// The wire form of a histogram, with the poller's own buckets (so that a
+/// client can take the difference of two and read quantiles from it at
+/// their resolution).
+fn histogram_message(h: &counters::NamedHistogram, source: &str) -> proto::Histogram {
+    let hist = &h.histogram;
+    let buckets = hist
+        .cumulative()
+        .map(|(bound, count)| proto::Bucket {
+            le_ns: bound.unwrap_or(0),
+            count,
+        })
+        .collect();
+    let q = |q: f64| hist.quantile(q).unwrap_or(0);
+    proto::Histogram {
+        name: h.name.into(),
+        help: h.help.into(),
+        count: hist.count(),
+        sum_ns: hist.sum(),
+        buckets,
+        p50_ns: q(0.5),
+        p99_ns: q(0.99),
+        p999_ns: q(0.999),
+        source: if h.name == "wire_to_handler" {
+            source.into()
+        } else {
+            String::new()
+        },
+    }
+}
+
+/// The feeds with their lines' counters, and the stats snapshot they are
+/// from (read once the feeds are locked: no snapshot is held across an
+/// await, so that the futures of the calls stay small).
+pub async fn feed_list(app: &Appliance) -> (Vec<proto::Feed>, Box<Snapshot>) {
     let feeds = app.feeds().await;
-    feeds
+    let snap = Box::new(app.snapshot());
+    let list = feeds
         .entries()
         .map(|e| {
             let lines = snap
@@ -537,5 +648,6 @@ pub async fn feed_list(app: &Appliance, snap: &Snapshot) -> Vec<proto::Feed> {
                 down,
             }
         })
-        .collect()
+        .collect();
+    (list, snap)
 }

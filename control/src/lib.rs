@@ -10,7 +10,9 @@
 //! - [`appliance`]: what they all share: the stats snapshots, the feeds
 //!   and their live changes, the book snapshots, the event streams;
 //! - [`link`]: the one thread that talks to the poller's request ring;
-//! - [`store`]: the feeds subscribed live, kept across restarts (redb).
+//! - [`settings`]: what an operator may change live (`ticklane ctl config`);
+//! - [`store`]: the feeds subscribed live and the settings changed live,
+//!   kept across restarts (redb).
 //!
 //! # What it guarantees
 //!
@@ -30,6 +32,7 @@ pub mod line;
 pub mod link;
 pub mod metrics;
 mod server;
+pub mod settings;
 pub mod store;
 
 pub use appliance::{Appliance, ApplianceInfo};

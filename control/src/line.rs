@@ -226,6 +226,10 @@ async fn status(app: &Appliance) -> String {
     if !i.xdp_mode.is_empty() {
         s += &format!(" xdp_mode={} bind={}", i.xdp_mode, i.bind);
     }
+    let rx = crate::counters::rx_timestamps(&snap);
+    if !rx.is_empty() {
+        s += &format!(" rx_timestamps={rx}");
+    }
     s += if snap.is_stale() {
         " state=stale"
     } else {
@@ -249,7 +253,7 @@ async fn status(app: &Appliance) -> String {
 }
 
 async fn stats(app: &Appliance) -> String {
-    let (_, counters) = app.counters().await;
+    let (snap, counters) = app.counters().await;
     let mut s = String::from("OK");
     for c in counters {
         s.push(' ');
@@ -263,11 +267,18 @@ async fn stats(app: &Appliance) -> String {
         }
         s += &format!("={}", c.value);
     }
+    // The histograms as quantiles (bucket upper bounds, in nanoseconds).
+    for h in crate::counters::histograms(&snap) {
+        for (q, name) in [(0.5, "p50"), (0.99, "p99"), (0.999, "p999")] {
+            let ns = h.histogram.quantile(q).unwrap_or(0);
+            s += &format!(" {}_{name}_ns={ns}", h.name);
+        }
+    }
     s
 }
 
 async fn feeds_line(app: &Appliance) -> String {
-    let list = feed_list(app, &app.snapshot()).await;
+    let (list, _) = feed_list(app).await;
     let mut s = format!("OK {} feeds", list.len());
     for f in list {
         s += &format!(" line{}={}", f.line, f.feed);

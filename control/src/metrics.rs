@@ -1,23 +1,31 @@
 //! Prometheus text at `/metrics` (`prometheus-client`, every counter of
-//! [`crate::counters`] with its feed and session as labels, and the events
-//! stream clients lost), `/healthz` (alive) and `/readyz` (the poller
-//! publishes, no session is stale, no ring overflowed since the last check),
-//! over a minimal HTTP/1.1 server: one request per connection, GET only.
+//! [`crate::counters`] with its feed and session as labels, the poller's
+//! wire-to-handler and loop-time histograms in seconds, who takes the
+//! receive times, and the events stream clients lost), `/healthz` (alive)
+//! and `/readyz` (the poller publishes, no session is stale, no ring
+//! overflowed since the last check, and, with the `ready_max_p99` setting,
+//! the wire-to-handler p99 since the last check within it), over a minimal
+//! HTTP/1.1 server: one request per connection, GET only.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::{Registry, Unit};
+use ticklane_appliance::stats::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::appliance::Appliance;
+use crate::counters;
+use crate::settings::Key;
 
 /// Longest request head read.
 const MAX_HEAD: usize = 8 << 10;
@@ -48,6 +56,34 @@ type Labels = Vec<(String, String)>;
 #[derive(Debug, Default)]
 struct Readiness {
     overflows: AtomicU64,
+    latency: Mutex<Histogram>,
+}
+
+/// A histogram of the poller's as Prometheus buckets, in seconds.
+#[derive(Debug)]
+struct Seconds(Histogram);
+
+impl TypedMetric for Seconds {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Seconds {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let buckets: Vec<(f64, u64)> = counters::coarse_buckets(&self.0)
+            .into_iter()
+            .map(|(bound, n)| (bound.map_or(f64::MAX, |ns| ns as f64 / 1e9), n))
+            .collect();
+        encoder.encode_histogram::<NoLabelSet>(
+            self.0.sum() as f64 / 1e9,
+            self.0.count(),
+            &buckets,
+            None,
+        )
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
 }
 
 /// Serves the metrics and health endpoints on `listener`.
@@ -145,6 +181,24 @@ fn not_ready(app: &Appliance, readiness: &Readiness) -> Option<String> {
             overflows - before
         ));
     }
+    let earlier = std::mem::replace(
+        &mut *readiness
+            .latency
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+        snap.wire_to_handler,
+    );
+    let limit = app.settings.get(Key::ReadyMaxP99);
+    let p99 = snap.wire_to_handler.since(&earlier).quantile(0.99);
+    if limit > 0
+        && let Some(p99) = p99.filter(|p| *p > limit)
+    {
+        return Some(format!(
+            "not ready: the wire-to-handler p99 since the last check is up to {p99} ns, \
+             above ready_max_p99 = {} (ticklane ctl config set ready_max_p99 D to change it)",
+            Key::ReadyMaxP99.format(limit)
+        ));
+    }
     None
 }
 
@@ -198,6 +252,23 @@ pub async fn metrics_text(app: &Appliance) -> String {
             registry.register(name, help, family);
         }
     }
+    let snap = app.snapshot();
+    for h in counters::histograms(&snap) {
+        registry.register_with_unit(h.name, h.help, Unit::Seconds, Seconds(h.histogram));
+    }
+    let source = Family::<Labels, Gauge>::default();
+    let rx = counters::rx_timestamps(&snap);
+    if !rx.is_empty() {
+        source
+            .get_or_create(&vec![("source".to_owned(), rx.to_owned())])
+            .set(1);
+    }
+    registry.register(
+        "rx_timestamps",
+        "who takes the receive times of wire_to_handler (1 for the source in use): \
+         xdp_software (the XDP program's bpf_ktime_get_ns), kernel_so_timestampns",
+        source,
+    );
     let dropped = Family::<Labels, Counter>::default();
     for (topic, n) in app.stream_dropped() {
         dropped

@@ -15,6 +15,7 @@ use crate::appliance::{Appliance, ApplianceInfo};
 use crate::feeds::Feeds;
 use crate::line::{self, LineLimits};
 use crate::link::Link;
+use crate::settings::Key;
 use crate::{ControlError, grpc, metrics, proto};
 
 /// The limits every client meets.
@@ -148,6 +149,8 @@ impl ControlPlane {
         };
         let link = Link::spawn(parts.requester)?;
         let app = Arc::new(Appliance::new(parts.info, parts.stats, link, parts.feeds));
+        app.settings
+            .set(Key::MaxStreams, cfg.limits.max_streams as u64);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(worker_threads.max(1))
             .thread_name("ticklane-control")
@@ -213,18 +216,29 @@ impl ControlPlane {
         Self::start(cfg, parts, worker_threads)
     }
 
+    /// The `log_interval` setting, as it is now whenever asked (`None`:
+    /// no stats line).
+    pub fn log_interval(&self) -> impl Fn() -> Option<Duration> + Send + Sync + 'static {
+        let app = self.app.clone();
+        move || app.settings.log_interval()
+    }
+
     /// What the bus drain hands every event to (on its thread).
     pub fn forwarder(&self) -> impl FnMut(Event) + Send + 'static {
         let app = self.app.clone();
         move |e| app.publish(e)
     }
 
-    /// Subscribes again, in the background, the feeds the store says were
-    /// subscribed live before a restart (once the poller runs, it answers);
-    /// `report` is told the outcome of each, in words.
+    /// Applies again, in the background, the settings the store kept, and
+    /// subscribes again the feeds it says were subscribed live before a
+    /// restart (once the poller runs, it answers); `report` is told the
+    /// outcome of each, in words.
     pub fn restore(&self, report: impl Fn(String) + Send + 'static) {
         let app = self.app.clone();
         self.runtime.spawn(async move {
+            for line in app.restore_settings().await {
+                report(line);
+            }
             let mut feeds = app.feeds().await;
             let stored = match feeds.stored() {
                 Ok(stored) => stored,
@@ -281,7 +295,6 @@ async fn serve_grpc(
     let service = proto::appliance_server::ApplianceServer::new(grpc::Service::new(
         app,
         token,
-        limits.max_streams,
         limits.max_request,
     ))
     .max_decoding_message_size(grpc::decoding_limit(limits.max_request))

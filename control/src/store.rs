@@ -1,6 +1,7 @@
 //! The runtime store (`redb`): the feeds subscribed live, so that they are
-//! subscribed again when the appliance restarts with the same store. The
-//! feeds of `--feed` are the command line's, not the store's.
+//! subscribed again when the appliance restarts with the same store, and
+//! the settings changed live ([`crate::settings`]). The feeds of `--feed`
+//! are the command line's, not the store's.
 
 use std::path::{Path, PathBuf};
 
@@ -12,9 +13,12 @@ use crate::feeds;
 /// GROUP:PORT → GROUP:PORT[@SOURCE] of every feed subscribed live.
 const LIVE_FEEDS: TableDefinition<'_, &str, &str> = TableDefinition::new("live_feeds");
 
+/// Setting name → its value as text, for every setting changed live.
+const SETTINGS: TableDefinition<'_, &str, &str> = TableDefinition::new("settings");
+
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
-#[error("the subscription store {path}")]
+#[error("the state store {path}")]
 pub struct StoreError {
     /// The store's file.
     pub path: PathBuf,
@@ -47,9 +51,10 @@ impl Store {
             source: e,
         };
         let db = Database::create(path).map_err(|e| err(e.into()))?;
-        // The table exists from the start, so that reading never misses it.
+        // The tables exist from the start, so that reading never misses them.
         let tx = db.begin_write().map_err(|e| err(e.into()))?;
         tx.open_table(LIVE_FEEDS).map_err(|e| err(e.into()))?;
+        tx.open_table(SETTINGS).map_err(|e| err(e.into()))?;
         tx.commit().map_err(|e| err(e.into()))?;
         Ok(Self {
             db,
@@ -66,13 +71,40 @@ impl Store {
 
     /// The feeds subscribed live, as `GROUP:PORT[@SOURCE]`, in key order.
     pub fn live_feeds(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .entries(LIVE_FEEDS)?
+            .into_iter()
+            .map(|(_, feed)| feed)
+            .collect())
+    }
+
+    /// The settings changed live: (name, value as text), in name order.
+    pub fn settings(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.entries(SETTINGS)
+    }
+
+    /// Records a setting changed live (durably, before it returns).
+    pub fn set_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        let err = self.err();
+        let tx = self.db.begin_write().map_err(|e| err(e.into()))?;
+        {
+            let mut table = tx.open_table(SETTINGS).map_err(|e| err(e.into()))?;
+            table.insert(name, value).map_err(|e| err(e.into()))?;
+        }
+        tx.commit().map_err(|e| err(e.into()))
+    }
+
+    fn entries(
+        &self,
+        which: TableDefinition<'_, &str, &str>,
+    ) -> Result<Vec<(String, String)>, StoreError> {
         let err = self.err();
         let tx = self.db.begin_read().map_err(|e| err(e.into()))?;
-        let table = tx.open_table(LIVE_FEEDS).map_err(|e| err(e.into()))?;
+        let table = tx.open_table(which).map_err(|e| err(e.into()))?;
         let mut out = Vec::new();
         for entry in table.iter().map_err(|e| err(e.into()))? {
-            let (_, value) = entry.map_err(|e| err(e.into()))?;
-            out.push(value.value().to_owned());
+            let (key, value) = entry.map_err(|e| err(e.into()))?;
+            out.push((key.value().to_owned(), value.value().to_owned()));
         }
         Ok(out)
     }
@@ -132,7 +164,19 @@ mod tests {
         );
         store.remove(&a).unwrap();
         assert_eq!(store.live_feeds().unwrap(), ["239.1.1.2:2000"]);
+        store.set_setting("max_streams", "128").unwrap();
+        store.set_setting("log_interval", "2s").unwrap();
+        store.set_setting("max_streams", "16").unwrap();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(
+            store.settings().unwrap(),
+            [
+                ("log_interval".to_owned(), "2s".to_owned()),
+                ("max_streams".to_owned(), "16".to_owned())
+            ]
+        );
         let e = Store::open(dir.path()).unwrap_err();
-        assert!(e.to_string().contains("subscription store"), "{e}");
+        assert!(e.to_string().contains("state store"), "{e}");
     }
 }

@@ -3,7 +3,8 @@ generated from the repository's proto/ticklane/v1/ticklane.proto by
 grpcio-tools (the end-to-end test generates them into STUBS).
 
     client.py STUBS ADDR TOKEN check STOCK UNKNOWN_STOCK SPARE_FEED
-        calls every unary method, the refusals included; prints JSON
+        calls every unary method, the refusals included (and sets
+        log_interval to 2s); prints JSON
     client.py STUBS ADDR TOKEN streams SECONDS
         follows the four streams for SECONDS; prints the updates' counts
     client.py STUBS ADDR TOKEN kernel GROUP PORT LOCAL SECONDS
@@ -66,6 +67,21 @@ def check(stub, token, stock, unknown, spare):
     unsub = stub.Unsubscribe(pb.FeedRequest(feed=spare), metadata=auth, timeout=10)
     out["unsubscribed"] = [unsub.feed, unsub.line]
     out["feeds_after"] = [f.feed for f in stub.ListFeeds(pb.ListFeedsRequest(), timeout=10).feeds]
+    out["rx_timestamps"] = stub.GetStatus(pb.GetStatusRequest(), timeout=10).rx_timestamps
+    out["histograms"] = {h.name: {"count": h.count, "p50_ns": h.p50_ns, "p99_ns": h.p99_ns,
+                                  "source": h.source, "buckets": len(h.buckets)}
+                         for h in stats.histograms}
+    # The run-time settings: listed, read, changed (with the token), refused.
+    out["config_keys"] = [e.key for e in stub.ListConfig(pb.ListConfigRequest(), timeout=10).entries]
+    out["config_get"] = stub.GetConfig(pb.ConfigKey(key="log_interval"), timeout=10).value
+    entry = stub.SetConfig(pb.SetConfigRequest(key="log_interval", value="2s"), metadata=auth, timeout=10)
+    out["config_set"] = [entry.value, entry.stored]
+    out["config_after"] = stub.GetConfig(pb.ConfigKey(key="log_interval"), timeout=10).value
+    out["config_no_token"] = refusal(lambda: stub.SetConfig(
+        pb.SetConfigRequest(key="log_interval", value="1s"), timeout=10))
+    out["config_bad_key"] = refusal(lambda: stub.GetConfig(pb.ConfigKey(key="nosuch"), timeout=10))
+    out["config_bad_value"] = refusal(lambda: stub.SetConfig(
+        pb.SetConfigRequest(key="max_streams", value="lots"), metadata=auth, timeout=10))
     return out
 
 

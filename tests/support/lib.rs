@@ -332,6 +332,13 @@ pub struct Running {
     _dir: tempfile::TempDir,
 }
 
+impl Running {
+    /// What it wrote on stderr so far.
+    pub fn stderr_so_far(&self) -> String {
+        std::fs::read_to_string(&self.err).unwrap_or_default()
+    }
+}
+
 /// Starts `ticklane run` in the lab's b side and waits until it is ready.
 pub fn start_run(lab: &Lab, args: &[&str]) -> Running {
     let dir = tempfile::tempdir().unwrap();
@@ -491,4 +498,17 @@ pub fn http_get(addr: &str, path: &str) -> (String, String) {
         head.lines().next().unwrap_or("").to_owned(),
         body.to_owned(),
     )
+}
+
+/// The sequence numbers of every message `ticklane decode` prints of the
+/// capture at `path`.
+pub fn decoded_seqs(path: &str) -> std::collections::BTreeSet<u64> {
+    ticklane_ok(&["decode", path])
+        .stdout
+        .lines()
+        .map(|l| {
+            let m: serde_json::Value = serde_json::from_str(l).expect("every line is JSON");
+            m["seq"].as_u64().expect("a seq")
+        })
+        .collect()
 }

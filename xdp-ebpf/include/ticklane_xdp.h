@@ -44,6 +44,23 @@ _Static_assert(sizeof(struct tl_sub_val) == 12, "tl_sub_val is 12 bytes");
 #define TL_CNT_SOURCE 8      /* matched, but not from the feed's source (passed) */
 #define TL_NUM_COUNTERS 9
 
+/*
+ * The receive time of a steered frame, written by the program in the
+ * frame's metadata area (bpf_xdp_adjust_meta), which ends where the packet
+ * begins: the AF_XDP reader finds it in the 16 bytes before the frame.
+ */
+struct tl_rx_meta {
+	__u64 rx_ns;  /* receive time in nanoseconds, on the clock `clock` names */
+	__u32 clock;  /* TL_RX_* */
+	__u32 magic;  /* TL_RX_MAGIC: written by this program (next to the packet) */
+};
+
+_Static_assert(sizeof(struct tl_rx_meta) == 16, "tl_rx_meta is 16 bytes");
+
+#define TL_RX_MAGIC 0x544c5258 /* "TLRX" */
+/* bpf_ktime_get_ns() when the program ran: CLOCK_MONOTONIC, software. */
+#define TL_RX_XDP_SOFTWARE 1
+
 /* Limits of the maps. */
 #define TL_MAX_SUBSCRIPTIONS 1024
 #define TL_MAX_QUEUES 64

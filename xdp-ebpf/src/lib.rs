@@ -175,6 +175,17 @@ impl Counter {
     }
 }
 
+/// `struct tl_rx_meta`: the receive time the program writes in a steered
+/// frame's metadata area, the [`RX_META_LEN`] bytes just before the packet.
+/// Its fields, in host byte order: `rx_ns` (u64, at 0), `clock` (u32, at 8),
+/// `magic` (u32, at 12).
+pub const RX_META_LEN: usize = 16;
+/// `TL_RX_MAGIC`: the program wrote the metadata.
+pub const RX_MAGIC: u32 = 0x544c_5258;
+/// `TL_RX_XDP_SOFTWARE`: `rx_ns` is `bpf_ktime_get_ns()` when the program
+/// ran (CLOCK_MONOTONIC).
+pub const RX_XDP_SOFTWARE: u32 = 1;
+
 /// `TL_MAX_QUEUES`: entries of the XSKMAP.
 pub const MAX_QUEUES: u32 = 64;
 /// `TL_MAX_SUBSCRIPTIONS`: entries of the subscription map.
@@ -224,6 +235,22 @@ mod tests {
         assert_eq!(Counter::ALL.len() as u32, define(&h, "TL_NUM_COUNTERS"));
         assert_eq!(MAX_QUEUES, define(&h, "TL_MAX_QUEUES"));
         assert_eq!(MAX_SUBSCRIPTIONS, define(&h, "TL_MAX_SUBSCRIPTIONS"));
+        assert_eq!(RX_XDP_SOFTWARE, define(&h, "TL_RX_XDP_SOFTWARE"));
+        assert!(h.contains("#define TL_RX_MAGIC 0x544c5258"));
+        assert_eq!(RX_MAGIC, 0x544c_5258);
+    }
+
+    #[test]
+    fn rx_meta_layout_matches_the_c_struct() {
+        let h = header();
+        assert!(
+            h.contains("__u64 rx_ns;") && h.contains("__u32 clock;") && h.contains("__u32 magic;"),
+            "fields of struct tl_rx_meta"
+        );
+        let fields = ["rx_ns;", "clock;", "magic;"].map(|f| h.find(f).unwrap());
+        assert!(fields.is_sorted(), "field order rx_ns, clock, magic");
+        assert!(h.contains("sizeof(struct tl_rx_meta) == 16"));
+        assert_eq!(RX_META_LEN, 16);
     }
 
     #[test]

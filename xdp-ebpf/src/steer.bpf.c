@@ -9,6 +9,12 @@
 // or from another source) is passed to the kernel untouched, and counted.
 // Any failure means XDP_PASS: this program never drops traffic that is not
 // ours.
+//
+// A steered frame carries its receive time in its metadata area (struct
+// tl_rx_meta, just before the packet): the time this program ran, from
+// bpf_ktime_get_ns(). The driver's own receive time (the XDP RX metadata
+// kfunc bpf_xdp_metadata_rx_timestamp) needs a device-bound program and
+// kfunc relocation, which the loader (aya 0.14) does not do.
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -79,12 +85,31 @@ static __always_inline int vlan_ok(const struct tl_sub_val *sub, __u32 tags,
 	       (tags < 2 || vid[1] == sub->vlan[1]);
 }
 
+/*
+ * Writes the receive time in front of the packet. Without room for it (a
+ * driver without metadata support) the frame goes without: the reader
+ * finds no magic and takes no time.
+ */
+static __always_inline void stamp(struct xdp_md *ctx, __u64 received)
+{
+	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct tl_rx_meta)))
+		return;
+	void *data = (void *)(long)ctx->data;
+	struct tl_rx_meta *meta = (void *)(long)ctx->data_meta;
+	if ((void *)(meta + 1) > data)
+		return;
+	meta->rx_ns = received;
+	meta->clock = TL_RX_XDP_SOFTWARE;
+	meta->magic = TL_RX_MAGIC;
+}
+
 SEC("xdp")
 int ticklane_steer(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	void *cursor = data;
+	__u64 received = bpf_ktime_get_ns();
 
 	count(TL_CNT_SEEN);
 
@@ -140,6 +165,7 @@ int ticklane_steer(struct xdp_md *ctx)
 	__u32 queue = ctx->rx_queue_index;
 	if (!bpf_map_lookup_elem(&xsks, &queue))
 		return pass(TL_CNT_NO_SOCKET);
+	stamp(ctx, received);
 	int verdict = bpf_redirect_map(&xsks, queue, XDP_PASS);
 	if (verdict == XDP_REDIRECT)
 		count(TL_CNT_REDIRECTED);

@@ -97,6 +97,16 @@ impl Side {
         far.binary_search_by_key(&key, |&(k, _)| k)
     }
 
+    /// Starts loading the best levels' keys, which an add scans.
+    #[inline]
+    pub(super) fn prefetch_top(&self) {
+        for below in [1, 9, 16] {
+            if let Some(k) = self.levels.len().checked_sub(below) {
+                super::prefetch(&self.levels[k]);
+            }
+        }
+    }
+
     /// Number of levels.
     pub(super) fn len(&self) -> usize {
         self.levels.len()
@@ -133,6 +143,20 @@ impl LevelPool {
         Self {
             nodes,
             free: Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Levels in use.
+    #[inline]
+    pub(super) fn live(&self) -> usize {
+        self.nodes.len() - 1 - self.free.len()
+    }
+
+    /// Starts loading a level's node.
+    #[inline]
+    pub(super) fn prefetch(&self, id: LevelId) {
+        if let Some(node) = self.nodes.get(id.0 as usize) {
+            super::prefetch(node);
         }
     }
 

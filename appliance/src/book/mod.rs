@@ -61,6 +61,11 @@ impl Book {
     fn side_mut(&mut self, bid: bool) -> &mut Side {
         if bid { &mut self.bids } else { &mut self.asks }
     }
+
+    #[inline]
+    fn side(&self, bid: bool) -> &Side {
+        if bid { &self.bids } else { &self.asks }
+    }
 }
 
 /// One stock's book, as read.
@@ -145,6 +150,40 @@ const _: () = {
     assert!(offset_of!(itch::OrderReplace, original_order_reference_number) == REFERENCE.start);
 };
 
+/// Where an add names its stock's locate code, and its side.
+const ADD_LOCATE: std::ops::Range<usize> = 1..3;
+const ADD_SIDE: usize = 19;
+const _: () = {
+    use std::mem::offset_of;
+    assert!(offset_of!(itch::AddOrder, buy_sell_indicator) == ADD_SIDE);
+    assert!(offset_of!(itch::AddOrderMpid, buy_sell_indicator) == ADD_SIDE);
+};
+
+/// Book messages of a packet noted by [`Books::prefetch`] for the second
+/// hint, taken [`AHEAD`] messages before each is applied.
+const AHEAD_MAX: usize = 64;
+/// How many book messages ahead of the one applied the second hint looks.
+const AHEAD: usize = 4;
+/// Price levels (40 bytes each with the sides' entries: 1.3 MB, more than
+/// a core's L2 here) from which the second hint pays.
+const DEEP_LEVELS: usize = 1 << 15;
+
+/// What a noted message will touch: the order it names, or the side of
+/// the book an add goes to.
+#[derive(Debug, Clone, Copy)]
+enum Upcoming {
+    Order(u64),
+    Add { locate: u16, bid: bool },
+}
+
+/// The book messages of the packet being applied, in order.
+#[derive(Debug)]
+struct Ahead {
+    noted: [Upcoming; AHEAD_MAX],
+    len: usize,
+    applied: usize,
+}
+
 /// Asks the CPU to start loading the cache line of `value` (a hint: no
 /// effect on what the program computes).
 #[inline]
@@ -189,6 +228,7 @@ pub struct Books {
     orders: OrderPool,
     stats: BookStats,
     top_changed: bool,
+    ahead: Ahead,
 }
 
 #[inline]
@@ -205,6 +245,11 @@ impl Books {
             orders: OrderPool::with_capacity(max_orders),
             stats: BookStats::default(),
             top_changed: false,
+            ahead: Ahead {
+                noted: [Upcoming::Order(0); AHEAD_MAX],
+                len: 0,
+                applied: 0,
+            },
         }
     }
 
@@ -241,15 +286,68 @@ impl Books {
     /// Starts loading the orders that a packet's executions, cancels,
     /// deletes and replaces name, before its messages are applied one by
     /// one, so that their cache misses overlap instead of following one
-    /// another. Only hints, nothing read: waiting here for a slot (to ask
-    /// for its level as well) measured slower than not. Changes nothing.
+    /// another. When the books outgrow the caches (at least [`DEEP_LEVELS`]
+    /// price levels, as on a full day's 8,000 stocks), it also notes the
+    /// book messages (up to [`AHEAD_MAX`]) for a second hint as they are
+    /// applied, [`AHEAD`] messages before each one's turn: an order's price
+    /// level (its slot has arrived by then), an add's book and side. With
+    /// fewer levels, all in cache, that second hint cost more than it saved
+    /// (measured). Only hints: changes nothing the books report.
     #[inline]
-    pub fn prefetch(&self, packet: &Packet<&[u8]>) {
+    pub fn prefetch(&mut self, packet: &Packet<&[u8]>) {
+        let deep = self.levels.live() >= DEEP_LEVELS;
+        let ahead = &mut self.ahead;
+        ahead.len = 0;
+        ahead.applied = 0;
         for (_, m) in packet.messages() {
-            if let (Some(b'E' | b'C' | b'X' | b'D' | b'U'), Some(r)) = (m.first(), m.get(REFERENCE))
-            {
-                self.orders
-                    .prefetch(u64::from_be_bytes(r.try_into().unwrap_or_default()));
+            let upcoming = match (m.first(), m.get(REFERENCE)) {
+                (Some(b'E' | b'C' | b'X' | b'D' | b'U'), Some(r)) => {
+                    let reference = u64::from_be_bytes(r.try_into().unwrap_or_default());
+                    self.orders.prefetch(reference);
+                    Upcoming::Order(reference)
+                }
+                (Some(b'A' | b'F'), _) if deep => match (m.get(ADD_LOCATE), m.get(ADD_SIDE)) {
+                    (Some(l), Some(&side)) => {
+                        let locate = u16::from_be_bytes(l.try_into().unwrap_or_default());
+                        if let Some(Some(book)) = self.books.get(usize::from(locate)) {
+                            prefetch(book);
+                        }
+                        Upcoming::Add {
+                            locate,
+                            bid: side == b'B',
+                        }
+                    }
+                    _ => continue,
+                },
+                _ => continue,
+            };
+            if deep && let Some(slot) = ahead.noted.get_mut(ahead.len) {
+                *slot = upcoming;
+                ahead.len += 1;
+            }
+        }
+    }
+
+    /// The second hint, for the book message [`AHEAD`] after the one
+    /// being applied.
+    #[inline]
+    fn look_ahead(&mut self) {
+        let ahead = &mut self.ahead;
+        let i = ahead.applied + AHEAD;
+        ahead.applied += 1;
+        if i >= ahead.len {
+            return;
+        }
+        match ahead.noted[i] {
+            Upcoming::Order(reference) => {
+                if let Some(level) = self.orders.peek(reference) {
+                    self.levels.prefetch(level);
+                }
+            }
+            Upcoming::Add { locate, bid } => {
+                if let Some(Some(book)) = self.books.get(usize::from(locate)) {
+                    book.side(bid).prefetch_top();
+                }
             }
         }
     }
@@ -294,6 +392,7 @@ impl Books {
 
     /// Adds a resting order; false (counted) when its reference rests already.
     pub fn add(&mut self, order: Order, stock: Alpha<8>) -> bool {
+        self.look_ahead();
         self.top_changed = false;
         if self.orders.contains(order.reference) {
             self.stats.duplicate_reference += 1;
@@ -324,6 +423,7 @@ impl Books {
     /// at 0 shares. Returns its level as it was and the shares taken.
     #[inline]
     fn reduce(&mut self, reference: u64, shares: Option<u32>) -> Option<(levels::Node, u32)> {
+        self.look_ahead();
         self.top_changed = false;
         let Some(order) = self.orders.get_mut(reference) else {
             self.stats.unknown_reference += 1;

@@ -238,6 +238,14 @@ impl OrderPool {
         super::prefetch(&self.window[self.window_index(reference)]);
     }
 
+    /// The level of the order with this reference if it sits in its
+    /// window slot (the overflow is not probed: for hints).
+    #[inline]
+    pub(super) fn peek(&self, reference: u64) -> Option<LevelId> {
+        let s = &self.window[self.window_index(reference)];
+        (!s.is_empty() && s.reference == reference).then_some(s.level)
+    }
+
     /// The order with this reference.
     #[inline]
     pub(super) fn get(&self, reference: u64) -> Option<&Slot> {

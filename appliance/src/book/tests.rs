@@ -348,3 +348,76 @@ fn prefetching_a_packet_changes_nothing() {
     b.prefetch(&Packet::new_checked(&bytes[..]).unwrap());
     assert_eq!((book(&b), b.stats(), b.order(1)), before);
 }
+
+/// Books big enough for the second, deeper hint (more than
+/// [`DEEP_LEVELS`] levels) end exactly as without any hint, on a packet of
+/// every kind of book message: orders resting, unknown, duplicated, adds
+/// to new stocks, replaces and executions that empty levels.
+#[test]
+fn the_deep_look_ahead_changes_nothing() {
+    use ticklane_protocols::moldudp64::{PacketBuilder, Session};
+    use zerocopy::IntoBytes;
+    let deep = || {
+        let mut b = Books::new(1 << 16);
+        for i in 0..(DEEP_LEVELS as u64 / 2 + 100) {
+            add(&mut b, 2 * i + 1, b'B', 100, 1_000_000 + i as u32);
+            add(&mut b, 2 * i + 2, b'S', 100, 900_000 - i as u32);
+        }
+        b
+    };
+    let (mut hinted, mut plain) = (deep(), deep());
+    assert!(hinted.levels.live() >= DEEP_LEVELS);
+    let header = |t, locate| Header::new(t, locate, 0, 1);
+    let mut payload = [0u8; 1400];
+    let mut p = PacketBuilder::new(&mut payload, Session::from_name(b"T").unwrap(), 1).unwrap();
+    for (i, r) in [1u64, 2, 3, 999_999, 8, 10].into_iter().enumerate() {
+        let shares = if i % 2 == 0 { 100 } else { 40 };
+        let e = itch::OrderExecuted {
+            header: header(itch::OrderExecuted::TYPE, 7),
+            order_reference_number: U64::new(r),
+            executed_shares: U32::new(shares),
+            match_number: U64::new(i as u64),
+        };
+        p.push(e.as_bytes()).unwrap();
+        let a = itch::AddOrder {
+            header: header(itch::AddOrder::TYPE, 7 + i as u16 % 3),
+            order_reference_number: U64::new(if i == 2 { 5 } else { 200_000 + i as u64 }),
+            buy_sell_indicator: Char(if i % 2 == 0 { b'B' } else { b'S' }),
+            shares: U32::new(10),
+            stock: stock(b"MSFT"),
+            price: U32::new(1_000_000 + 3 * i as u32),
+        };
+        p.push(a.as_bytes()).unwrap();
+        let d = itch::OrderDelete {
+            header: header(itch::OrderDelete::TYPE, 7),
+            order_reference_number: U64::new(r + 20),
+        };
+        p.push(d.as_bytes()).unwrap();
+        let u = itch::OrderReplace {
+            header: header(itch::OrderReplace::TYPE, 7),
+            original_order_reference_number: U64::new(r + 40),
+            new_order_reference_number: U64::new(300_000 + i as u64),
+            shares: U32::new(7),
+            price: U32::new(950_000),
+        };
+        p.push(u.as_bytes()).unwrap();
+    }
+    let bytes = p.finish().to_vec();
+    let packet = Packet::new_checked(&bytes[..]).unwrap();
+    hinted.prefetch(&packet);
+    for (_, m) in packet.messages() {
+        itch::dispatch(m, &mut hinted).unwrap();
+        itch::dispatch(m, &mut plain).unwrap();
+        assert_eq!(hinted.top_changed(), plain.top_changed());
+    }
+    let canonical = |b: &Books| {
+        let mut out = Vec::new();
+        b.write_canonical(&mut out, None, None);
+        out
+    };
+    assert_eq!(canonical(&hinted), canonical(&plain));
+    assert_eq!(hinted.stats(), plain.stats());
+    assert_eq!(hinted.live_orders(), plain.live_orders());
+    assert!(plain.stats().unknown_reference > 0, "unknown references");
+    assert!(plain.stats().duplicate_reference > 0, "a duplicate add");
+}

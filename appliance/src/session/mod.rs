@@ -128,7 +128,13 @@ pub struct SessionConfig {
     /// Without servers, with several lines: how long a hole may wait for a
     /// live line that lags behind and has not reached it yet.
     pub max_line_wait_ns: u64,
-    /// Packets the reorder window holds.
+    /// With servers: how long a hole waits for a reordered packet before
+    /// it is asked for, unless the feed moves on past it first (one more
+    /// packet beyond the horizon: the hole was no adjacent swap). Zero asks
+    /// at once. Saves the requests that reordering alone would cause.
+    pub request_delay_ns: u64,
+    /// Packets the reorder window holds (see [`SessionConfig::window_for`]
+    /// to size it in time at the feed's peak rate).
     pub window_packets: usize,
     /// Largest packet the window can hold, in bytes.
     pub max_packet: usize,
@@ -157,6 +163,12 @@ pub struct SessionConfig {
     pub session: Option<Session>,
     /// Packets of a new session that confirm it (or one on a second line).
     pub confirm_session_packets: u32,
+    /// Where a session already partly received (an earlier run on the same
+    /// audit journal) resumes: messages of this session before this
+    /// sequence number are not delivered again, and only those after it
+    /// that did not arrive live are requested (not the whole day from
+    /// `backfill_from`).
+    pub resume: Option<(Session, u64)>,
 }
 
 impl Default for SessionConfig {
@@ -172,6 +184,7 @@ impl Default for SessionConfig {
             attempts_per_server: 2,
             reorder_wait_ns: 10_000_000,
             max_line_wait_ns: 1_000_000_000,
+            request_delay_ns: 500_000,
             window_packets: 16_384,
             max_packet: 2048,
             max_message_len: None,
@@ -180,7 +193,18 @@ impl Default for SessionConfig {
             max_rate: 10_000_000,
             session: None,
             confirm_session_packets: 3,
+            resume: None,
         }
+    }
+}
+
+impl SessionConfig {
+    /// The window (in packets) that holds `window_ns` of a feed sending
+    /// `peak_pps` packets per second: at least one packet, at most what an
+    /// index can count.
+    pub fn window_for(window_ns: u64, peak_pps: u64) -> usize {
+        let packets = u128::from(window_ns) * u128::from(peak_pps) / 1_000_000_000;
+        usize::try_from(packets).unwrap_or(usize::MAX).max(1)
     }
 }
 
@@ -328,21 +352,27 @@ pub struct SessionStats {
 }
 
 /// A histogram of durations in powers of two of microseconds (the first
-/// bucket: under 2 µs; the last: 2^23 µs ≈ 8 s and more).
+/// bucket: under 2 µs; the last: 2^23 µs ≈ 8 s and more), and the longest.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Durations(pub [u64; 24]);
+pub struct Durations {
+    /// Counts per power of two of microseconds.
+    pub buckets: [u64; 24],
+    /// The longest duration counted, in nanoseconds.
+    pub max_ns: u64,
+}
 
 impl Durations {
     /// Counts one duration.
     pub fn record(&mut self, ns: u64) {
         let us = (ns / 1000).max(1);
-        let bucket = (63 - us.leading_zeros() as usize).min(self.0.len() - 1);
-        self.0[bucket] += 1;
+        let bucket = (63 - us.leading_zeros() as usize).min(self.buckets.len() - 1);
+        self.buckets[bucket] += 1;
+        self.max_ns = self.max_ns.max(ns);
     }
 
     /// How many were counted.
     pub fn count(&self) -> u64 {
-        self.0.iter().sum()
+        self.buckets.iter().sum()
     }
 
     /// The upper bound (µs) of the bucket holding quantile `q` (0..=1), or
@@ -354,7 +384,7 @@ impl Durations {
         }
         let rank = ((total as f64 * q).ceil() as u64).clamp(1, total);
         let mut seen = 0;
-        for (i, n) in self.0.iter().enumerate() {
+        for (i, n) in self.buckets.iter().enumerate() {
             seen += n;
             if seen >= rank {
                 return Some(2u64 << i);
@@ -366,9 +396,10 @@ impl Durations {
 
 impl std::ops::AddAssign for Durations {
     fn add_assign(&mut self, o: Self) {
-        for (to, from) in self.0.iter_mut().zip(o.0) {
+        for (to, from) in self.buckets.iter_mut().zip(o.buckets) {
             *to = to.saturating_add(from);
         }
+        self.max_ns = self.max_ns.max(o.max_ns);
     }
 }
 
@@ -418,6 +449,9 @@ struct Held {
     /// The earliest arrival among this entry and those after it: since
     /// then the hole before it is known (scratch of `settle_old_holes`).
     revealed: u64,
+    /// How many times the horizon had moved when it arrived (0 for a lost
+    /// range): once it moves again, the hole before this entry is no swap.
+    nth: u64,
 }
 
 impl Held {
@@ -430,6 +464,7 @@ impl Held {
             len: 0,
             arrived: u64::MAX,
             revealed: u64::MAX,
+            nth: 0,
         }
     }
 }
@@ -503,6 +538,8 @@ pub struct SessionTracker {
     horizon_known: bool,
     /// When `highest` last moved.
     highest_at: u64,
+    /// How many times `highest` moved.
+    raises: u64,
     /// Without servers: the earliest time a settle pass may give a hole up
     /// (`u64::MAX`: none pending).
     settle_at: u64,
@@ -562,6 +599,7 @@ impl SessionTracker {
             suspect_bytes: vec![0; cfg.max_packet].into_boxed_slice(),
             horizon_known: false,
             highest_at: 0,
+            raises: 0,
             settle_at: u64::MAX,
             trusted_at: 0,
             front_wait: None,
@@ -722,6 +760,7 @@ impl SessionTracker {
         if to > self.highest {
             self.highest = to;
             self.highest_at = now;
+            self.raises += 1;
             // A hole revealed now is due a reorder wait from now (a packet
             // held below the horizon only splits holes already known).
             self.settle_at = self
@@ -953,7 +992,11 @@ impl SessionTracker {
     fn start(&mut self, session: Session, seq: u64, sink: &mut impl ActionSink) {
         let window = self.arena.len() / self.cfg.max_packet.max(1);
         self.session = Some(session);
-        self.next_seq = self.cfg.backfill_from.map_or(seq, |b| b.min(seq)).max(1);
+        self.next_seq = match self.cfg.resume {
+            Some((s, next)) if s == session => next,
+            _ => self.cfg.backfill_from.map_or(seq, |b| b.min(seq)),
+        }
+        .max(1);
         self.highest = self.next_seq;
         self.ended = false;
         self.end_reported = false;
@@ -1075,6 +1118,7 @@ impl SessionTracker {
             len: bytes.len(),
             arrived: now,
             revealed: now,
+            nth: self.raises,
         });
         self.stats.held_packets += 1;
     }
@@ -1290,7 +1334,18 @@ impl SessionTracker {
                 cursor = held.end;
                 continue;
             }
-            let limit = self.held.get(h).map_or(self.highest, |held| held.seq);
+            let (limit, since, nth) = self
+                .held
+                .get(h)
+                .map_or((self.highest, self.highest_at, self.raises), |held| {
+                    (held.seq, held.arrived, held.nth)
+                });
+            // A hole the latest packet revealed may be an adjacent swap:
+            // it is asked for once the feed moves on or the delay is over
+            // (the timer comes back; later holes are younger still).
+            if nth >= self.raises && now < since.saturating_add(self.cfg.request_delay_ns) {
+                break;
+            }
             let end = limit
                 .min(cursor.saturating_add(u64::from(self.cfg.max_request.max(1))))
                 .min(self.highest);

@@ -146,10 +146,12 @@ fn waiting(reorder_wait_ns: u64) -> SessionConfig {
     }
 }
 
+/// `n` servers, asked at once when a hole opens (no reorder delay).
 fn with_servers(n: usize) -> SessionConfig {
     SessionConfig {
         servers: n,
         request_timeout_ns: 10 * MS,
+        request_delay_ns: 0,
         ..SessionConfig::default()
     }
 }
@@ -317,6 +319,34 @@ fn backfill_from_the_first_message() {
     r.feed(0, &packet(b"S1", 100, 1));
     let log = r.log.take();
     assert_eq!(log[1..], [Rec::Gap(1, 100), Rec::Stale, req(0, 1, 99)]);
+}
+
+/// A session resumed after a restart (the audit journal holds 1..=499):
+/// only what came after the journal is requested, and what the journal
+/// holds is not delivered again; another session starts from the backfill.
+#[test]
+fn a_resumed_session_requests_only_what_came_after_it() {
+    let cfg = SessionConfig {
+        backfill_from: Some(1),
+        resume: Some((session(b"S1"), 500)),
+        ..with_servers(1)
+    };
+    let mut r = Rig::new(cfg.clone());
+    r.feed(0, &packet(b"S1", 700, 1));
+    let log = r.log.take();
+    assert_eq!(log[1..], [Rec::Gap(500, 700), Rec::Stale, req(0, 500, 200)]);
+    let mut r = Rig::new(cfg.clone());
+    r.feed(0, &packet(b"S1", 495, 10));
+    let log = r.log.take();
+    assert_eq!(
+        log[1..],
+        (500..505).map(Rec::Deliver).collect::<Vec<_>>(),
+        "a packet straddling the resume point delivers only what is new"
+    );
+    let mut r = Rig::new(cfg);
+    r.feed(0, &packet(b"S2", 3, 1));
+    let log = r.log.take();
+    assert_eq!(log[1..], [Rec::Gap(1, 3), Rec::Stale, req(0, 1, 2)]);
 }
 
 #[test]
@@ -1013,4 +1043,68 @@ fn requests_are_retried_after_the_round_trip_the_server_showed() {
         vec![req(0, 6, 1)],
         "retried 3 ms after the request, not 10"
     );
+}
+
+/// One server, with the default reorder delay.
+fn delaying() -> SessionConfig {
+    SessionConfig {
+        servers: 1,
+        ..SessionConfig::default()
+    }
+}
+
+#[test]
+fn an_adjacent_swap_is_not_asked_for() {
+    let mut r = Rig::new(delaying());
+    r.feed(0, &packet(b"S1", 1, 3));
+    // 7..10 comes before 4..7, 10 µs apart (a feed at 100k packets/s).
+    r.feed(10_000, &packet(b"S1", 7, 3));
+    r.timer(15_000);
+    r.feed(20_000, &packet(b"S1", 4, 3));
+    r.feed(30_000, &packet(b"S1", 10, 3));
+    r.timer(40 * MS);
+    assert_eq!(r.log.delivered(), (1..13).collect::<Vec<_>>());
+    assert_eq!(r.t.stats().requests, 0, "the swap cost no request");
+    assert_eq!(r.t.stats().gaps_filled, 1);
+}
+
+#[test]
+fn a_loss_is_asked_for_as_soon_as_the_feed_moves_past_it() {
+    let mut r = Rig::new(delaying());
+    r.feed(0, &packet(b"S1", 1, 3));
+    r.feed(10_000, &packet(b"S1", 7, 3));
+    assert!(
+        !r.log
+            .take()
+            .iter()
+            .any(|e| matches!(e, Rec::Request { .. }))
+    );
+    // The next packet beyond: 4..7 was no swap, it is asked for at once,
+    // long before the delay is over.
+    r.feed(20_000, &packet(b"S1", 10, 3));
+    assert!(r.log.take().contains(&req(0, 4, 3)));
+}
+
+#[test]
+fn a_loss_with_nothing_after_it_is_asked_for_after_the_delay() {
+    let mut r = Rig::new(delaying());
+    r.feed(0, &packet(b"S1", 1, 3));
+    r.feed(10_000, &heartbeat(b"S1", 7));
+    r.timer(10_000 + 499_000);
+    assert!(
+        !r.log
+            .take()
+            .iter()
+            .any(|e| matches!(e, Rec::Request { .. }))
+    );
+    r.timer(10_000 + 500_000);
+    assert!(r.log.take().contains(&req(0, 4, 3)));
+}
+
+#[test]
+fn the_window_is_sized_in_time_at_the_peak_rate() {
+    // 250 ms at 100,000 packets/s.
+    assert_eq!(SessionConfig::window_for(250 * MS, 100_000), 25_000);
+    assert_eq!(SessionConfig::window_for(0, 100_000), 1);
+    assert_eq!(SessionConfig::window_for(u64::MAX, u64::MAX), usize::MAX);
 }

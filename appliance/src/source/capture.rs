@@ -136,6 +136,7 @@ impl Source for CaptureSource {
                             bytes: data,
                         },
                         captured_at: None,
+                        received_at: None,
                     },
                     offset,
                 ),
@@ -155,6 +156,7 @@ impl Source for CaptureSource {
                             line: filter.line(&udp).unwrap_or(0),
                             payload: Payload::Packet(udp.payload),
                             captured_at: Some(frame.ts_nanos),
+                            received_at: None,
                         },
                         frame.offset,
                     )

@@ -77,6 +77,7 @@ impl Source for MemorySource {
                 line: p.line,
                 payload: Payload::Packet(&self.bytes[p.start..p.end]),
                 captured_at: p.captured_at,
+                received_at: None,
             }) == Verdict::Stop
             {
                 self.next = self.packets.len();

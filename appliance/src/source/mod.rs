@@ -47,6 +47,57 @@ pub struct Arrival<'a> {
     pub payload: Payload<'a>,
     /// When it was captured (nanoseconds since the epoch), for captures.
     pub captured_at: Option<u64>,
+    /// When it was received, for live sources that know (the wire-to-handler
+    /// latency is measured from it).
+    pub received_at: Option<RxTime>,
+}
+
+/// Who took a frame's receive time, which says on which clock it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RxSource {
+    /// The XDP program, in software (`bpf_ktime_get_ns()` as it ran, before
+    /// the frame was steered): CLOCK_MONOTONIC. The driver's own time (XDP
+    /// RX metadata) needs a device-bound program, which aya 0.14 cannot load.
+    XdpSoftware,
+    /// The kernel, as the datagram reached the socket layer
+    /// (`SO_TIMESTAMPNS`): CLOCK_REALTIME.
+    KernelSocket,
+}
+
+/// The clocks receive times are taken on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RxClock {
+    /// CLOCK_MONOTONIC.
+    Monotonic,
+    /// CLOCK_REALTIME.
+    Realtime,
+}
+
+impl RxSource {
+    /// The clock its times are on.
+    pub fn clock(self) -> RxClock {
+        match self {
+            Self::XdpSoftware => RxClock::Monotonic,
+            Self::KernelSocket => RxClock::Realtime,
+        }
+    }
+
+    /// Its name in status and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::XdpSoftware => "xdp_software",
+            Self::KernelSocket => "kernel_so_timestampns",
+        }
+    }
+}
+
+/// When a frame was received: nanoseconds on the clock of `source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RxTime {
+    /// Nanoseconds on `source.clock()`.
+    pub ns: u64,
+    /// Who took it.
+    pub source: RxSource,
 }
 
 /// What the poller made of an arrival.

@@ -16,7 +16,8 @@ use ticklane_capture::feed::Feed;
 use std::net::Ipv4Addr;
 
 use super::{
-    Arrival, FeedChangeError, Payload, Polled, Source, SourceCounters, SourceError, Verdict, Wait,
+    Arrival, FeedChangeError, Payload, Polled, RxSource, RxTime, Source, SourceCounters,
+    SourceError, Verdict, Wait,
 };
 use crate::stats::MAX_LINES;
 use crate::sys::{self, Batch};
@@ -45,6 +46,9 @@ impl FeedSocket {
             io::Error::new(e.kind(), format!("joining {group}:{port}{from}: {e}"))
         })?;
         sys::set_receive_buffer(&socket, receive_buffer);
+        // The receive times are for the wire-to-handler latency; a kernel
+        // that refuses them only costs that measurement.
+        let _ = sys::receive_timestamps(&socket);
         Ok(Self { socket, feed })
     }
 }
@@ -116,6 +120,10 @@ impl Source for UdpSource {
                     line,
                     payload: Payload::Packet(d.payload),
                     captured_at: None,
+                    received_at: d.received_ns.map(|ns| RxTime {
+                        ns,
+                        source: RxSource::KernelSocket,
+                    }),
                 });
             }
         }

@@ -14,7 +14,8 @@ use super::steering::{AttachedMode, Steering, SteeringError, Subscriptions, XdpM
 use super::udp::FeedSocket;
 use super::xsk::{XskConfig, XskError, XskReceiver};
 use super::{
-    Arrival, FeedChangeError, Payload, Polled, Source, SourceCounters, SourceError, Verdict, Wait,
+    Arrival, FeedChangeError, Payload, Polled, RxSource, RxTime, Source, SourceCounters,
+    SourceError, Verdict, Wait,
 };
 
 /// What to steer where.
@@ -134,12 +135,16 @@ impl Source for XdpSource {
             Wait::Sleep(ms) => ms,
         };
         let admission = &mut self.admission;
-        let n = self.socket.receive(timeout, |frame| {
+        let n = self.socket.receive(timeout, |frame, received| {
             if let Some((line, payload)) = admission.admit(frame) {
                 f(Arrival {
                     line,
                     payload: Payload::Packet(payload),
                     captured_at: None,
+                    received_at: received.map(|ns| RxTime {
+                        ns,
+                        source: RxSource::XdpSoftware,
+                    }),
                 });
             }
         })?;

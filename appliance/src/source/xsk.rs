@@ -16,6 +16,8 @@ use xsk_rs::config::{
 };
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
+use ticklane_xdp::{RX_MAGIC, RX_META_LEN, RX_XDP_SOFTWARE};
+
 /// How to bind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BindRequest {
@@ -161,6 +163,34 @@ pub struct XskStats {
     pub rx_invalid_descs: u64,
 }
 
+/// Reads the XDP program's `struct tl_rx_meta` at `meta` (the receive time,
+/// if the program wrote it on the clock this module knows), and clears its
+/// magic, so that a frame whose next packet gets no metadata is not taken
+/// for stamped with this one's time.
+///
+/// # Safety
+///
+/// `meta` points at [`RX_META_LEN`] bytes of a UMEM frame this module owns
+/// (received, not yet back in the fill ring), valid for reads and writes.
+#[inline]
+unsafe fn take_rx_meta(meta: *mut u8) -> Option<u64> {
+    let mut bytes = [0u8; RX_META_LEN];
+    // SAFETY: the caller guarantees RX_META_LEN readable bytes at `meta`;
+    // `bytes` is a distinct local of that size.
+    unsafe { std::ptr::copy_nonoverlapping(meta, bytes.as_mut_ptr(), RX_META_LEN) };
+    let word =
+        |at: usize| u32::from_ne_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    if word(12) != RX_MAGIC {
+        return None;
+    }
+    // SAFETY: the magic is the last 4 of the RX_META_LEN bytes the caller
+    // guarantees writable.
+    unsafe { std::ptr::write_bytes(meta.add(12), 0, 4) };
+    let mut ns = [0u8; 8];
+    ns.copy_from_slice(&bytes[..8]);
+    (word(8) == RX_XDP_SOFTWARE).then_some(u64::from_ne_bytes(ns))
+}
+
 /// An AF_XDP socket receiving on one queue.
 pub struct XskReceiver {
     umem: Umem,
@@ -173,6 +203,8 @@ pub struct XskReceiver {
     initial: Vec<FrameDesc>,
     zero_copy: bool,
     huge_pages: bool,
+    /// Bytes per UMEM frame (where a frame's own headroom ends).
+    frame_size: usize,
 }
 
 impl std::fmt::Debug for XskReceiver {
@@ -315,6 +347,7 @@ impl XskReceiver {
             initial,
             zero_copy,
             huge_pages,
+            frame_size: cfg.frame_size as usize,
         };
         if let Some((usecs, budget)) = cfg.busy_poll {
             me.busy_poll(usecs, budget)?;
@@ -364,10 +397,16 @@ impl XskReceiver {
     }
 
     /// Receives one batch, waiting up to `timeout_ms` (0: do not wait),
-    /// lends each frame to `f` in place, then returns the frames to the fill
-    /// ring. Returns how many frames were received.
+    /// lends each frame to `f` in place, with the receive time the XDP
+    /// program wrote in front of it (`bpf_ktime_get_ns()`, CLOCK_MONOTONIC)
+    /// if it did, then returns the frames to the fill ring. Returns how many
+    /// frames were received.
     #[inline]
-    pub fn receive(&mut self, timeout_ms: i32, mut f: impl FnMut(&[u8])) -> io::Result<usize> {
+    pub fn receive(
+        &mut self,
+        timeout_ms: i32,
+        mut f: impl FnMut(&[u8], Option<u64>),
+    ) -> io::Result<usize> {
         // Take what is there without a syscall; sleep in poll() only when
         // the ring is empty.
         // SAFETY: `batch` only holds descriptors of this UMEM; `consume`
@@ -377,13 +416,28 @@ impl XskReceiver {
             // SAFETY: as above.
             n = unsafe { self.rx.poll_and_consume(&mut self.batch, timeout_ms)? };
         }
-        for desc in &self.batch[..n] {
+        let frame_size = self.frame_size;
+        for desc in &mut self.batch[..n] {
+            // The metadata lies in the frame's own headroom, just before the
+            // packet: only where the packet starts far enough into its frame.
+            let room = desc.addr() % frame_size >= RX_META_LEN;
             // SAFETY: `desc` came from this UMEM's rx ring just now, so its
             // address and length lie inside the UMEM mapping owned by `self`,
             // and the kernel does not touch the frame until we give it back
-            // below.
-            let data = unsafe { self.umem.data(desc) };
-            f(data.contents());
+            // below; nothing else reads or writes it meanwhile.
+            let mut data = unsafe { self.umem.data_mut(desc) };
+            let received = if room {
+                // SAFETY: the RX_META_LEN bytes before the packet are in the
+                // same UMEM frame (its offset in the frame is at least
+                // RX_META_LEN, and frames are `frame_size` apart from the
+                // start of the one mapping), which this module owns until
+                // the frame goes back to the fill ring; the pointer is
+                // derived from the exclusive view of that frame's packet.
+                unsafe { take_rx_meta(data.contents_mut().as_mut_ptr().sub(RX_META_LEN)) }
+            } else {
+                None
+            };
+            f(data.contents(), received);
         }
         if n > 0 {
             // SAFETY: these frames were consumed above, are no longer read,
