@@ -32,6 +32,9 @@ pub enum ShipError {
     /// The async runtime could not be built.
     #[error("audit shipper: cannot start its runtime: {0}")]
     Runtime(std::io::Error),
+    /// The store's clients could not be made.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// How the shipper batches and retries.
@@ -149,6 +152,7 @@ fn next_batch(
     reader: &mut Reader,
     upto: Option<Position>,
     max_rows: usize,
+    spare: &mut Vec<MessageRow>,
 ) -> Result<Batch, JournalError> {
     let mut b = Batch {
         end: reader.position(),
@@ -167,16 +171,22 @@ fn next_batch(
                 journaled_ns,
                 bytes,
             } => {
-                let row = MessageRow::new(session.trimmed(), seq, journaled_ns, bytes);
                 let fits = b.gaps.is_empty()
                     && b.messages.len() < max_rows
-                    && b.messages
-                        .first()
-                        .is_none_or(|f| f.session == row.session && f.day == row.day);
+                    && b.messages.first().is_none_or(|f| {
+                        f.session == session.trimmed() && f.day == day_of(journaled_ns)
+                    });
                 if !fits {
                     reader.rewind(before);
                     break;
                 }
+                let row = match spare.pop() {
+                    Some(mut row) => {
+                        row.fill(session.trimmed(), seq, journaled_ns, bytes);
+                        row
+                    }
+                    None => MessageRow::new(session.trimmed(), seq, journaled_ns, bytes),
+                };
                 b.messages.push(row);
             }
             Entry::Gap {
@@ -339,7 +349,7 @@ impl Ship {
         let mut reader = Reader::open(&self.dir, self.ack.acked);
         if let Some(end) = self.ack.pending {
             // A crash left this batch in flight: the same batch again, asked about first.
-            let batch = next_batch(&mut reader, Some(end), usize::MAX)?;
+            let batch = next_batch(&mut reader, Some(end), usize::MAX, &mut Vec::new())?;
             if !self.deliver(&batch, true, &give_up).await {
                 return Ok(());
             }
@@ -348,7 +358,11 @@ impl Ship {
         // The next batch is read and built on a thread of its own while
         // this one is being inserted (one batch ahead, no more).
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        // Shipped batches go back to the sealer, which fills their rows again.
+        let (recycle, recycled) = std::sync::mpsc::channel::<Batch>();
         let sealer = Sealer {
+            recycled,
+            spare: Vec::new(),
             reader,
             committed,
             stop: stop.clone(),
@@ -384,6 +398,7 @@ impl Ship {
                 }
             };
             self.acknowledge(&batch, next.as_ref())?;
+            let _ = recycle.send(batch);
             if next.is_none() {
                 next = match rx.recv() {
                     Ok(b) => Some(b?),
@@ -401,6 +416,10 @@ impl Ship {
 
 /// Reads the journal into sealed batches, in order, for the shipper.
 struct Sealer {
+    /// Batches the shipper is done with.
+    recycled: std::sync::mpsc::Receiver<Batch>,
+    /// Their rows, to be filled again.
+    spare: Vec<MessageRow>,
     reader: Reader,
     committed: Option<Arc<Mutex<Position>>>,
     stop: Arc<AtomicBool>,
@@ -418,7 +437,10 @@ impl Sealer {
                 .committed
                 .as_ref()
                 .map(|c| *c.lock().unwrap_or_else(PoisonError::into_inner));
-            match next_batch(&mut self.reader, upto, self.max_rows) {
+            while let Ok(mut done) = self.recycled.try_recv() {
+                self.spare.append(&mut done.messages);
+            }
+            match next_batch(&mut self.reader, upto, self.max_rows, &mut self.spare) {
                 Err(e) => {
                     let _ = tx.send(Err(e));
                     return;
@@ -460,6 +482,8 @@ impl Shipper {
         committed: Option<Arc<Mutex<Position>>>,
     ) -> Result<Self, ShipError> {
         let ack = AckState::load(dir)?;
+        // Connections of its own, made on its runtime.
+        let store = store.fresh()?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -579,7 +603,7 @@ mod tests {
         let mut reader = Reader::open(dir.path(), Position::default());
         let mut shapes = Vec::new();
         loop {
-            let batch = next_batch(&mut reader, None, 3).unwrap();
+            let batch = next_batch(&mut reader, None, 3, &mut Vec::new()).unwrap();
             if batch.messages.is_empty() && batch.gaps.is_empty() {
                 break;
             }

@@ -197,12 +197,12 @@ impl MessageRow {
     /// the poller never delivers, keeps its bytes and type with zero fields).
     pub fn new(session: &[u8], seq: u64, journaled_ns: u64, bytes: &[u8]) -> Self {
         let mut row = Self {
-            day: day_of(journaled_ns),
-            session: session.to_vec(),
-            seq,
-            journaled_ns,
+            day: 0,
+            session: Vec::new(),
+            seq: 0,
+            journaled_ns: 0,
             timestamp: 0,
-            r#type: bytes.first().map(|b| vec![*b]).unwrap_or_default(),
+            r#type: Vec::new(),
             stock_locate: 0,
             stock: Vec::new(),
             order_reference: 0,
@@ -210,31 +210,58 @@ impl MessageRow {
             shares: 0,
             price: 0,
             match_number: 0,
-            raw: bytes.to_vec(),
+            raw: Vec::new(),
             batch_first: 0,
             batch_last: 0,
         };
+        row.fill(session, seq, journaled_ns, bytes);
+        row
+    }
+
+    /// Makes this row the row of another message, as [`MessageRow::new`]
+    /// does, reusing its buffers (the shipper recycles its batches' rows:
+    /// no allocation per row, and no free on another thread).
+    pub fn fill(&mut self, session: &[u8], seq: u64, journaled_ns: u64, bytes: &[u8]) {
+        fn set(v: &mut Vec<u8>, bytes: &[u8]) {
+            v.clear();
+            v.extend_from_slice(bytes);
+        }
+        self.day = day_of(journaled_ns);
+        set(&mut self.session, session);
+        self.seq = seq;
+        self.journaled_ns = journaled_ns;
+        set(&mut self.r#type, bytes.get(..1).unwrap_or_default());
+        set(&mut self.raw, bytes);
+        self.stock.clear();
+        self.side.clear();
+        (self.timestamp, self.stock_locate) = (0, 0);
+        (
+            self.order_reference,
+            self.shares,
+            self.price,
+            self.match_number,
+        ) = (0, 0, 0, 0);
+        (self.batch_first, self.batch_last) = (0, 0);
         if let Ok(m) = itch::parse(bytes) {
-            row.timestamp = m.header().timestamp();
-            row.stock_locate = m.header().stock_locate();
+            self.timestamp = m.header().timestamp();
+            self.stock_locate = m.header().stock_locate();
             m.for_each_field(|name, value| match (name, value) {
-                ("stock", FieldValue::Text(t)) => row.stock = t.to_vec(),
-                ("buy_sell_indicator", FieldValue::Text(t)) => row.side = t.to_vec(),
+                ("stock", FieldValue::Text(t)) => set(&mut self.stock, t),
+                ("buy_sell_indicator", FieldValue::Text(t)) => set(&mut self.side, t),
                 (
                     "order_reference_number" | "original_order_reference_number",
                     FieldValue::Int(v),
                 ) => {
-                    row.order_reference = v;
+                    self.order_reference = v;
                 }
                 ("shares" | "executed_shares" | "cancelled_shares", FieldValue::Int(v)) => {
-                    row.shares = v
+                    self.shares = v
                 }
-                ("price" | "execution_price" | "cross_price", FieldValue::Int(v)) => row.price = v,
-                ("match_number", FieldValue::Int(v)) => row.match_number = v,
+                ("price" | "execution_price" | "cross_price", FieldValue::Int(v)) => self.price = v,
+                ("match_number", FieldValue::Int(v)) => self.match_number = v,
                 _ => {}
             });
         }
-        row
     }
 }
 
@@ -294,6 +321,15 @@ impl Store {
             flavor: Arc::new(OnceLock::new()),
             cfg,
         })
+    }
+
+    /// The same store with clients of its own (connections not pooled
+    /// with this one's): a connection pooled by another runtime's requests
+    /// hangs, or fails, when a new runtime takes it.
+    pub fn fresh(&self) -> Result<Self, StoreError> {
+        let mut s = Self::new(self.cfg.clone())?;
+        s.flavor = self.flavor.clone();
+        Ok(s)
     }
 
     /// The server's flavor, asked once (`SELECT version()`).
@@ -582,7 +618,13 @@ mod tests {
             (r.order_reference, r.shares, r.match_number, r.price),
             (42, 100, 9, 1_234_500)
         );
-        let junk = MessageRow::new(session.trimmed(), 4, 0, b"\xffjunk");
+        let mut reused = r.clone();
+        reused.fill(b"S2", 4, 0, b"\xffjunk");
+        let junk = MessageRow::new(b"S2", 4, 0, b"\xffjunk");
+        assert_eq!(
+            reused, junk,
+            "a recycled row is the new row, nothing left over"
+        );
         assert_eq!((junk.r#type, junk.raw), (vec![0xff], b"\xffjunk".to_vec()));
     }
 }

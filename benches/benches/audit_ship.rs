@@ -102,7 +102,11 @@ fn main() {
         )
         .expect("shipper")
         .finish(Duration::from_secs(600));
-        assert_eq!(report.rows, rows.len() as u64, "{report:?}");
+        assert_eq!(
+            (report.rows, report.failures),
+            (rows.len() as u64, 0),
+            "{report:?}"
+        );
         t.elapsed()
     };
     // Interleaved, the order swapped every round: each contender runs as
@@ -176,6 +180,13 @@ fn main() {
         "  (journal read + rows built alone: {:.0} ms)",
         seal.as_secs_f64() * 1e3
     );
+    let ms = |v: &[Duration]| {
+        v.iter()
+            .map(|d| format!("{:.0}", d.as_secs_f64() * 1e3))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!("  per round, ms: shipper {}; raw {}", ms(&ships), ms(&raws));
     println!(
         "  per round, shipper rate / raw rate: {}",
         pair_ratios
