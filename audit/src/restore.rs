@@ -126,29 +126,18 @@ pub fn replay(
     // session), by (session, seq); duplicates counted.
     let mut seen: Sessions<Seen> = Sessions::new();
     let mut late: BTreeMap<([u8; 10], u64), Vec<u8>> = BTreeMap::new();
-    let mut reader = Reader::open(dir, Position::default());
-    while let Some((entry, _)) = reader.next(None)? {
-        let Entry::Message {
-            session,
-            seq,
-            bytes,
-            ..
-        } = entry
-        else {
-            continue;
-        };
+    restored.recovery = each_message(dir, |session, seq, bytes| {
         restored.last = Some(session);
         let s = seen.get(session);
         if s.contains(seq) {
             restored.duplicates += 1;
-            continue;
+            return;
         }
         if s.max().is_some_and(|m| seq < m) {
             late.insert((session.0, seq), bytes.to_vec());
         }
         s.add(seq);
-    }
-    restored.recovery = reader.recovery();
+    })?;
     restored.sessions = seen
         .list
         .iter()
@@ -157,20 +146,10 @@ pub fn replay(
     // Pass 2: in journal order, each late message applied just before the
     // first message of its session above it, and the duplicates skipped.
     let mut applied: Sessions<Option<u64>> = Sessions::new();
-    let mut reader = Reader::open(dir, Position::default());
-    while let Some((entry, _)) = reader.next(None)? {
-        let Entry::Message {
-            session,
-            seq,
-            bytes,
-            ..
-        } = entry
-        else {
-            continue;
-        };
+    each_message(dir, |session, seq, bytes| {
         let high = applied.get(session);
         if high.is_some_and(|h| seq <= h) || late.contains_key(&(session.0, seq)) {
-            continue;
+            return;
         }
         *high = Some(seq);
         while let Some(&key) = late
@@ -185,10 +164,31 @@ pub fn replay(
         }
         apply(session, seq, bytes);
         restored.messages += 1;
-    }
+    })?;
     // Every late message went back in place: each is below a message its
     // session journaled before it, which pass 2 reached first.
     Ok(restored)
+}
+
+/// Hands every message of the journal in `dir` to `f` (session, seq,
+/// bytes), in journal order; returns what opening it repaired.
+fn each_message(
+    dir: &Path,
+    mut f: impl FnMut(Session, u64, &[u8]),
+) -> Result<Recovery, JournalError> {
+    let mut reader = Reader::open(dir, Position::default());
+    while let Some((entry, _)) = reader.next(None)? {
+        if let Entry::Message {
+            session,
+            seq,
+            bytes,
+            ..
+        } = entry
+        {
+            f(session, seq, bytes);
+        }
+    }
+    Ok(reader.recovery())
 }
 
 /// Rebuilds `books` and `vwap` from the journal in `dir`: its messages
