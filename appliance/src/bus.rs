@@ -254,7 +254,7 @@ impl Publisher {
 
     /// A delivered message for the audit trail. False when the audit ring
     /// was full: the caller must record the miss (see
-    /// [`crate::delivery::AuditMisses`]), never drop it silently. True, and
+    /// [`crate::delivery::Delivery::audit_missed`]), never drop it silently. True, and
     /// nothing copied, when the audit ring is off (no trail is kept).
     #[must_use = "a record the audit ring refused must be recorded as missed"]
     #[inline]

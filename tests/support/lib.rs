@@ -315,7 +315,7 @@ pub fn assert_success(out: &Output) {
 /// a lab runs.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Takes the lock of the live tests (see [`SERIAL`]).
+/// Takes the lock of the live tests (one lab at a time per test binary).
 pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL
         .lock()

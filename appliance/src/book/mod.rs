@@ -286,10 +286,10 @@ impl Books {
     /// Starts loading the orders that a packet's executions, cancels,
     /// deletes and replaces name, before its messages are applied one by
     /// one, so that their cache misses overlap instead of following one
-    /// another. When the books outgrow the caches (at least [`DEEP_LEVELS`]
-    /// price levels, as on a full day's 8,000 stocks), it also notes the
-    /// book messages (up to [`AHEAD_MAX`]) for a second hint as they are
-    /// applied, [`AHEAD`] messages before each one's turn: an order's price
+    /// another. When the books outgrow the caches (at least 32,768 price
+    /// levels, as on a full day's 8,000 stocks), it also notes the book
+    /// messages (up to 64) for a second hint as they are applied, 4
+    /// messages before each one's turn: an order's price
     /// level (its slot has arrived by then), an add's book and side. With
     /// fewer levels, all in cache, that second hint cost more than it saved
     /// (measured). Only hints: changes nothing the books report.
