@@ -384,6 +384,19 @@ mod tests {
         );
     }
 
+    /// A bus whose audit ring (64k records) a writer drains into a journal
+    /// on `disk`.
+    fn writer_on(disk: &Tmpfs) -> (ticklane_appliance::bus::Publisher, AuditWriter) {
+        let (publisher, mut subs) = bus(BusConfig {
+            events: 16,
+            audit: 1 << 16,
+        });
+        let (journal, _) = Journal::open(disk.0.path(), JournalConfig::default()).unwrap();
+        let writer =
+            AuditWriter::spawn(take_audit(&mut subs), journal, FillConfig::default()).unwrap();
+        (publisher, writer)
+    }
+
     /// A real full disk: a 64 KiB tmpfs (needs root, as the whole suite does).
     struct Tmpfs(tempfile::TempDir);
 
@@ -411,13 +424,7 @@ mod tests {
     #[test]
     fn a_full_disk_raises_the_alarm_and_keeps_exact_ranges_of_what_was_not_journaled() {
         let disk = Tmpfs::mount();
-        let (mut publisher, mut subs) = bus(BusConfig {
-            events: 16,
-            audit: 1 << 16,
-        });
-        let (journal, _) = Journal::open(disk.0.path(), JournalConfig::default()).unwrap();
-        let writer =
-            AuditWriter::spawn(take_audit(&mut subs), journal, FillConfig::default()).unwrap();
+        let (mut publisher, writer) = writer_on(&disk);
         let gauges = writer.gauges();
         let session = Session::from_name(b"W").unwrap();
         // In small bursts, so that the writer's batches are small and the
@@ -460,13 +467,7 @@ mod tests {
         let disk = Tmpfs::mount();
         let ballast = disk.0.path().join("ballast");
         std::fs::write(&ballast, vec![0u8; 32 << 10]).unwrap();
-        let (mut publisher, mut subs) = bus(BusConfig {
-            events: 16,
-            audit: 1 << 16,
-        });
-        let (journal, _) = Journal::open(disk.0.path(), JournalConfig::default()).unwrap();
-        let writer =
-            AuditWriter::spawn(take_audit(&mut subs), journal, FillConfig::default()).unwrap();
+        let (mut publisher, writer) = writer_on(&disk);
         let gauges = writer.gauges();
         let session = Session::from_name(b"W").unwrap();
         let mut publish = |seqs: std::ops::Range<u64>| {
